@@ -1,0 +1,26 @@
+//! The server configuration: one typed struct with defaults that work on a laptop. Names
+//! follow Tiled's configuration where the concept is the same.
+
+/// Settings of one API node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest uncompressed response body, checked before any data is read (Tiled's name).
+    pub response_bytesize_limit: usize,
+    /// Bytes of decoded chunks kept in the in-process cache.
+    pub cache_bytes: u64,
+    /// Concurrent decode jobs on the blocking pool.
+    pub decode_threads: usize,
+    /// Largest `page[limit]` a search may ask for.
+    pub max_page_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            response_bytesize_limit: 300_000_000,
+            cache_bytes: 1 << 30,
+            decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_page_limit: 300,
+        }
+    }
+}

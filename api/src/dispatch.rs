@@ -1,0 +1,151 @@
+//! Where decoding runs. `Dispatcher` is the seam: [`Inline`] decodes in this process on a
+//! bounded blocking pool (embedded shape); the cluster sends the same jobs to workers over NATS.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+use bytes::Bytes;
+use tessera_common::adapters::{self, Adapter, DataSource, SparseBlock};
+use tessera_common::array::ArrayData;
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+
+/// Runs decode jobs against data sources.
+#[async_trait]
+pub trait Dispatcher: Send + Sync {
+    /// Decodes one native block of an array.
+    async fn read_block(&self, source: &DataSource, block: &[usize])
+    -> Result<ArrayData, ApiError>;
+    /// Reads one partition of a table (all columns).
+    async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError>;
+    /// Reads one block of a sparse array.
+    async fn read_sparse_block(
+        &self,
+        source: &DataSource,
+        block: &[usize],
+    ) -> Result<SparseBlock, ApiError>;
+    /// Reads awkward buffers by form key.
+    async fn read_awkward_buffers(
+        &self,
+        source: &DataSource,
+        form_keys: &[String],
+    ) -> Result<Vec<(String, Bytes)>, ApiError>;
+    /// Reads a whole ragged array (offsets, values).
+    async fn read_ragged(
+        &self,
+        source: &DataSource,
+    ) -> Result<(Vec<Vec<i64>>, ArrayData), ApiError>;
+    /// The table's index column names.
+    async fn index_columns(&self, source: &DataSource) -> Result<Vec<String>, ApiError>;
+}
+
+/// Decodes in-process: opened adapters are kept (bounded), work runs on the blocking pool
+/// with at most `threads` decodes at once so a burst of requests queues instead of thrashing.
+pub struct Inline {
+    adapters: moka::sync::Cache<String, Adapter>,
+    permits: Arc<Semaphore>,
+}
+
+impl Inline {
+    /// A dispatcher running at most `threads` decodes concurrently.
+    pub fn new(threads: usize) -> Self {
+        Inline {
+            adapters: moka::sync::Cache::new(1024),
+            permits: Arc::new(Semaphore::new(threads.max(1))),
+        }
+    }
+
+    fn adapter(&self, source: &DataSource) -> Result<Adapter, ApiError> {
+        let key = serde_json::to_string(source).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Some(a) = self.adapters.get(&key) {
+            return Ok(a);
+        }
+        let a = adapters::open(source)?;
+        self.adapters.insert(key, a.clone());
+        Ok(a)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("decode pool is shut down"))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))?
+    }
+}
+
+fn wrong_family(what: &str) -> ApiError {
+    ApiError::not_found(format!("this node's data is not {what}"))
+}
+
+#[async_trait]
+impl Dispatcher for Inline {
+    async fn read_block(
+        &self,
+        source: &DataSource,
+        block: &[usize],
+    ) -> Result<ArrayData, ApiError> {
+        let Adapter::Array(r) = self.adapter(source)? else {
+            return Err(wrong_family("an array"));
+        };
+        let block = block.to_vec();
+        self.run(move || Ok(r.read_block(&block)?)).await
+    }
+
+    async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError> {
+        let Adapter::Table(r) = self.adapter(source)? else {
+            return Err(wrong_family("a table"));
+        };
+        self.run(move || Ok(r.read_partition(i)?)).await
+    }
+
+    async fn read_sparse_block(
+        &self,
+        source: &DataSource,
+        block: &[usize],
+    ) -> Result<SparseBlock, ApiError> {
+        let Adapter::Sparse(r) = self.adapter(source)? else {
+            return Err(wrong_family("a sparse array"));
+        };
+        let block = block.to_vec();
+        self.run(move || Ok(r.read_block(&block)?)).await
+    }
+
+    async fn read_awkward_buffers(
+        &self,
+        source: &DataSource,
+        form_keys: &[String],
+    ) -> Result<Vec<(String, Bytes)>, ApiError> {
+        let Adapter::Awkward(r) = self.adapter(source)? else {
+            return Err(wrong_family("an awkward array"));
+        };
+        let keys = form_keys.to_vec();
+        self.run(move || Ok(r.read_buffers(&keys)?)).await
+    }
+
+    async fn read_ragged(
+        &self,
+        source: &DataSource,
+    ) -> Result<(Vec<Vec<i64>>, ArrayData), ApiError> {
+        let Adapter::Ragged(r) = self.adapter(source)? else {
+            return Err(wrong_family("a ragged array"));
+        };
+        self.run(move || Ok(r.read()?)).await
+    }
+
+    async fn index_columns(&self, source: &DataSource) -> Result<Vec<String>, ApiError> {
+        let Adapter::Table(r) = self.adapter(source)? else {
+            return Err(wrong_family("a table"));
+        };
+        Ok(r.index_columns())
+    }
+}

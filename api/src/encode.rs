@@ -1,0 +1,99 @@
+//! Encoding on the blocking pool: maps a negotiated media type to the serializer in `common`
+//! and runs it off the request runtime (PNG, Parquet, XLSX and HDF5 take real CPU time).
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use tessera_common::array::ArrayData;
+use tessera_common::serializers::{self, SerializeError};
+
+use crate::error::ApiError;
+use crate::negotiate;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SerializeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// Encodes an array as `media`.
+pub async fn array(data: ArrayData, media: &'static str) -> Result<Bytes, ApiError> {
+    use serializers::array as a;
+    if media == negotiate::OCTET {
+        return Ok(a::to_octet_stream(&data));
+    }
+    blocking(move || {
+        Ok(Bytes::from(match media {
+            negotiate::JSON => a::to_json(&data)?,
+            negotiate::PNG => a::to_png(&data)?,
+            negotiate::TIFF => a::to_tiff(&data)?,
+            negotiate::HTML => a::to_html(&data)?,
+            m if negotiate::is_csv(m) => a::to_csv(&data)?,
+            other => {
+                return Err(SerializeError::Unsupported {
+                    media_type: other.to_string(),
+                    reason: "arrays cannot be encoded in this format".to_string(),
+                });
+            }
+        }))
+    })
+    .await
+}
+
+/// Encodes table partitions (one schema) as `media`; `index` names the index columns.
+pub async fn table(
+    batches: Vec<RecordBatch>,
+    index: Vec<String>,
+    media: &'static str,
+) -> Result<Bytes, ApiError> {
+    use serializers::table as t;
+    blocking(move || {
+        Ok(Bytes::from(match media {
+            negotiate::ARROW => t::to_arrow_file(&batches)?,
+            negotiate::PARQUET => t::to_parquet(&batches)?,
+            negotiate::JSON => t::to_json(&batches, &index)?,
+            negotiate::JSON_SEQ => t::to_json_seq(&batches, &index)?,
+            negotiate::XLSX => t::to_xlsx(&batches, &index)?,
+            negotiate::HTML => t::to_html(&batches, &index)?,
+            negotiate::HDF5 => serializers::hdf5::to_hdf5(&serializers::hdf5::H5Node::Table {
+                batches,
+                index_columns: index,
+                attrs: Default::default(),
+            })?,
+            m if negotiate::is_csv(m) => t::to_csv(&batches, &index)?,
+            other => {
+                return Err(SerializeError::Unsupported {
+                    media_type: other.to_string(),
+                    reason: "tables cannot be encoded in this format".to_string(),
+                });
+            }
+        }))
+    })
+    .await
+}
+
+/// Encodes COO points (coordinates per kept dimension, values) as `media`.
+pub async fn sparse(
+    coords: Vec<Vec<i64>>,
+    data: ArrayData,
+    media: &'static str,
+) -> Result<Bytes, ApiError> {
+    let batch = serializers::sparse::to_record_batch(&coords, &data)?;
+    if media == negotiate::HDF5 {
+        return blocking(move || serializers::sparse::to_hdf5(&coords, &data).map(Bytes::from))
+            .await;
+    }
+    table(vec![batch], Vec::new(), media).await
+}
+
+/// A stored (uncompressed) zip of named buffers.
+pub fn zip(entries: &[(String, &[u8])]) -> Result<Vec<u8>, ApiError> {
+    Ok(serializers::zip::zip_stored(entries)?)
+}
+
+/// An HDF5 file of a subtree.
+pub async fn hdf5(tree: serializers::hdf5::H5Node) -> Result<Bytes, ApiError> {
+    blocking(move || serializers::hdf5::to_hdf5(&tree).map(Bytes::from)).await
+}

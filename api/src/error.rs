@@ -1,0 +1,101 @@
+//! The one place where failures become HTTP answers: every error carries its status and a
+//! message that says what was wrong, rendered as Tiled's `{"detail": ...}` JSON body.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera_common::adapters::AdapterError;
+use tessera_common::chunks::ChunkError;
+use tessera_common::serializers::SerializeError;
+use tessera_common::slicing::SliceError;
+
+/// An error answer: status plus the `detail` message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+impl ApiError {
+    /// An error with any status.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+    /// 400 Bad Request.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+    /// 404 Not Found.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+    /// 422 Unprocessable Entity (parameter validation, as Tiled uses it).
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+    /// 406 Not Acceptable.
+    pub fn not_acceptable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_ACCEPTABLE, detail)
+    }
+    /// 500: a bug or an unexpected failure on our side (never for bad input).
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, detail = %self.detail, "request failed");
+        }
+        let body = serde_json::json!({ "detail": self.detail }).to_string();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+impl From<SliceError> for ApiError {
+    fn from(e: SliceError) -> Self {
+        match e {
+            // Tiled answers 400 when the slice has more entries than the array has dimensions.
+            SliceError::TooManyDims { .. } => ApiError::bad_request(e.to_string()),
+            _ => ApiError::unprocessable(e.to_string()),
+        }
+    }
+}
+
+impl From<ChunkError> for ApiError {
+    fn from(e: ChunkError) -> Self {
+        ApiError::unprocessable(e.to_string())
+    }
+}
+
+impl From<AdapterError> for ApiError {
+    fn from(e: AdapterError) -> Self {
+        match e {
+            AdapterError::BlockOutOfRange { .. } => ApiError::unprocessable(e.to_string()),
+            AdapterError::PartitionOutOfRange(_) => ApiError::bad_request(e.to_string()),
+            // A node the catalog lists but whose data cannot be read is a problem with the
+            // data, not a transient server fault: a 4xx stops the client's 5xx retry loop.
+            AdapterError::UnknownMimetype(_) | AdapterError::BadSource(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            AdapterError::Read(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SerializeError> for ApiError {
+    fn from(e: SerializeError) -> Self {
+        match e {
+            SerializeError::Unsupported { .. } => ApiError::not_acceptable(e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! tessera's HTTP service: Tiled's API v1 over the data model in `tessera-common`. The read
+//! path runs route -> catalog -> planner -> cache -> dispatcher (decode) -> encode -> respond.
+
+pub mod awkward;
+pub mod cache;
+pub mod catalog;
+pub mod config;
+pub mod dispatch;
+pub mod encode;
+pub mod error;
+pub mod negotiate;
+pub mod params;
+pub mod planner;
+pub mod resource;
+pub mod respond;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+/// The version reported as `library_version` (PEP 440, as the client parses it).
+pub const LIBRARY_VERSION: &str = "0.2.20";

@@ -1,0 +1,207 @@
+//! Turning a payload into an HTTP answer: JSON or msgpack documents, ETags and `304`s,
+//! `Content-Encoding` (zstd or gzip, only where it pays), and the headers Tiled's client reads.
+
+use std::io::Write;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::negotiate;
+
+/// Bodies smaller than this go out uncompressed (as Tiled does).
+const MIN_COMPRESS: usize = 1000;
+/// Compress only if the result is at most this fraction of the original (Tiled: 1/0.9).
+const MAX_RATIO: f64 = 0.9;
+/// Large bodies are probed on a prefix first, so incompressible data (random floats) costs
+/// one small trial instead of a full pass.
+const PROBE: usize = 64 * 1024;
+
+/// A payload ready to send.
+pub struct Payload {
+    pub body: Bytes,
+    pub media_type: String,
+    pub etag: Option<String>,
+    pub filename: Option<String>,
+}
+
+/// A content-derived ETag.
+pub fn etag_of(parts: &[&[u8]]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in parts {
+        h.update(p);
+        h.update(&[0]);
+    }
+    format!("\"{:032x}\"", h.digest128())
+}
+
+fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
+    let v = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let has = |name: &str| {
+        v.split(',').any(|p| {
+            let mut it = p.split(';');
+            let n = it.next().unwrap_or("").trim();
+            let q0 = it.any(|q| q.trim().replace(' ', "") == "q=0");
+            n == name && !q0
+        })
+    };
+    (has("zstd"), has("gzip"))
+}
+
+fn zstd(data: &[u8]) -> Option<Vec<u8>> {
+    zstd::bulk::compress(data, 1).ok()
+}
+
+fn gzip(data: &[u8]) -> Option<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 2),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(data).ok()?;
+    enc.finish().ok()
+}
+
+/// Compresses `body` with the best encoding the client accepts, if that pays.
+pub fn compress(headers: &HeaderMap, body: &Bytes) -> Option<(&'static str, Bytes)> {
+    if body.len() < MIN_COMPRESS {
+        return None;
+    }
+    let (z, g) = accepted_encodings(headers);
+    type Codec = fn(&[u8]) -> Option<Vec<u8>>;
+    let (name, f): (&'static str, Codec) = if z {
+        ("zstd", zstd)
+    } else if g {
+        ("gzip", gzip)
+    } else {
+        return None;
+    };
+    if body.len() > 4 * PROBE {
+        let probe = f(&body[..PROBE])?;
+        if probe.len() as f64 > MAX_RATIO * PROBE as f64 {
+            return None;
+        }
+    }
+    let out = f(body)?;
+    (out.len() as f64 <= MAX_RATIO * body.len() as f64).then(|| (name, Bytes::from(out)))
+}
+
+/// Builds the response: 304 on a matching `If-None-Match`, else the (maybe compressed) body.
+/// Compression of large bodies runs on the blocking pool.
+pub async fn send(headers: &HeaderMap, p: Payload) -> Response {
+    if let (Some(etag), Some(inm)) = (&p.etag, headers.get(header::IF_NONE_MATCH)) {
+        let inm = inm.to_str().unwrap_or("");
+        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(v) = HeaderValue::from_str(etag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            return r;
+        }
+    }
+    let body = p.body.clone();
+    let compressed = if body.len() > 256 * 1024 {
+        let hdrs = headers.clone();
+        tokio::task::spawn_blocking(move || compress(&hdrs, &body))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        compress(headers, &body)
+    };
+    let mut resp = match &compressed {
+        Some((_, b)) => b.clone().into_response(),
+        None => p.body.into_response(),
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&negotiate::content_type(&p.media_type)) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some((enc, _)) = compressed {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Some(etag) = p.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        h.insert(header::ETAG, etag);
+    }
+    if let Some(name) = p.filename {
+        let safe: String = name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    resp
+}
+
+/// Serializes a document as msgpack (when the client asks for it first) or JSON, with an ETag.
+pub async fn document(headers: &HeaderMap, doc: &Value) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, media_type) = if negotiate::wants_msgpack(accept) {
+        let b = rmp_serde::to_vec_named(doc).map_err(|e| ApiError::internal(e.to_string()))?;
+        (b, negotiate::MSGPACK)
+    } else {
+        let b = serde_json::to_vec(doc).map_err(|e| ApiError::internal(e.to_string()))?;
+        (b, negotiate::JSON)
+    };
+    let etag = etag_of(&[&body]);
+    Ok(send(
+        headers,
+        Payload {
+            body: Bytes::from(body),
+            media_type: media_type.to_string(),
+            etag: Some(etag),
+            filename: None,
+        },
+    )
+    .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdrs(ae: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(ae).unwrap());
+        h
+    }
+
+    #[test]
+    fn compressible_bodies_use_zstd_when_offered() {
+        let body = Bytes::from(vec![1u8; 40_000]);
+        let (enc, out) = compress(&hdrs("gzip, deflate, zstd, blosc2"), &body).unwrap();
+        assert_eq!(enc, "zstd");
+        assert_eq!(zstd::bulk::decompress(&out, 40_000).unwrap(), body.to_vec());
+        let (enc, _) = compress(&hdrs("gzip"), &body).unwrap();
+        assert_eq!(enc, "gzip");
+    }
+
+    #[test]
+    fn small_random_or_unaccepted_bodies_stay_plain() {
+        assert!(compress(&hdrs("zstd"), &Bytes::from(vec![1u8; 100])).is_none());
+        assert!(compress(&hdrs("identity"), &Bytes::from(vec![1u8; 40_000])).is_none());
+        let mut x = 0x9e3779b97f4a7c15u64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(compress(&hdrs("zstd"), &Bytes::from(noise)).is_none());
+    }
+
+    #[test]
+    fn etags_depend_on_every_part() {
+        assert_ne!(etag_of(&[b"a", b"bc"]), etag_of(&[b"ab", b"c"]));
+        assert_eq!(etag_of(&[b"x"]), etag_of(&[b"x"]));
+    }
+}

@@ -1,0 +1,400 @@
+//! Array-like data routes: `/array/full` and `/array/block` (dense and sparse arrays),
+//! `/awkward/buffers` and `/awkward/full`, `/ragged/full`.
+
+use std::str::FromStr;
+
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::Value;
+use tessera_common::adapters::DataSource;
+use tessera_common::array::ArrayData;
+use tessera_common::chunks::ChunkGrid;
+use tessera_common::slicing::{DimRange, Selection, SliceSpec};
+use tessera_common::structure::{Structure, StructureFamily};
+
+use super::Request;
+use crate::catalog::Node;
+use crate::encode;
+use crate::error::ApiError;
+use crate::negotiate;
+use crate::planner::{read_array, source_id};
+use crate::respond::{self, Payload, etag_of};
+use crate::state::AppState;
+
+fn wrong_family(node: &Node, route: &str, accepted: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "No such entry. '{}' is a {}; {route} serves {accepted}.",
+        node.path.join("/"),
+        node.family.as_str()
+    ))
+}
+
+fn source_of(node: &Node) -> Result<&DataSource, ApiError> {
+    node.source
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("'{}' holds no data", node.path.join("/"))))
+}
+
+/// `expected_shape` check: the client reshapes the bytes to it, so a mismatch is refused.
+fn check_expected_shape(req: &Request, shape: &[usize]) -> Result<(), ApiError> {
+    let Some(raw) = req.params.get("expected_shape") else {
+        return Ok(());
+    };
+    let expected: Vec<usize> = if raw == "scalar" || raw.is_empty() {
+        Vec::new()
+    } else {
+        raw.split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                ApiError::unprocessable(format!(
+                    "expected_shape must be 'scalar' or comma-separated integers, got {raw:?}"
+                ))
+            })?
+    };
+    if expected != shape {
+        return Err(ApiError::unprocessable(format!(
+            "The expected_shape {expected:?} does not match the actual shape {shape:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_size(state: &AppState, elements: usize, itemsize: usize) -> Result<(), ApiError> {
+    let limit = state.config.response_bytesize_limit;
+    let bytes = elements.saturating_mul(itemsize);
+    if bytes > limit {
+        return Err(ApiError::bad_request(format!(
+            "Response would exceed {limit}. Use slicing ('?slice=...') to request smaller chunks."
+        )));
+    }
+    Ok(())
+}
+
+fn parse_slice(req: &Request) -> Result<SliceSpec, ApiError> {
+    match req.params.get("slice") {
+        None | Some("") => Ok(SliceSpec::all()),
+        Some(s) => Ok(SliceSpec::from_str(s)?),
+    }
+}
+
+/// Shifts a selection made within block `origin`'s coordinates into whole-array coordinates.
+fn offset_selection(sel: &Selection, origin: &[usize]) -> Selection {
+    Selection {
+        dims: sel
+            .dims
+            .iter()
+            .zip(origin)
+            .map(|(d, o)| DimRange {
+                start: d.start + o,
+                ..d.clone()
+            })
+            .collect(),
+    }
+}
+
+/// The block's selection in whole-array coordinates, with `slice` applied inside the block.
+fn block_selection(
+    req: &Request,
+    shape: &[usize],
+    chunks: &[Vec<usize>],
+) -> Result<Selection, ApiError> {
+    let block = req
+        .params
+        .usize_list("block")?
+        .ok_or_else(|| ApiError::unprocessable("Field required: query parameter 'block'"))?;
+    let grid = ChunkGrid::new(shape, chunks.to_vec())?;
+    let origin = grid.block_origin(&block)?;
+    let bshape = grid.block_shape(&block)?;
+    let within = parse_slice(req)?.resolve(&bshape)?;
+    Ok(offset_selection(&within, &origin))
+}
+
+async fn send_array(
+    state: &AppState,
+    req: &Request,
+    node: &Node,
+    sel: Selection,
+) -> Result<Response, ApiError> {
+    let source = source_of(node)?;
+    let Some(Structure::Array(structure)) = &node.structure else {
+        return Err(wrong_family(node, "this route", "arrays"));
+    };
+    let out_shape = sel.out_shape();
+    check_expected_shape(req, &out_shape)?;
+    let media = negotiate::choose(
+        node.family,
+        &node.spec_names(),
+        req.params.get("format"),
+        req.accept(),
+    )?;
+    check_size(state, sel.num_elements(), structure.data_type.itemsize())?;
+    let data = read_array(state, structure, source, node.data_version, &sel).await?;
+    let body = encode::array(data, media).await?;
+    let etag = etag_of(&[
+        &source_id(source).to_le_bytes(),
+        &node.data_version.to_le_bytes(),
+        format!("{sel:?}").as_bytes(),
+        media.as_bytes(),
+    ]);
+    Ok(respond::send(
+        &req.headers,
+        Payload {
+            body,
+            media_type: media.to_string(),
+            etag: Some(etag),
+            filename: req.params.get("filename").map(str::to_string),
+        },
+    )
+    .await)
+}
+
+pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    match (&node.family, &node.structure) {
+        (StructureFamily::Array, Some(Structure::Array(s))) => {
+            let sel = parse_slice(req)?.resolve(&s.shape)?;
+            send_array(state, req, &node, sel).await
+        }
+        (StructureFamily::Sparse, Some(Structure::Sparse(s))) => {
+            let sel = parse_slice(req)?.resolve(&s.shape)?;
+            send_sparse(state, req, &node, &s.chunks, &s.shape, sel).await
+        }
+        _ => Err(wrong_family(&node, "/array/full", "array, sparse")),
+    }
+}
+
+pub async fn block(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    match (&node.family, &node.structure) {
+        (StructureFamily::Array, Some(Structure::Array(s))) => {
+            let sel = block_selection(req, &s.shape, &s.chunks)?;
+            send_array(state, req, &node, sel).await
+        }
+        (StructureFamily::Sparse, Some(Structure::Sparse(s))) => {
+            let sel = block_selection(req, &s.shape, &s.chunks)?;
+            send_sparse(state, req, &node, &s.chunks, &s.shape, sel).await
+        }
+        _ => Err(wrong_family(&node, "/array/block", "array, sparse")),
+    }
+}
+
+/// Sparse reads: the stored points of every block the selection touches, kept if selected,
+/// with coordinates relative to the selection (dropped dims removed).
+async fn send_sparse(
+    state: &AppState,
+    req: &Request,
+    node: &Node,
+    chunks: &[Vec<usize>],
+    shape: &[usize],
+    sel: Selection,
+) -> Result<Response, ApiError> {
+    let source = source_of(node)?;
+    if sel.dims.iter().any(|d| d.step != 1) {
+        return Err(ApiError::bad_request(
+            "sparse arrays can only be sliced with step 1",
+        ));
+    }
+    let media = negotiate::choose(
+        node.family,
+        &node.spec_names(),
+        req.params.get("format"),
+        req.accept(),
+    )?;
+    let grid = ChunkGrid::new(shape, chunks.to_vec())?;
+    let kept: Vec<usize> = (0..sel.dims.len()).filter(|&i| sel.dims[i].keep).collect();
+    let mut coords: Vec<Vec<i64>> = vec![Vec::new(); kept.len()];
+    let mut values: Vec<u8> = Vec::new();
+    let mut dtype = None;
+    for read in grid.plan(&sel) {
+        let origin = grid.block_origin(&read.block)?;
+        let b = state
+            .dispatcher
+            .read_sparse_block(source, &read.block)
+            .await?;
+        let itemsize = b.data.dtype.itemsize();
+        dtype = Some(b.data.dtype.clone());
+        for i in 0..b.data.len() {
+            let global: Vec<usize> = b
+                .coords
+                .iter()
+                .zip(&origin)
+                .map(|(c, o)| c[i] as usize + o)
+                .collect();
+            let inside = sel
+                .dims
+                .iter()
+                .zip(&global)
+                .all(|(d, g)| *g >= d.start && *g < d.start + d.len);
+            if !inside {
+                continue;
+            }
+            for (slot, &dim) in kept.iter().enumerate() {
+                coords[slot].push((global[dim] - sel.dims[dim].start) as i64);
+            }
+            values.extend_from_slice(&b.data.bytes[i * itemsize..(i + 1) * itemsize]);
+        }
+    }
+    let dtype = dtype.unwrap_or_else(tessera_common::dtype::DataType::f8);
+    let n = values.len() / dtype.itemsize().max(1);
+    let data = ArrayData::new(dtype, vec![n], values);
+    let body = encode::sparse(coords, data, media).await?;
+    Ok(respond::send(
+        &req.headers,
+        Payload {
+            etag: Some(etag_of(&[&body])),
+            body,
+            media_type: media.to_string(),
+            filename: req.params.get("filename").map(str::to_string),
+        },
+    )
+    .await)
+}
+
+fn awkward_node(node: &Node, route: &str) -> Result<(), ApiError> {
+    if node.family != StructureFamily::Awkward {
+        return Err(wrong_family(node, route, "awkward"));
+    }
+    Ok(())
+}
+
+pub async fn awkward_buffers(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    awkward_node(&node, "/awkward/buffers")?;
+    let form_keys: Vec<String> = if req.method == axum::http::Method::POST {
+        serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the request body must be a JSON list of form keys: {e}"
+            ))
+        })?
+    } else {
+        req.params
+            .all("form_key")
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let buffers = state
+        .dispatcher
+        .read_awkward_buffers(source_of(&node)?, &form_keys)
+        .await?;
+    let entries: Vec<(String, &[u8])> = buffers.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+    let body = Bytes::from(encode::zip(&entries)?);
+    Ok(respond::send(
+        &req.headers,
+        Payload {
+            etag: Some(etag_of(&[&body])),
+            body,
+            media_type: negotiate::ZIP.to_string(),
+            filename: None,
+        },
+    )
+    .await)
+}
+
+pub async fn awkward_full(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    awkward_node(&node, "/awkward/full")?;
+    let Some(Structure::Awkward(s)) = &node.structure else {
+        return Err(wrong_family(&node, "/awkward/full", "awkward"));
+    };
+    let media = negotiate::choose(
+        node.family,
+        &node.spec_names(),
+        req.params.get("format"),
+        req.accept(),
+    )?;
+    let buffers = state
+        .dispatcher
+        .read_awkward_buffers(source_of(&node)?, &[])
+        .await?;
+    let body = match media {
+        negotiate::ZIP => {
+            let entries: Vec<(String, &[u8])> =
+                buffers.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+            Bytes::from(encode::zip(&entries)?)
+        }
+        negotiate::JSON => {
+            let v = crate::awkward::to_json(&s.form, s.length, &buffers)?;
+            Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))?)
+        }
+        other => {
+            return Err(ApiError::not_acceptable(format!(
+                "awkward arrays are served as application/zip or application/json here; {other} is not implemented"
+            )));
+        }
+    };
+    Ok(respond::send(
+        &req.headers,
+        Payload {
+            etag: Some(etag_of(&[&body])),
+            body,
+            media_type: media.to_string(),
+            filename: req.params.get("filename").map(str::to_string),
+        },
+    )
+    .await)
+}
+
+pub async fn ragged_full(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    if node.family != StructureFamily::Ragged {
+        return Err(wrong_family(&node, "/ragged/full", "ragged"));
+    }
+    let media = negotiate::choose(
+        node.family,
+        &node.spec_names(),
+        req.params.get("format"),
+        req.accept(),
+    )?;
+    let (offsets, values) = state.dispatcher.read_ragged(source_of(&node)?).await?;
+    let ragged = crate::awkward::Ragged { offsets, values };
+    let ragged = match req.params.get("slice") {
+        None | Some("") => ragged,
+        Some(s) => ragged.slice(&SliceSpec::from_str(s)?)?,
+    };
+    let body = match media {
+        negotiate::JSON => Bytes::from(
+            serde_json::to_vec(&ragged.to_json()?)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        negotiate::ZIP => {
+            let (form, buffers, length) = ragged.to_buffers()?;
+            let mut entries: Vec<(String, Vec<u8>)> = buffers;
+            entries.push(("length".into(), (length as u64).to_be_bytes().to_vec()));
+            let form_json = serde_json::to_string(&Value::String(form.to_string()))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            entries.push(("form".into(), form_json.into_bytes()));
+            let refs: Vec<(String, &[u8])> =
+                entries.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+            Bytes::from(encode::zip(&refs)?)
+        }
+        other => {
+            return Err(ApiError::not_acceptable(format!(
+                "ragged arrays are served as application/json or application/zip; {other} is not implemented"
+            )));
+        }
+    };
+    Ok(respond::send(
+        &req.headers,
+        Payload {
+            etag: Some(etag_of(&[&body])),
+            body,
+            media_type: media.to_string(),
+            filename: req.params.get("filename").map(str::to_string),
+        },
+    )
+    .await)
+}

@@ -1,0 +1,263 @@
+//! Request routing: every request is first parsed into a typed [`Endpoint`] (so a bad path is
+//! a clear 4xx before any work), then handed to the module that owns that endpoint.
+
+mod array;
+mod container;
+mod node;
+mod table;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+
+/// Longest path (in bytes) we try to resolve; anything longer cannot be a node of ours.
+const MAX_PATH: usize = 4096;
+
+/// What a request asks for, with the node path already split and decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    WebRoot,
+    Healthz,
+    ApiRootRedirect,
+    ApiRoot,
+    Metadata(Vec<String>),
+    Search(Vec<String>),
+    SearchDeep(Vec<String>),
+    Distinct(Vec<String>),
+    ArrayFull(Vec<String>),
+    ArrayBlock(Vec<String>),
+    TablePartition(Vec<String>),
+    TableFull(Vec<String>),
+    AwkwardBuffers(Vec<String>),
+    AwkwardFull(Vec<String>),
+    RaggedFull(Vec<String>),
+    ContainerFull(Vec<String>),
+}
+
+/// Splits a node path on `/`, percent-decodes each segment and drops empty ones (the client
+/// sends `//x` for children of the root). `.` and `..` are refused: keys are names, not paths.
+pub fn split_path(raw: &str) -> Result<Vec<String>, ApiError> {
+    if raw.len() > MAX_PATH {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("path is {} bytes long; the limit is {MAX_PATH}", raw.len()),
+        ));
+    }
+    let mut out = Vec::new();
+    for seg in raw.split('/') {
+        if seg.is_empty() {
+            continue;
+        }
+        let decoded = percent_encoding::percent_decode_str(seg)
+            .decode_utf8()
+            .map_err(|_| {
+                ApiError::bad_request(format!("path segment {seg:?} is not valid UTF-8"))
+            })?;
+        if decoded == "." || decoded == ".." || decoded.contains('/') {
+            return Err(ApiError::bad_request(format!(
+                "path segment {decoded:?} is not allowed: node keys cannot be '.', '..' or contain '/'"
+            )));
+        }
+        out.push(decoded.into_owned());
+    }
+    Ok(out)
+}
+
+impl Endpoint {
+    /// Parses the request path (without the query).
+    pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
+        match path {
+            "/" | "" => return Ok(Endpoint::WebRoot),
+            "/healthz" => return Ok(Endpoint::Healthz),
+            "/api/v1" => return Ok(Endpoint::ApiRootRedirect),
+            "/api/v1/" => return Ok(Endpoint::ApiRoot),
+            _ => {}
+        }
+        let not_found = || ApiError::not_found("Not Found");
+        let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
+        type Make = fn(Vec<String>) -> Endpoint;
+        let routes: [(&str, Make); 12] = [
+            ("metadata", Endpoint::Metadata),
+            ("search", Endpoint::Search),
+            ("search-deep", Endpoint::SearchDeep),
+            ("distinct", Endpoint::Distinct),
+            ("array/full", Endpoint::ArrayFull),
+            ("array/block", Endpoint::ArrayBlock),
+            ("table/partition", Endpoint::TablePartition),
+            ("table/full", Endpoint::TableFull),
+            ("awkward/buffers", Endpoint::AwkwardBuffers),
+            ("awkward/full", Endpoint::AwkwardFull),
+            ("ragged/full", Endpoint::RaggedFull),
+            ("container/full", Endpoint::ContainerFull),
+        ];
+        for (prefix, make) in routes {
+            if let Some(tail) = rest.strip_prefix(prefix)
+                && (tail.is_empty() || tail.starts_with('/'))
+            {
+                return Ok(make(split_path(tail)?));
+            }
+        }
+        // `node/full` is Tiled's deprecated alias of the container/table routes.
+        if let Some(tail) = rest.strip_prefix("node/full")
+            && (tail.is_empty() || tail.starts_with('/'))
+        {
+            return Ok(Endpoint::ContainerFull(split_path(tail)?));
+        }
+        Err(not_found())
+    }
+}
+
+/// Everything a handler needs about the request.
+pub struct Request {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub params: Params,
+    pub body: Bytes,
+    /// `scheme://host/api/v1`, as the client sees us.
+    pub base: String,
+}
+
+impl Request {
+    /// The `Accept` header, if any.
+    pub fn accept(&self) -> Option<&str> {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let scheme = get("x-forwarded-proto").unwrap_or("http");
+    let host = get("x-forwarded-host")
+        .or_else(|| get("host"))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}/api/v1")
+}
+
+/// The single axum handler: parse, dispatch, render errors.
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let endpoint = match Endpoint::parse(uri.path()) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let req = Request {
+        base: base_url(&headers),
+        params: Params::parse(uri.query()),
+        method,
+        headers,
+        body,
+    };
+    match route(&state, endpoint, &req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn method_not_allowed(req: &Request, allowed: &str) -> ApiError {
+    let detail = if matches!(req.method, Method::PUT | Method::PATCH | Method::DELETE)
+        || req.method == Method::POST
+    {
+        format!(
+            "{} is not supported here: this tree is read-only (allowed: {allowed})",
+            req.method
+        )
+    } else {
+        format!("{} is not supported here (allowed: {allowed})", req.method)
+    };
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, detail)
+}
+
+async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Response, ApiError> {
+    let read = matches!(req.method, Method::GET | Method::HEAD);
+    let post = req.method == Method::POST;
+    match endpoint {
+        Endpoint::WebRoot if read => Ok(node::web_root()),
+        Endpoint::Healthz if read => Ok(node::healthz()),
+        Endpoint::ApiRootRedirect => Ok(node::redirect_to_root()),
+        Endpoint::ApiRoot if read => node::root(state, req).await,
+        Endpoint::Metadata(p) if read => node::metadata(state, req, &p).await,
+        Endpoint::Search(p) if read => node::search(state, req, &p, false).await,
+        Endpoint::SearchDeep(p) if read => node::search(state, req, &p, true).await,
+        Endpoint::Distinct(p) if read => node::distinct(state, req, &p).await,
+        Endpoint::ArrayFull(p) if read => array::full(state, req, &p).await,
+        Endpoint::ArrayBlock(p) if read => array::block(state, req, &p).await,
+        Endpoint::TablePartition(p) if read || post => table::partition(state, req, &p).await,
+        Endpoint::TableFull(p) if read || post => table::full(state, req, &p).await,
+        Endpoint::AwkwardBuffers(p) if read || post => array::awkward_buffers(state, req, &p).await,
+        Endpoint::AwkwardFull(p) if read => array::awkward_full(state, req, &p).await,
+        Endpoint::RaggedFull(p) if read => array::ragged_full(state, req, &p).await,
+        Endpoint::ContainerFull(p) if read || post => container::full(state, req, &p).await,
+        Endpoint::TablePartition(_)
+        | Endpoint::TableFull(_)
+        | Endpoint::AwkwardBuffers(_)
+        | Endpoint::ContainerFull(_) => Err(method_not_allowed(req, "GET, POST")),
+        _ => Err(method_not_allowed(req, "GET")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_routes_and_drops_empty_segments() {
+        assert_eq!(
+            Endpoint::parse("/api/v1/metadata//x/a").unwrap(),
+            Endpoint::Metadata(vec!["x".into(), "a".into()])
+        );
+        assert_eq!(
+            Endpoint::parse("/api/v1/search/").unwrap(),
+            Endpoint::Search(vec![])
+        );
+        assert_eq!(
+            Endpoint::parse("/api/v1/array/block/a%20b").unwrap(),
+            Endpoint::ArrayBlock(vec!["a b".into()])
+        );
+        assert_eq!(
+            Endpoint::parse("/api/v1/search-deep").unwrap(),
+            Endpoint::SearchDeep(vec![])
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_unknown_routes_are_rejected() {
+        assert_eq!(
+            Endpoint::parse("/api/v1/metadata/a/../b")
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
+        assert_eq!(
+            Endpoint::parse("/api/v1/metadata/%2e%2e")
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
+        assert_eq!(
+            Endpoint::parse("/api/v1/metadatax")
+                .unwrap_err()
+                .status
+                .as_u16(),
+            404
+        );
+        assert_eq!(Endpoint::parse("/nope").unwrap_err().status.as_u16(), 404);
+        let long = format!("/api/v1/metadata/{}", "a/".repeat(5000));
+        assert_eq!(Endpoint::parse(&long).unwrap_err().status.as_u16(), 414);
+    }
+}

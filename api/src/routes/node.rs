@@ -1,0 +1,324 @@
+//! Document routes: the root document, one node's metadata, search (children and deep),
+//! distinct values, health and the landing page.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tessera_common::structure::StructureFamily;
+
+use super::Request;
+use crate::catalog::query::{QUERY_NAMES, parse_filters};
+use crate::catalog::{DistinctRequest, Node, SearchRequest, SortKey};
+use crate::error::ApiError;
+use crate::negotiate;
+use crate::resource::{View, resource};
+use crate::respond;
+use crate::state::AppState;
+
+/// Inlined container contents stop at this many children (as in Tiled).
+const INLINE_LIMIT: usize = 500;
+
+pub fn healthz() -> Response {
+    axum::Json(json!({"status": "ready"})).into_response()
+}
+
+pub fn web_root() -> Response {
+    Html(concat!(
+        "<!doctype html><html><head><title>tessera</title></head><body>",
+        "<h1>tessera</h1><p>A Tiled-compatible data service. The API is at ",
+        "<a href=\"/api/v1/\">/api/v1/</a>; browse nodes under ",
+        "<a href=\"/api/v1/search/\">/api/v1/search/</a>.</p></body></html>"
+    ))
+    .into_response()
+}
+
+pub fn redirect_to_root() -> Response {
+    let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/api/v1/"));
+    r
+}
+
+pub async fn root(_state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let (formats, aliases) = negotiate::root_formats();
+    let origin = req.base.trim_end_matches("/api/v1");
+    let doc = json!({
+        "api_version": 0,
+        "library_version": crate::LIBRARY_VERSION,
+        "formats": formats,
+        "aliases": aliases,
+        "queries": QUERY_NAMES,
+        "authentication": {"required": false, "providers": [], "links": null},
+        "links": {"self": req.base, "documentation": format!("{origin}/docs")},
+        "meta": {"root_path": "/api"},
+    });
+    let mut r = respond::document(&req.headers, &doc).await?;
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(600);
+    if let Ok(v) = HeaderValue::from_str(&expires.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+        r.headers_mut().insert(header::EXPIRES, v);
+    }
+    Ok(r)
+}
+
+async fn child_count(state: &AppState, node: &Node) -> Result<Option<usize>, ApiError> {
+    if node.family != StructureFamily::Container {
+        return Ok(None);
+    }
+    let req = SearchRequest {
+        limit: 0,
+        ..Default::default()
+    };
+    Ok(Some(state.catalog.search(&node.path, &req).await?.count))
+}
+
+/// The full resource of `node`, with its child count and inlined contents where it has them.
+async fn build(
+    state: &AppState,
+    req: &Request,
+    node: &Node,
+    view: &View,
+    inline: bool,
+) -> Result<Value, ApiError> {
+    let count = if view.wants_count() {
+        child_count(state, node).await?
+    } else {
+        None
+    };
+    let contents = if inline && node.inline_contents && count.is_some_and(|c| c <= INLINE_LIMIT) {
+        let page = state
+            .catalog
+            .search(
+                &node.path,
+                &SearchRequest {
+                    limit: INLINE_LIMIT,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut m = Map::new();
+        for child in &page.nodes {
+            let c = child_count(state, child).await?;
+            m.insert(
+                child.key().to_string(),
+                resource(child, &req.base, view, c, None),
+            );
+        }
+        Some(m)
+    } else {
+        None
+    };
+    Ok(resource(node, &req.base, view, count, contents))
+}
+
+pub async fn metadata(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let view = View::from_params(&req.params)?;
+    let max_depth = req.params.usize("max_depth", 0)?;
+    if max_depth > 5 {
+        return Err(ApiError::unprocessable("max_depth must be between 0 and 5"));
+    }
+    let node = state.node(path).await?;
+    let data = build(state, req, &node, &view, true).await?;
+    let doc = json!({"data": data, "error": null, "links": null, "meta": {}});
+    respond::document(&req.headers, &doc).await
+}
+
+fn parse_sort(values: &[&str], deep: bool) -> Result<Vec<SortKey>, ApiError> {
+    let mut keys: Vec<SortKey> = Vec::new();
+    let items: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if deep && items.iter().any(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request("search-deep does not support sort"));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let (descending, name) = match item.as_bytes().first() {
+            Some(b'-') => (true, &item[1..]),
+            Some(b'+') => (false, &item[1..]),
+            _ => (false, *item),
+        };
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(ApiError::unprocessable(format!(
+                "sort key {item:?} is invalid: use key, +key or -key with letters, digits, '_' and '.'"
+            )));
+        }
+        if seen.iter().any(|s| s == name) {
+            return Err(ApiError::bad_request(format!(
+                "sort key {name:?} is given more than once"
+            )));
+        }
+        seen.push(name.to_string());
+        if name.is_empty() || name == "_" {
+            if name.is_empty() && i + 1 != items.len() && !descending {
+                return Err(ApiError::bad_request(
+                    "the empty sort key (default order) must come last",
+                ));
+            }
+            keys.push(SortKey::Default { descending });
+        } else {
+            keys.push(SortKey::Metadata {
+                key: name.to_string(),
+                descending,
+            });
+        }
+    }
+    Ok(keys)
+}
+
+/// The URL of a search page with the request's own parameters and a new offset.
+fn page_link(
+    req: &Request,
+    route: &str,
+    path: &[String],
+    offset: Option<usize>,
+    limit: usize,
+) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(o) = offset {
+        q.append_pair("page[offset]", &o.to_string());
+    }
+    q.append_pair("page[limit]", &limit.to_string());
+    for (k, v) in &req.params.0 {
+        if k != "page[offset]" && k != "page[limit]" && k != "page[cursor]" {
+            q.append_pair(k, v);
+        }
+    }
+    let p: Vec<String> = path
+        .iter()
+        .map(|s| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+        .collect();
+    format!("{}/{route}/{}?{}", req.base, p.join("/"), q.finish())
+}
+
+pub async fn search(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+    deep: bool,
+) -> Result<Response, ApiError> {
+    let view = View::from_params(&req.params)?;
+    let p = &req.params;
+    if p.has("page[cursor]") && p.has("page[offset]") {
+        return Err(ApiError::bad_request(
+            "page[cursor] and page[offset] cannot be used together",
+        ));
+    }
+    let offset = match p.get("page[cursor]") {
+        Some(_) => p.usize("page[cursor]", 0)?,
+        None => p.usize("page[offset]", 0)?,
+    };
+    let limit = p.usize("page[limit]", 100)?;
+    let max = state.config.max_page_limit;
+    if limit > max {
+        return Err(ApiError::unprocessable(format!(
+            "page[limit] is {limit}; the maximum is {max}"
+        )));
+    }
+    let max_depth = if deep {
+        let d = p.usize("max_depth", 64)?;
+        if !(1..=64).contains(&d) {
+            return Err(ApiError::unprocessable(
+                "max_depth must be between 1 and 64",
+            ));
+        }
+        Some(d)
+    } else {
+        None
+    };
+    let only_count = view.fields.as_ref().is_some_and(|f| f == &["count"]);
+    let sreq = SearchRequest {
+        filters: parse_filters(&p.0)?,
+        sort: parse_sort(&p.all("sort"), deep)?,
+        offset,
+        limit: if only_count { 0 } else { limit },
+        deep: max_depth,
+    };
+    let page = state.catalog.search(path, &sreq).await?;
+    let mut data = Vec::with_capacity(page.nodes.len());
+    for n in &page.nodes {
+        data.push(build(state, req, n, &view, false).await?);
+    }
+    let route = if deep { "search-deep" } else { "search" };
+    let next = (offset + limit < page.count && !only_count && limit > 0)
+        .then(|| page_link(req, route, path, Some(offset + limit), limit));
+    let doc = json!({
+        "data": data,
+        "error": null,
+        "links": {
+            "self": page_link(req, route, path, (offset > 0).then_some(offset), limit),
+            "first": page_link(req, route, path, None, limit),
+            "next": next,
+        },
+        "meta": {"count": page.count},
+    });
+    let mut r = respond::document(&req.headers, &doc).await?;
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("must-revalidate"),
+    );
+    Ok(r)
+}
+
+pub async fn distinct(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let p = &req.params;
+    let dreq = DistinctRequest {
+        metadata: p.all("metadata").iter().map(|s| s.to_string()).collect(),
+        structure_families: p.bool("structure_families", false)?,
+        specs: p.bool("specs", false)?,
+        counts: p.bool("counts", false)?,
+    };
+    let filters = parse_filters(&p.0)?;
+    let doc = state.catalog.distinct(path, &filters, &dreq).await?;
+    respond::document(&req.headers, &doc).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_items_parse_and_validate() {
+        assert_eq!(
+            parse_sort(&["-color", ""], false).unwrap(),
+            vec![
+                SortKey::Metadata {
+                    key: "color".into(),
+                    descending: true
+                },
+                SortKey::Default { descending: false }
+            ]
+        );
+        assert_eq!(
+            parse_sort(&["-_"], false).unwrap(),
+            vec![SortKey::Default { descending: true }]
+        );
+        assert_eq!(
+            parse_sort(&["a", "a"], false).unwrap_err().status.as_u16(),
+            400
+        );
+        assert_eq!(
+            parse_sort(&["", "a"], false).unwrap_err().status.as_u16(),
+            400
+        );
+        assert_eq!(
+            parse_sort(&["a;drop"], false).unwrap_err().status.as_u16(),
+            422
+        );
+        assert!(parse_sort(&["a"], true).is_err());
+    }
+}

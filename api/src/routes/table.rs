@@ -1,0 +1,176 @@
+//! Table routes: `/table/partition` (one partition, optionally some columns) and
+//! `/table/full` (all partitions concatenated), GET with `column=` or POST with a JSON list.
+
+use arrow_array::RecordBatch;
+use axum::http::Method;
+use axum::response::Response;
+
+use super::Request;
+use crate::catalog::Node;
+use crate::encode;
+use crate::error::ApiError;
+use crate::negotiate;
+use crate::respond::{self, Payload, etag_of};
+use crate::state::AppState;
+use tessera_common::structure::{Structure, TableStructure};
+
+fn table<'a>(node: &'a Node, route: &str) -> Result<&'a TableStructure, ApiError> {
+    match &node.structure {
+        Some(Structure::Table(t)) => Ok(t),
+        _ => Err(ApiError::not_found(format!(
+            "No such entry. '{}' is a {}; {route} serves table.",
+            node.path.join("/"),
+            node.family.as_str()
+        ))),
+    }
+}
+
+/// The requested columns: `column=` (or the deprecated `field=`), or a JSON list body on POST.
+fn columns(req: &Request, structure: &TableStructure) -> Result<Option<Vec<String>>, ApiError> {
+    let column = req.params.all("column");
+    let field = req.params.all("field");
+    if !column.is_empty() && !field.is_empty() {
+        return Err(ApiError::bad_request(
+            "give columns with 'column' or the deprecated 'field', not both",
+        ));
+    }
+    let mut wanted: Vec<String> = column
+        .iter()
+        .chain(field.iter())
+        .map(|s| s.to_string())
+        .collect();
+    if req.method == Method::POST && !req.body.is_empty() {
+        let body: Vec<String> = serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the request body must be a JSON list of column names: {e}"
+            ))
+        })?;
+        wanted.extend(body);
+    }
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    if let Some(bad) = wanted.iter().find(|c| !structure.columns.contains(c)) {
+        return Err(ApiError::bad_request(format!(
+            "No such field {bad:?}. The columns are {:?}.",
+            structure.columns
+        )));
+    }
+    Ok(Some(wanted))
+}
+
+/// Keeps the requested columns (plus index columns, which Arrow output carries and text
+/// encoders drop).
+fn project(
+    batch: RecordBatch,
+    columns: &Option<Vec<String>>,
+    index: &[String],
+) -> Result<RecordBatch, ApiError> {
+    let Some(cols) = columns else {
+        return Ok(batch);
+    };
+    let schema = batch.schema();
+    let mut keep = Vec::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if cols.contains(f.name()) || index.contains(f.name()) {
+            keep.push(i);
+        }
+    }
+    batch
+        .project(&keep)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn send(
+    state: &AppState,
+    req: &Request,
+    node: &Node,
+    partitions: Vec<usize>,
+    cols: Option<Vec<String>>,
+) -> Result<Response, ApiError> {
+    let media = negotiate::choose(
+        node.family,
+        &node.spec_names(),
+        req.params.get("format"),
+        req.accept(),
+    )?;
+    let source = node
+        .source
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this table holds no data"))?;
+    let index = state.dispatcher.index_columns(source).await?;
+    let mut batches = Vec::with_capacity(partitions.len());
+    let mut bytes = 0usize;
+    for p in &partitions {
+        let b = project(
+            state.dispatcher.read_partition(source, *p).await?,
+            &cols,
+            &index,
+        )?;
+        bytes += b.get_array_memory_size();
+        if bytes > state.config.response_bytesize_limit {
+            return Err(ApiError::bad_request(format!(
+                "Response would exceed {}. Request fewer partitions or columns.",
+                state.config.response_bytesize_limit
+            )));
+        }
+        batches.push(b);
+    }
+    let body = encode::table(batches, index, media).await?;
+    Ok(respond::send(
+        &req.headers,
+        Payload {
+            etag: Some(etag_of(&[&body])),
+            body,
+            media_type: media.to_string(),
+            filename: req.params.get("filename").map(str::to_string),
+        },
+    )
+    .await)
+}
+
+pub async fn partition(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    let structure = table(&node, "/table/partition")?;
+    let Some(raw) = req.params.get("partition") else {
+        return Err(ApiError::unprocessable(
+            "Field required: query parameter 'partition'",
+        ));
+    };
+    let p: usize = raw.parse().map_err(|_| {
+        ApiError::unprocessable(format!(
+            "partition must be a non-negative integer, got {raw:?}"
+        ))
+    })?;
+    if p >= structure.npartitions {
+        return Err(ApiError::bad_request(format!(
+            "Partition out of range: this table has {} partition(s), 0 to {}",
+            structure.npartitions,
+            structure.npartitions.saturating_sub(1)
+        )));
+    }
+    let cols = columns(req, structure)?;
+    send(state, req, &node, vec![p], cols).await
+}
+
+pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    if node.family == tessera_common::structure::StructureFamily::Container {
+        // `node/full` and `table/full` of a container behave like `container/full`.
+        return super::container::full(state, req, path).await;
+    }
+    let structure = table(&node, "/table/full")?;
+    let cols = columns(req, structure)?;
+    send(
+        state,
+        req,
+        &node,
+        (0..structure.npartitions).collect(),
+        cols,
+    )
+    .await
+}

@@ -1,0 +1,75 @@
+//! Building and running the HTTP server. `run` takes a bound listener and a shutdown future,
+//! so tests bind port 0 and stop the server when they are done.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::cache::MemoryCache;
+use crate::catalog::Catalog;
+use crate::catalog::memory::MemoryCatalog;
+use crate::config::Config;
+use crate::dispatch::Inline;
+use crate::error::ApiError;
+use crate::routes;
+use crate::state::AppState;
+
+/// Embedded shape: in-process cache and inline decoding over `catalog`.
+pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState> {
+    Arc::new(AppState {
+        cache: Arc::new(MemoryCache::new(config.cache_bytes)),
+        dispatcher: Arc::new(Inline::new(config.decode_threads)),
+        catalog,
+        config,
+    })
+}
+
+/// The demo tree, with `dynamic` advancing every 3 seconds like Tiled's.
+pub fn demo_catalog() -> anyhow::Result<MemoryCatalog> {
+    use tessera_common::adapters::demo;
+    let mut cat = MemoryCatalog::from_tree(demo::tree()?);
+    cat.set_live(
+        &["dynamic"],
+        Box::new(|elapsed: Duration| {
+            let k = elapsed.as_secs() / 3 + 1;
+            (k, demo::dynamic_source(k))
+        }),
+    );
+    Ok(cat)
+}
+
+/// The axum app: one handler for every path, with panics turned into JSON 500s.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .fallback(routes::handle)
+        .with_state(state)
+        .layer(axum::middleware::map_response(
+            |mut resp: axum::response::Response| async move {
+                resp.headers_mut()
+                    .entry(header::SERVER)
+                    .or_insert(HeaderValue::from_static("tessera"));
+                resp
+            },
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal(
+                "internal error (a bug: please report it)",
+            ))
+        }))
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

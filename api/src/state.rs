@@ -1,0 +1,71 @@
+//! Shared state of an API node: the configuration and the seams (catalog, chunk cache,
+//! dispatcher) as trait objects, chosen by configuration.
+
+use std::sync::Arc;
+
+use tessera_common::adapters::{Adapter, table_column};
+use tessera_common::structure::{Structure, StructureFamily};
+
+use crate::cache::ChunkCache;
+use crate::catalog::{Catalog, Node};
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::error::ApiError;
+
+/// Everything handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub catalog: Arc<dyn Catalog>,
+    pub cache: Arc<dyn ChunkCache>,
+    pub dispatcher: Arc<dyn Dispatcher>,
+}
+
+fn no_such_entry(path: &[String]) -> ApiError {
+    ApiError::not_found(format!("No such entry: {path:?}"))
+}
+
+impl AppState {
+    /// The node at `path`; a table's column is resolved as a 1-D array child of the table.
+    pub async fn node(&self, path: &[String]) -> Result<Arc<Node>, ApiError> {
+        if let Some(n) = self.catalog.get(path).await? {
+            return Ok(n);
+        }
+        let Some((column, parent)) = path.split_last() else {
+            return Err(no_such_entry(path));
+        };
+        let Some(table) = self.catalog.get(parent).await? else {
+            return Err(no_such_entry(path));
+        };
+        let (Some(Structure::Table(ts)), Some(source)) = (&table.structure, &table.source) else {
+            return Err(no_such_entry(path));
+        };
+        if !ts.columns.contains(column) {
+            return Err(no_such_entry(path));
+        }
+        let source = source.clone();
+        let npartitions = ts.npartitions;
+        let col = column.clone();
+        let adapter = tessera_common::adapters::open(&source)?;
+        let Adapter::Table(reader) = adapter else {
+            return Err(no_such_entry(path));
+        };
+        let structure = tokio::task::spawn_blocking(move || {
+            table_column::column_structure(reader.as_ref(), npartitions, &col)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??
+        .ok_or_else(|| no_such_entry(path))?;
+        let column_source = table_column::column_source(&source, column, &structure.data_type);
+        Ok(Arc::new(Node {
+            path: path.to_vec(),
+            family: StructureFamily::Array,
+            metadata: Default::default(),
+            specs: Vec::new(),
+            structure: Some(Structure::Array(structure)),
+            source: Some(column_source),
+            data_version: table.data_version,
+            inline_contents: false,
+            access_tags: table.access_tags.clone(),
+        }))
+    }
+}

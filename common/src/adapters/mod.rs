@@ -1,0 +1,121 @@
+//! Adapters turn a stored data source into structures, one native chunk at a time. A data
+//! source (what the catalog records: a mimetype, parameters and assets) is opened into an
+//! [`Adapter`], whose readers decode only the chunk, partition or buffers a request needs.
+
+pub mod demo;
+pub mod table_column;
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::array::ArrayData;
+use crate::structure::StructureFamily;
+
+/// How the catalog describes where a node's data lives (Tiled's `DataSource`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSource {
+    pub structure_family: StructureFamily,
+    pub mimetype: String,
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    #[serde(default)]
+    pub assets: Vec<Asset>,
+    pub management: Management,
+}
+
+/// A file or directory a data source reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Asset {
+    pub data_uri: String,
+    pub is_directory: bool,
+    pub parameter: Option<String>,
+    pub num: Option<i64>,
+}
+
+/// Who owns the bytes behind a data source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Management {
+    External,
+    Immutable,
+    Locked,
+    Writable,
+}
+
+/// One block of a COO sparse array: coordinates (one vector per dimension, relative to the
+/// block) and the values at them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseBlock {
+    pub coords: Vec<Vec<i64>>,
+    pub data: ArrayData,
+}
+
+/// Reads native chunks of an N-d array.
+pub trait ArrayReader: Send + Sync {
+    /// Decodes block `block` (an index into the chunk grid) as a C-order array of the block's shape.
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError>;
+}
+
+/// Reads blocks of a COO sparse array.
+pub trait SparseReader: Send + Sync {
+    /// The stored elements of block `block`, coordinates relative to the block origin.
+    fn read_block(&self, block: &[usize]) -> Result<SparseBlock, AdapterError>;
+}
+
+/// Reads partitions of a table.
+pub trait TableReader: Send + Sync {
+    /// Partition `i` (all columns, including any index column), as one record batch.
+    fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError>;
+    /// Names of the columns that hold the (pandas) index rather than data.
+    fn index_columns(&self) -> Vec<String>;
+}
+
+/// Reads the named buffers of an awkward array.
+pub trait AwkwardReader: Send + Sync {
+    /// Buffers `<form_key>-<role>` for every requested form key (all when `form_keys` is empty).
+    fn read_buffers(&self, form_keys: &[String]) -> Result<Vec<(String, Bytes)>, AdapterError>;
+}
+
+/// Reads a ragged array: its values flattened and the nested offsets.
+pub trait RaggedReader: Send + Sync {
+    /// The whole array as (offsets per variable dimension, from the outside in; flat values).
+    fn read(&self) -> Result<(Vec<Vec<i64>>, ArrayData), AdapterError>;
+}
+
+/// An opened data source.
+#[derive(Clone)]
+pub enum Adapter {
+    Array(Arc<dyn ArrayReader>),
+    Sparse(Arc<dyn SparseReader>),
+    Table(Arc<dyn TableReader>),
+    Awkward(Arc<dyn AwkwardReader>),
+    Ragged(Arc<dyn RaggedReader>),
+}
+
+/// Why an adapter could not deliver data.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("no adapter for data sources of type '{0}'")]
+    UnknownMimetype(String),
+    #[error("data source is invalid: {0}")]
+    BadSource(String),
+    #[error("block {block:?} is out of range: {reason}")]
+    BlockOutOfRange { block: Vec<usize>, reason: String },
+    #[error("partition {0} is out of range")]
+    PartitionOutOfRange(usize),
+    #[error("could not read the data: {0}")]
+    Read(String),
+}
+
+/// Opens a data source with the adapter its mimetype names.
+pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
+    match source.mimetype.as_str() {
+        demo::MIMETYPE => demo::open(source),
+        table_column::MIMETYPE => table_column::open(source),
+        other => Err(AdapterError::UnknownMimetype(other.to_string())),
+    }
+}

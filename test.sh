@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs (Debian packages, a Python
+# venv with the real Tiled client), checks formatting and lints, runs the Rust tests, then the
+# compatibility suite that drives a running `tessera serve demo` with the Tiled client.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+missing=()
+for pkg in libhdf5-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+cargo build --bin tessera
+
+# The compatibility suite (the real Tiled client against a running server).
+[ -f tests/compat/requirements.txt ] || { echo "no compatibility suite in this checkout"; exit 0; }
+venv=${TESSERA_TEST_VENV:-$HOME/.cache/tessera/test-venv}
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/compat/requirements.txt "$venv/.requirements"; then
+  echo "creating the test venv in $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r tests/compat/requirements.txt
+  cp tests/compat/requirements.txt "$venv/.requirements"
+fi
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TESSERA_BIN="$target_dir/debug/tessera" "$venv/bin/python" -m pytest tests/compat -q "$@"
