@@ -187,11 +187,6 @@ impl Ragged {
         let rows: Vec<usize> = (0..d.len)
             .map(|k| (d.start as isize + k as isize * d.step) as usize)
             .collect();
-        if !d.keep {
-            return Err(bad(
-                "selecting a single row of a ragged array is not supported; use a range such as 2:3",
-            ));
-        }
         // Rebuild every offsets level for the chosen rows, then gather the values.
         let mut offsets: Vec<Vec<i64>> = Vec::new();
         let mut ranges: Vec<(usize, usize)> = rows.iter().map(|&r| (r, r + 1)).collect();
@@ -215,6 +210,10 @@ impl Ragged {
         for (a, b) in ranges {
             values.extend_from_slice(&self.values.bytes[a * itemsize..b * itemsize]);
             n += b - a;
+        }
+        if !d.keep && !offsets.is_empty() {
+            // An integer index drops the first dimension: the row's own lists remain.
+            offsets.remove(0);
         }
         Ok(Ragged {
             offsets,

@@ -66,7 +66,7 @@ impl ChunkCache for MemoryCache {
         self.inner
             .try_get_with(key, load)
             .await
-            .map_err(|e: Arc<ApiError>| ApiError::new(e.status, e.detail.clone()))
+            .map_err(|e: Arc<ApiError>| ApiError::clone(&e))
     }
 }
 

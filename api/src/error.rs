@@ -9,10 +9,13 @@ use tessera_common::serializers::SerializeError;
 use tessera_common::slicing::SliceError;
 
 /// An error answer: status plus the `detail` message.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// For parameter validation errors: the FastAPI-style list `[{type, loc, msg, input}]`
+    /// that replaces the plain `detail` string (what Tiled's clients and tools know).
+    pub validation: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -21,6 +24,25 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            validation: None,
+        }
+    }
+    /// 422 for one invalid query parameter, rendered in FastAPI's list form.
+    /// `kind` is the validation type (`missing`, `string_pattern_mismatch`, ...).
+    pub fn invalid_param(
+        param: &str,
+        kind: &str,
+        input: Option<&str>,
+        msg: impl Into<String>,
+    ) -> Self {
+        let msg = msg.into();
+        let validation = serde_json::json!([{
+            "type": kind, "loc": ["query", param], "msg": msg, "input": input,
+        }]);
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: msg,
+            validation: Some(validation),
         }
     }
     /// 400 Bad Request.
@@ -45,12 +67,25 @@ impl ApiError {
     }
 }
 
+/// A list of strings as Python prints it (`['a', 'b']`), for messages Tiled users know.
+pub fn py_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, detail = %self.detail, "request failed");
         }
-        let body = serde_json::json!({ "detail": self.detail }).to_string();
+        let detail = match self.validation {
+            Some(v) => v,
+            None => serde_json::Value::String(self.detail),
+        };
+        let body = serde_json::json!({ "detail": detail }).to_string();
         let mut resp = (self.status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -62,10 +97,13 @@ impl IntoResponse for ApiError {
 
 impl From<SliceError> for ApiError {
     fn from(e: SliceError) -> Self {
+        // Syntax errors are turned into 422s where the slice is parsed; a well-formed slice
+        // that does not fit the array is a 400, as in Tiled.
         match e {
-            // Tiled answers 400 when the slice has more entries than the array has dimensions.
-            SliceError::TooManyDims { .. } => ApiError::bad_request(e.to_string()),
-            _ => ApiError::unprocessable(e.to_string()),
+            SliceError::TooManyDims { .. } => {
+                ApiError::bad_request(format!("Block index out of range: {e}"))
+            }
+            _ => ApiError::bad_request(e.to_string()),
         }
     }
 }

@@ -165,6 +165,7 @@ pub fn choose(
             false,
         ),
     };
+    let mut resolved: Vec<&str> = Vec::new();
     for r in &requested {
         let base = r.split(';').next().unwrap_or("").trim();
         let base = if from_format {
@@ -172,6 +173,7 @@ pub fn choose(
         } else {
             base
         };
+        resolved.push(base);
         if base == "*/*" || base.is_empty() && !from_format {
             return Ok(formats(family)[0]);
         }
@@ -191,7 +193,7 @@ pub fn choose(
     Err(ApiError::not_acceptable(format!(
         "None of the media types requested by the client are supported. Supported: {}. Requested: {}.",
         unique.join(", "),
-        requested.join(", ")
+        resolved.join(", ")
     )))
 }
 

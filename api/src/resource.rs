@@ -179,8 +179,14 @@ pub fn resource(
             .map(|s| s.to_json())
             .unwrap_or(Value::Null)
     };
+    // Sources internal to tessera (generated demo data, table columns) are not data
+    // sources a client could use: like Tiled's in-memory trees, report none.
+    let public_source = node
+        .source
+        .as_ref()
+        .filter(|s| !s.mimetype.starts_with("application/x-tessera-"));
     let data_sources = if view.include_data_sources {
-        match (&node.source, &node.structure) {
+        match (public_source, &node.structure) {
             (Some(src), Some(s)) => json!([{
                 "id": null,
                 "structure_family": node.family.as_str(),
@@ -191,13 +197,16 @@ pub fn resource(
                 "assets": [],
                 "management": src.management,
             }]),
+            (None, Some(_)) => Value::Null,
             _ => json!([]),
         }
     } else {
         Value::Null
     };
     let pick = |field: &str, v: Value| if view.wants(field) { v } else { Value::Null };
-    let family = if is_container || view.wants("structure_family") {
+    // Tiled names a container's family unless the client asked for ids only (`fields=`).
+    let ids_only = view.fields.as_ref().is_some_and(|f| f.is_empty());
+    let family = if view.wants("structure_family") || (is_container && !ids_only) {
         Value::from(node.family.as_str())
     } else {
         Value::Null

@@ -21,7 +21,7 @@ pub struct AppState {
 }
 
 fn no_such_entry(path: &[String]) -> ApiError {
-    ApiError::not_found(format!("No such entry: {path:?}"))
+    ApiError::not_found(format!("No such entry: {}", crate::error::py_list(path)))
 }
 
 impl AppState {

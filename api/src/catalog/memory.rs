@@ -139,7 +139,7 @@ impl MemoryCatalog {
 }
 
 fn not_found(path: &[String]) -> ApiError {
-    ApiError::not_found(format!("No such entry: {path:?}"))
+    ApiError::not_found(format!("No such entry: {}", crate::error::py_list(path)))
 }
 
 fn sort_nodes(nodes: &mut [Arc<Node>], sort: &[SortKey]) {

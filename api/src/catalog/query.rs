@@ -255,7 +255,7 @@ fn build(name: &str, get: &dyn Fn(&str) -> Result<String, ApiError>) -> Result<F
                 "le" => CmpOp::Le,
                 "ge" => CmpOp::Ge,
                 other => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ApiError::unprocessable(format!(
                         "comparison operator must be one of lt, gt, le, ge; got {other:?}"
                     )));
                 }
@@ -310,7 +310,9 @@ fn build(name: &str, get: &dyn Fn(&str) -> Result<String, ApiError>) -> Result<F
         "structure_family" => {
             let raw = get("value")?;
             let family = StructureFamily::parse(raw.trim_matches('"')).ok_or_else(|| {
-                ApiError::bad_request(format!("unknown structure family {raw:?}"))
+                ApiError::unprocessable(format!(
+                    "unknown structure family {raw:?}; one of array, awkward, container, ragged, sparse, table"
+                ))
             })?;
             Filter::StructureFamily { family }
         }

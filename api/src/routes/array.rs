@@ -53,8 +53,20 @@ fn check_expected_shape(req: &Request, shape: &[usize]) -> Result<(), ApiError> 
             })?
     };
     if expected != shape {
+        let tuple = |s: &[usize]| match s {
+            [one] => format!("({one},)"),
+            _ => format!(
+                "({})",
+                s.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         return Err(ApiError::unprocessable(format!(
-            "The expected_shape {expected:?} does not match the actual shape {shape:?}"
+            "The expected shape {} does not match the actual shape {} that would result from the requested block and slice.",
+            tuple(&expected),
+            tuple(shape)
         )));
     }
     Ok(())
@@ -71,10 +83,27 @@ fn check_size(state: &AppState, elements: usize, itemsize: usize) -> Result<(), 
     Ok(())
 }
 
+/// The `slice` grammar Tiled validates against (without numpy's `...`, which we also accept).
+fn tiled_slice_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        regex::Regex::new(r"^(?:(?:-?\d+)?:){0,2}(?:-?\d+)?(?:,(?:(?:-?\d+)?:){0,2}(?:-?\d+)?)*$")
+            .unwrap_or_else(|_| regex::Regex::new("$^").unwrap_or_else(|_| unreachable!()))
+    })
+}
+
 fn parse_slice(req: &Request) -> Result<SliceSpec, ApiError> {
     match req.params.get("slice") {
         None | Some("") => Ok(SliceSpec::all()),
-        Some(s) => Ok(SliceSpec::from_str(s)?),
+        Some(s) => SliceSpec::from_str(s).map_err(|e| {
+            // Text outside Tiled's slice grammar is a 422 validation error (as Tiled's own
+            // pattern check gives); text inside it that still makes no sense is a 400.
+            if tiled_slice_pattern().is_match(s) {
+                ApiError::bad_request(e.to_string())
+            } else {
+                ApiError::invalid_param("slice", "string_pattern_mismatch", Some(s), e.to_string())
+            }
+        }),
     }
 }
 
@@ -102,11 +131,14 @@ fn block_selection(
     let block = req
         .params
         .usize_list("block")?
-        .ok_or_else(|| ApiError::unprocessable("Field required: query parameter 'block'"))?;
+        .ok_or_else(|| ApiError::invalid_param("block", "missing", None, "Field required"))?;
     let grid = ChunkGrid::new(shape, chunks.to_vec())?;
     let origin = grid.block_origin(&block)?;
     let bshape = grid.block_shape(&block)?;
-    let within = parse_slice(req)?.resolve(&bshape)?;
+    // Within a block, a slice that does not fit is a parameter error (422), as in Tiled.
+    let within = parse_slice(req)?
+        .resolve(&bshape)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     Ok(offset_selection(&within, &origin))
 }
 

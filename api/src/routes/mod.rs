@@ -187,7 +187,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
     match endpoint {
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
-        Endpoint::ApiRootRedirect => Ok(node::redirect_to_root()),
+        Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
         Endpoint::ApiRoot if read => node::root(state, req).await,
         Endpoint::Metadata(p) if read => node::metadata(state, req, &p).await,
         Endpoint::Search(p) if read => node::search(state, req, &p, false).await,

@@ -32,16 +32,16 @@ pub fn web_root() -> Response {
     .into_response()
 }
 
-pub fn redirect_to_root() -> Response {
+pub fn redirect_to_root(base: &str) -> Response {
     let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/api/v1/"));
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
     r
 }
 
 pub async fn root(_state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let (formats, aliases) = negotiate::root_formats();
-    let origin = req.base.trim_end_matches("/api/v1");
     let doc = json!({
         "api_version": 0,
         "library_version": crate::LIBRARY_VERSION,
@@ -49,7 +49,7 @@ pub async fn root(_state: &AppState, req: &Request) -> Result<Response, ApiError
         "aliases": aliases,
         "queries": QUERY_NAMES,
         "authentication": {"required": false, "providers": [], "links": null},
-        "links": {"self": req.base, "documentation": format!("{origin}/docs")},
+        "links": {"self": req.base, "documentation": format!("{}/docs", req.base)},
         "meta": {"root_path": "/api"},
     });
     let mut r = respond::document(&req.headers, &doc).await?;
@@ -214,16 +214,31 @@ pub async fn search(
             "page[cursor] and page[offset] cannot be used together",
         ));
     }
-    let offset = match p.get("page[cursor]") {
-        Some(_) => p.usize("page[cursor]", 0)?,
-        None => p.usize("page[offset]", 0)?,
+    let offset_param = if p.has("page[cursor]") {
+        "page[cursor]"
+    } else {
+        "page[offset]"
+    };
+    let offset = match p.get(offset_param) {
+        Some(raw) if raw.starts_with('-') && raw[1..].parse::<u64>().is_ok() => {
+            return Err(ApiError::invalid_param(
+                offset_param,
+                "greater_than_equal",
+                Some(raw),
+                "Input should be greater than or equal to 0",
+            ));
+        }
+        _ => p.usize(offset_param, 0)?,
     };
     let limit = p.usize("page[limit]", 100)?;
     let max = state.config.max_page_limit;
     if limit > max {
-        return Err(ApiError::unprocessable(format!(
-            "page[limit] is {limit}; the maximum is {max}"
-        )));
+        return Err(ApiError::invalid_param(
+            "page[limit]",
+            "less_than_equal",
+            p.get("page[limit]"),
+            format!("Input should be less than or equal to {max}"),
+        ));
     }
     let max_depth = if deep {
         let d = p.usize("max_depth", 64)?;

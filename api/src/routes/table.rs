@@ -70,9 +70,12 @@ fn project(
         return Ok(batch);
     };
     let schema = batch.schema();
+    // Requested columns in the order asked for, then the index columns.
     let mut keep = Vec::new();
-    for (i, f) in schema.fields().iter().enumerate() {
-        if cols.contains(f.name()) || index.contains(f.name()) {
+    for name in cols.iter().chain(index) {
+        if let Ok(i) = schema.index_of(name)
+            && !keep.contains(&i)
+        {
             keep.push(i);
         }
     }
@@ -137,18 +140,29 @@ pub async fn partition(
     let node = state.node(path).await?;
     let structure = table(&node, "/table/partition")?;
     let Some(raw) = req.params.get("partition") else {
-        return Err(ApiError::unprocessable(
-            "Field required: query parameter 'partition'",
+        return Err(ApiError::invalid_param(
+            "partition",
+            "missing",
+            None,
+            "Field required",
         ));
     };
+    if raw.starts_with('-') && raw[1..].parse::<u64>().is_ok() {
+        return Err(ApiError::bad_request(format!(
+            "Partition out of range: partitions are numbered from 0, got {raw}"
+        )));
+    }
     let p: usize = raw.parse().map_err(|_| {
-        ApiError::unprocessable(format!(
-            "partition must be a non-negative integer, got {raw:?}"
-        ))
+        ApiError::invalid_param(
+            "partition",
+            "int_parsing",
+            Some(raw),
+            format!("partition must be a non-negative integer, got {raw:?}"),
+        )
     })?;
     if p >= structure.npartitions {
         return Err(ApiError::bad_request(format!(
-            "Partition out of range: this table has {} partition(s), 0 to {}",
+            "Partition out of range: this table has {} partition(s), numbered 0 to {}",
             structure.npartitions,
             structure.npartitions.saturating_sub(1)
         )));

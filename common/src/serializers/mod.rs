@@ -162,7 +162,8 @@ pub mod sparse {
             .to_f64_vec()
             .map_err(|e| SerializeError::Encode(e.to_string()))?;
         cols.push(("data".into(), Arc::new(Float64Array::from(vals))));
-        RecordBatch::try_from_iter(cols).map_err(|e| SerializeError::Encode(e.to_string()))
+        RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true)))
+            .map_err(|e| SerializeError::Encode(e.to_string()))
     }
     pub fn to_hdf5(_c: &[Vec<i64>], _d: &ArrayData) -> Result<Vec<u8>, SerializeError> {
         Err(uns("hdf5"))
