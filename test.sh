@@ -21,8 +21,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo build --bin tessera
 
-# The compatibility suite (the real Tiled client against a running server).
-[ -f tests/compat/requirements.txt ] || { echo "no compatibility suite in this checkout"; exit 0; }
+# The compatibility suite: the real Tiled client against a running `tessera serve demo`,
+# the replay of the golden answers of the real Tiled server, and malformed requests.
 venv=${TESSERA_TEST_VENV:-$HOME/.cache/tessera/test-venv}
 if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/compat/requirements.txt "$venv/.requirements"; then
   echo "creating the test venv in $venv"

@@ -58,7 +58,7 @@ pub fn formats(family: StructureFamily) -> &'static [&'static str] {
         ],
         StructureFamily::Container => &[HDF5, JSON],
         StructureFamily::Sparse => &[ARROW, HDF5, XLSX, PARQUET, CSV, "text/plain", HTML, JSON],
-        StructureFamily::Awkward => &[ZIP, JSON, ARROW, PARQUET],
+        StructureFamily::Awkward => &[ZIP, JSON],
         StructureFamily::Ragged => &[JSON, ZIP],
         StructureFamily::Bytes => &[OCTET],
     }

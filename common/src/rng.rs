@@ -1,5 +1,10 @@
-//! numpy-compatible random numbers: PCG64 seeded like `default_rng(seed)`, with jumps, so the demo regenerates any chunk on demand.
+//! numpy-compatible random numbers: PCG64 seeded through SeedSequence exactly like
+//! `numpy.random.default_rng(seed)`, numpy's algorithms for the distributions the demo draws,
+//! and O(log n) jumps so any chunk of a huge random array can be regenerated on demand.
+
+/// The 128-bit LCG multiplier of PCG64.
 const MULT: u128 = 0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645;
+/// numpy's PCG64 (128-bit LCG, XSL-RR output), with numpy's buffering of 32-bit halves.
 #[derive(Clone, Debug)]
 pub struct Pcg64 {
     state: u128,
@@ -7,11 +12,13 @@ pub struct Pcg64 {
     has_u32: bool,
     u32_buf: u32,
 }
+/// A precomputed jump of a fixed number of draws (an affine map of the state).
 #[derive(Clone, Copy, Debug)]
 pub struct Jump {
     mult: u128,
     plus: u128,
 }
+/// numpy's SeedSequence(seed).generate_state(4, uint64): the hash-mixed entropy pool.
 fn seed_words(seed: u64) -> [u64; 4] {
     const INIT_A: u32 = 0x43b0d7e5;
     const MULT_A: u32 = 0x931e8875;
@@ -61,9 +68,7 @@ fn seed_words(seed: u64) -> [u64; 4] {
     out
 }
 impl Jump {
-    pub fn new(delta: u128) -> Self {
-        Self::with_inc(delta, 0)
-    }
+    /// The affine map of `delta` LCG steps for increment `inc` (square-and-multiply).
     fn with_inc(mut delta: u128, inc: u128) -> Self {
         let (mut am, mut ap, mut cm, mut cp) = (1u128, 0u128, MULT, inc);
         while delta > 0 {
@@ -79,6 +84,7 @@ impl Jump {
     }
 }
 impl Pcg64 {
+    /// The generator of `numpy.random.default_rng(seed)`.
     pub fn from_seed(seed: u64) -> Self {
         let w = seed_words(seed);
         let initstate = (w[0] as u128) << 64 | w[1] as u128;
@@ -97,12 +103,14 @@ impl Pcg64 {
     fn step(&mut self) {
         self.state = self.state.wrapping_mul(MULT).wrapping_add(self.inc);
     }
+    /// The next 64-bit draw.
     pub fn next_u64(&mut self) -> u64 {
         self.step();
         let s = self.state;
         let rot = (s >> 122) as u32;
         (((s >> 64) as u64) ^ (s as u64)).rotate_right(rot)
     }
+    /// The next 32-bit draw: the low half of a 64-bit draw, then its high half.
     pub fn next_u32(&mut self) -> u32 {
         if self.has_u32 {
             self.has_u32 = false;
@@ -113,24 +121,38 @@ impl Pcg64 {
         self.u32_buf = (n >> 32) as u32;
         n as u32
     }
+    /// Skips `delta` 64-bit draws (clears the 32-bit buffer, as numpy's `advance` does).
     pub fn advance(&mut self, delta: u128) {
         let j = Jump::with_inc(delta, self.inc);
         self.state = j.mult.wrapping_mul(self.state).wrapping_add(j.plus);
         self.has_u32 = false;
     }
+    /// A reusable jump of `delta` draws for this generator's stream.
+    pub fn jump_of(&self, delta: u128) -> Jump {
+        Jump::with_inc(delta, self.inc)
+    }
+    /// Applies a jump made by [`Pcg64::jump_of`] in O(1).
     pub fn jump(&mut self, j: &Jump) {
         self.state = j.mult.wrapping_mul(self.state).wrapping_add(j.plus);
     }
+    /// `Generator.random()`: 53 random bits in [0, 1).
     pub fn random(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / 9007199254740992.0)
     }
+    /// Fills `out` with `random()` draws.
     pub fn fill_random(&mut self, out: &mut [f64]) {
         for v in out {
             *v = self.random();
         }
     }
+    /// `Generator.integers(low, high, size=n)` for int64 with a range that fits in 32 bits
+    /// (numpy then uses Lemire's method on buffered 32-bit draws). Wider ranges, which numpy
+    /// serves from 64-bit draws, are not needed by the demo and are clamped to 32 bits.
     pub fn integers_i64(&mut self, low: i64, high: i64, out: &mut [i64]) {
-        let rng = (high - low - 1) as u64;
+        let rng = high
+            .saturating_sub(low)
+            .saturating_sub(1)
+            .clamp(0, u32::MAX as i64 - 1) as u64;
         let excl = (rng + 1) as u32;
         for v in out.iter_mut() {
             let mut m = self.next_u32() as u64 * excl as u64;
@@ -145,8 +167,10 @@ impl Pcg64 {
             *v = low + (m >> 32) as i64;
         }
     }
+    /// `Generator.integers(high, size=n, dtype=uint8)`: Lemire's method on bytes taken from
+    /// buffered 32-bit draws, as numpy does for 8-bit types.
     pub fn integers_u8(&mut self, high: u8, out: &mut [u8]) {
-        let rng = high - 1;
+        let rng = high.saturating_sub(1);
         let excl = rng as u16 + 1;
         let (mut buf, mut bcnt) = (0u32, 0);
         let mut draw = |s: &mut Self| -> u8 {
@@ -206,10 +230,14 @@ impl Pcg64 {
             }
         }
     }
+    /// `Generator.uniform()` with the default bounds [0, 1).
     pub fn uniform(&mut self) -> f64 {
         self.random()
     }
 }
+/// Fills `out` with the C-order block `[start, start + shape)` of a `full_shape` array of
+/// `random()` draws that begins `base` draws into the stream of `from_seed(seed)`: one jump to
+/// each contiguous run, so a block costs its own size, not the array's.
 pub fn random_block(
     seed: u64,
     base: u128,
@@ -219,11 +247,11 @@ pub fn random_block(
     out: &mut [f64],
 ) {
     let nd = full_shape.len();
-    let mut r = Pcg64::from_seed(seed);
+    let mut cur = Pcg64::from_seed(seed);
+    cur.advance(base);
     if nd == 0 {
-        r.advance(base);
         if let Some(v) = out.first_mut() {
-            *v = r.random();
+            *v = cur.random();
         }
         return;
     }
@@ -235,9 +263,8 @@ pub fn random_block(
     let rows: usize = shape[..nd - 1].iter().product();
     let mut idx = vec![0usize; nd - 1];
     let mut o = 0;
+    // Position in the array's stream (relative to `base`) that `cur` is at.
     let mut pos: u128 = 0;
-    let mut cur = r.clone();
-    cur.advance(base);
     for _ in 0..rows {
         let mut off = start[nd - 1] as u128;
         for k in 0..nd - 1 {
@@ -262,7 +289,6 @@ pub fn random_block(
             idx[k] = 0;
         }
     }
-    let _ = &mut r;
 }
 
 /// Rightmost layer boundary, its inverse and the layer area of the 256-layer normal
@@ -311,4 +337,81 @@ fn ziggurat() -> &'static Ziggurat {
         z.w[0] = ZIG_V / pdf(ZIG_R) / scale;
         z
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expected values printed by numpy 2.4 for `numpy.random.default_rng(42)`.
+
+    #[test]
+    fn seeding_and_raw_stream_match_numpy() {
+        let mut r = Pcg64::from_seed(42);
+        assert_eq!(r.next_u64(), 0xc621_fbcd_16d9_2688);
+        assert_eq!(r.next_u64(), 0x705a_5661_a791_ffc1);
+        let mut r = Pcg64::from_seed(42);
+        assert_eq!(r.random(), 0.7739560485559633);
+        assert_eq!(r.random(), 0.4388784397520523);
+    }
+
+    #[test]
+    fn bounded_integers_match_numpy() {
+        let mut r = Pcg64::from_seed(42);
+        let mut v = [0i64; 12];
+        r.integers_i64(-10, 10, &mut v);
+        assert_eq!(v, [-9, 5, 3, -2, -2, 7, -9, 3, -6, -9, 0, 9]);
+        let mut r = Pcg64::from_seed(42);
+        let mut skip = [0.0; 3];
+        r.fill_random(&mut skip);
+        let mut u = [0u8; 12];
+        r.integers_u8(10, &mut u);
+        assert_eq!(u, [5, 5, 0, 0, 7, 5, 6, 9, 5, 5, 1, 7]);
+    }
+
+    #[test]
+    fn normals_match_numpy_and_consume_the_same_draws() {
+        let mut r = Pcg64::from_seed(42);
+        assert_eq!(r.standard_normal(), 0.30471707975443135);
+        assert_eq!(r.standard_normal(), -1.0399841062404955);
+        assert_eq!(r.random(), 0.8585979199113825);
+    }
+
+    #[test]
+    fn advance_equals_stepping_and_jumps() {
+        let mut a = Pcg64::from_seed(42);
+        a.advance(1_000_003);
+        assert_eq!(a.random(), 0.33601650799368576);
+        let mut b = Pcg64::from_seed(7);
+        let mut c = b.clone();
+        for _ in 0..1000 {
+            b.next_u64();
+        }
+        c.advance(1000);
+        assert_eq!(b.next_u64(), c.next_u64());
+        let mut d = Pcg64::from_seed(7);
+        let j = d.jump_of(1001);
+        d.jump(&j);
+        assert_eq!(d.next_u64(), b.next_u64());
+    }
+
+    #[test]
+    fn random_block_equals_the_sequential_array() {
+        let (rows, cols) = (37usize, 53usize);
+        let mut r = Pcg64::from_seed(3);
+        r.advance(11);
+        let mut full = vec![0.0; rows * cols];
+        r.fill_random(&mut full);
+        let (start, shape) = ([5usize, 7usize], [15usize, 33usize]);
+        let mut block = vec![0.0; shape[0] * shape[1]];
+        random_block(3, 11, &[rows, cols], &start, &shape, &mut block);
+        for i in 0..shape[0] {
+            for j in 0..shape[1] {
+                assert_eq!(
+                    block[i * shape[1] + j],
+                    full[(start[0] + i) * cols + start[1] + j]
+                );
+            }
+        }
+    }
 }

@@ -26,9 +26,19 @@ fn table<'a>(node: &'a Node, route: &str) -> Result<&'a TableStructure, ApiError
 }
 
 /// The requested columns: `column=` (or the deprecated `field=`), or a JSON list body on POST.
-fn columns(req: &Request, structure: &TableStructure) -> Result<Option<Vec<String>>, ApiError> {
+fn columns(
+    req: &Request,
+    structure: &TableStructure,
+    full: bool,
+) -> Result<Option<Vec<String>>, ApiError> {
     let column = req.params.all("column");
-    let field = req.params.all("field");
+    // `field` is the deprecated spelling on /table/partition only; /table/full ignores it,
+    // as Tiled does.
+    let field = if full {
+        Vec::new()
+    } else {
+        req.params.all("field")
+    };
     if !column.is_empty() && !field.is_empty() {
         return Err(ApiError::bad_request(
             "give columns with 'column' or the deprecated 'field', not both",
@@ -167,7 +177,7 @@ pub async fn partition(
             structure.npartitions.saturating_sub(1)
         )));
     }
-    let cols = columns(req, structure)?;
+    let cols = columns(req, structure, false)?;
     send(state, req, &node, vec![p], cols).await
 }
 
@@ -178,7 +188,7 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
         return super::container::full(state, req, path).await;
     }
     let structure = table(&node, "/table/full")?;
-    let cols = columns(req, structure)?;
+    let cols = columns(req, structure, true)?;
     send(
         state,
         req,
