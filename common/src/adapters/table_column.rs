@@ -224,7 +224,7 @@ pub fn arrow_to_array(col: &ArrayRef, dtype: &DataType) -> Result<ArrayData, Ada
             }
         }
         ArrowType::Timestamp(..) | ArrowType::Date64 => {
-            let a = arrow_select_i64(col)?;
+            let a = raw_i64_values(col)?;
             for v in a {
                 out.extend_from_slice(&v.to_le_bytes());
             }
@@ -245,7 +245,7 @@ pub fn arrow_to_array(col: &ArrayRef, dtype: &DataType) -> Result<ArrayData, Ada
 }
 
 /// The raw 64-bit values of a timestamp or date64 column (NaT, numpy's i64::MIN, for nulls).
-fn arrow_select_i64(col: &ArrayRef) -> Result<Vec<i64>, AdapterError> {
+fn raw_i64_values(col: &ArrayRef) -> Result<Vec<i64>, AdapterError> {
     let data = col.to_data();
     let values: &[i64] = data
         .buffers()
