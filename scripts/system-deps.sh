@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tessera builds against (libhdf5 for HDF5 export), if missing.
+set -euo pipefail
+missing=()
+for pkg in libhdf5-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >&2
+fi
