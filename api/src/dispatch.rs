@@ -6,8 +6,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
-use tessera_common::adapters::{self, Adapter, DataSource, SparseBlock};
+use tessera_common::adapters::{self, Adapter, DataSource, SparseBlock, table_column};
 use tessera_common::array::ArrayData;
+use tessera_common::structure::ArrayStructure;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
@@ -39,6 +40,14 @@ pub trait Dispatcher: Send + Sync {
     ) -> Result<(Vec<Vec<i64>>, ArrayData), ApiError>;
     /// The table's index column names.
     async fn index_columns(&self, source: &DataSource) -> Result<Vec<String>, ApiError>;
+    /// The array structure of one column of a table (`None` if there is no such column);
+    /// string columns are scanned for their widest value.
+    async fn column_structure(
+        &self,
+        source: &DataSource,
+        npartitions: usize,
+        column: &str,
+    ) -> Result<Option<ArrayStructure>, ApiError>;
 }
 
 /// Decodes in-process: opened adapters are kept (bounded), work runs on the blocking pool
@@ -147,5 +156,25 @@ impl Dispatcher for Inline {
             return Err(wrong_family("a table"));
         };
         Ok(r.index_columns())
+    }
+
+    async fn column_structure(
+        &self,
+        source: &DataSource,
+        npartitions: usize,
+        column: &str,
+    ) -> Result<Option<ArrayStructure>, ApiError> {
+        let Adapter::Table(r) = self.adapter(source)? else {
+            return Err(wrong_family("a table"));
+        };
+        let column = column.to_string();
+        self.run(move || {
+            Ok(table_column::column_structure(
+                r.as_ref(),
+                npartitions,
+                &column,
+            )?)
+        })
+        .await
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tessera_common::adapters::{Adapter, table_column};
+use tessera_common::adapters::table_column;
 use tessera_common::structure::{Structure, StructureFamily};
 
 use crate::cache::ChunkCache;
@@ -42,20 +42,12 @@ impl AppState {
         if !ts.columns.contains(column) {
             return Err(no_such_entry(path));
         }
-        let source = source.clone();
-        let npartitions = ts.npartitions;
-        let col = column.clone();
-        let adapter = tessera_common::adapters::open(&source)?;
-        let Adapter::Table(reader) = adapter else {
-            return Err(no_such_entry(path));
-        };
-        let structure = tokio::task::spawn_blocking(move || {
-            table_column::column_structure(reader.as_ref(), npartitions, &col)
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??
-        .ok_or_else(|| no_such_entry(path))?;
-        let column_source = table_column::column_source(&source, column, &structure.data_type);
+        let structure = self
+            .dispatcher
+            .column_structure(source, ts.npartitions, column)
+            .await?
+            .ok_or_else(|| no_such_entry(path))?;
+        let column_source = table_column::column_source(source, column, &structure.data_type);
         Ok(Arc::new(Node {
             path: path.to_vec(),
             family: StructureFamily::Array,
