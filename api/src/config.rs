@@ -12,6 +12,8 @@ pub struct Config {
     pub decode_threads: usize,
     /// Largest `page[limit]` a search may ask for.
     pub max_page_limit: usize,
+    /// Deadline for producing a response (headers); slower requests get 504.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -21,6 +23,7 @@ impl Default for Config {
             cache_bytes: 1 << 30,
             decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_page_limit: 300,
+            request_timeout: std::time::Duration::from_secs(120),
         }
     }
 }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::cache::MemoryCache;
 use crate::catalog::Catalog;
@@ -43,11 +44,17 @@ pub fn demo_catalog() -> anyhow::Result<MemoryCatalog> {
     Ok(cat)
 }
 
-/// The axum app: one handler for every path, with panics turned into JSON 500s.
+/// The axum app: one handler for every path, a deadline per request, and panics turned
+/// into JSON 500s.
 pub fn app(state: Arc<AppState>) -> Router {
+    let timeout = state.config.request_timeout;
     Router::new()
         .fallback(routes::handle)
         .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            timeout,
+        ))
         .layer(axum::middleware::map_response(
             |mut resp: axum::response::Response| async move {
                 resp.headers_mut()
