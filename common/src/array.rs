@@ -98,6 +98,14 @@ impl ArrayData {
         if !matches!(b.kind, Kind::Bool | Kind::Int | Kind::UInt | Kind::Float) {
             return Err(UnsupportedDType(b.numpy_str()));
         }
+        if b.kind == Kind::Float && b.itemsize == 8 && !b.is_byte_swapped() {
+            // The common case, without decoding element by element.
+            return Ok(self
+                .bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_ne_bytes(fixed(c, false)))
+                .collect());
+        }
         let size = b.itemsize;
         self.bytes
             .chunks_exact(size)
