@@ -70,6 +70,45 @@ impl ChunkCache for MemoryCache {
     }
 }
 
+/// Encoded responses (PNG, JSON, Arrow, ...) keyed by their ETag, which names the data
+/// version, the selection and the media type: repeated requests skip decoding and encoding.
+/// Per node and in-process: cheap to lose, never stale.
+pub struct EncodedCache {
+    inner: moka::future::Cache<String, Bytes>,
+    /// Bodies larger than this are not kept (one huge export would evict everything else).
+    max_entry: usize,
+}
+
+impl EncodedCache {
+    /// A cache of at most `max_bytes` of encoded bodies, each at most `max_bytes / 16`.
+    pub fn new(max_bytes: u64) -> Self {
+        let inner = moka::future::Cache::builder()
+            .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .max_capacity(max_bytes)
+            .build();
+        EncodedCache {
+            inner,
+            max_entry: usize::try_from(max_bytes / 16).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The body for `etag`, producing it on a miss.
+    pub async fn get_or_encode(
+        &self,
+        etag: &str,
+        produce: impl Future<Output = Result<Bytes, ApiError>>,
+    ) -> Result<Bytes, ApiError> {
+        if let Some(b) = self.inner.get(etag).await {
+            return Ok(b);
+        }
+        let body = produce.await?;
+        if body.len() <= self.max_entry {
+            self.inner.insert(etag.to_string(), body.clone()).await;
+        }
+        Ok(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +151,30 @@ mod tests {
         assert!(cache.get_or_load(key(1), fail).await.is_err());
         let ok: Loader = Box::pin(async { Ok(Bytes::from_static(b"x")) });
         assert_eq!(cache.get_or_load(key(1), ok).await.unwrap(), "x");
+    }
+
+    #[tokio::test]
+    async fn encoded_bodies_are_reused_and_big_ones_are_not_kept() {
+        let cache = EncodedCache::new(1600);
+        let calls = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let c = calls.clone();
+            let produce: Loader = Box::pin(async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(Bytes::from(vec![1u8; 10]))
+            });
+            assert_eq!(cache.get_or_encode("e1", produce).await.unwrap().len(), 10);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        for _ in 0..2 {
+            let c = calls.clone();
+            let produce: Loader = Box::pin(async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(Bytes::from(vec![1u8; 500]))
+            });
+            cache.get_or_encode("big", produce).await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub struct Config {
     pub response_bytesize_limit: usize,
     /// Bytes of decoded chunks kept in the in-process cache.
     pub cache_bytes: u64,
+    /// Bytes of encoded responses (PNG, JSON, Arrow...) kept in memory, keyed by ETag.
+    pub encoded_cache_bytes: u64,
     /// Concurrent decode jobs on the blocking pool.
     pub decode_threads: usize,
     /// Largest `page[limit]` a search may ask for.
@@ -21,6 +23,7 @@ impl Default for Config {
         Config {
             response_bytesize_limit: 300_000_000,
             cache_bytes: 1 << 30,
+            encoded_cache_bytes: 256 << 20,
             decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_page_limit: 300,
             request_timeout: std::time::Duration::from_secs(120),

@@ -90,18 +90,50 @@ pub fn compress(headers: &HeaderMap, body: &Bytes) -> Option<(&'static str, Byte
     (out.len() as f64 <= MAX_RATIO * body.len() as f64).then(|| (name, Bytes::from(out)))
 }
 
+/// Whether the client already holds the representation named `etag`.
+pub fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
+    let inm = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    if !inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+        return None;
+    }
+    let mut r = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    Some(r)
+}
+
+/// Answers a data request whose ETag is known before any data is read: 304 if the client
+/// has it, else the body from the encoded-response cache, producing it on a miss.
+pub async fn cached(
+    headers: &HeaderMap,
+    encoded: &crate::cache::EncodedCache,
+    etag: String,
+    media_type: &str,
+    filename: Option<String>,
+    produce: impl std::future::Future<Output = Result<Bytes, ApiError>>,
+) -> Result<Response, ApiError> {
+    if let Some(r) = not_modified(headers, &etag) {
+        return Ok(r);
+    }
+    let body = encoded.get_or_encode(&etag, produce).await?;
+    Ok(send(
+        headers,
+        Payload {
+            body,
+            media_type: media_type.to_string(),
+            etag: Some(etag),
+            filename,
+        },
+    )
+    .await)
+}
+
 /// Builds the response: 304 on a matching `If-None-Match`, else the (maybe compressed) body.
 /// Compression of large bodies runs on the blocking pool.
 pub async fn send(headers: &HeaderMap, p: Payload) -> Response {
-    if let (Some(etag), Some(inm)) = (&p.etag, headers.get(header::IF_NONE_MATCH)) {
-        let inm = inm.to_str().unwrap_or("");
-        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
-            let mut r = StatusCode::NOT_MODIFIED.into_response();
-            if let Ok(v) = HeaderValue::from_str(etag) {
-                r.headers_mut().insert(header::ETAG, v);
-            }
-            return r;
-        }
+    if let Some(r) = p.etag.as_deref().and_then(|e| not_modified(headers, e)) {
+        return r;
     }
     let body = p.body.clone();
     let compressed = if body.len() > 256 * 1024 {

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::cache::MemoryCache;
+use crate::cache::{EncodedCache, MemoryCache};
 use crate::catalog::Catalog;
 use crate::catalog::memory::MemoryCatalog;
 use crate::config::Config;
@@ -25,6 +25,7 @@ pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState
     Arc::new(AppState {
         cache: Arc::new(MemoryCache::new(config.cache_bytes)),
         dispatcher: Arc::new(Inline::new(config.decode_threads)),
+        encoded: EncodedCache::new(config.encoded_cache_bytes),
         catalog,
         config,
     })

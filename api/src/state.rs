@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tessera_common::adapters::table_column;
 use tessera_common::structure::{Structure, StructureFamily};
 
-use crate::cache::ChunkCache;
+use crate::cache::{ChunkCache, EncodedCache};
 use crate::catalog::{Catalog, Node};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
@@ -18,6 +18,8 @@ pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     pub cache: Arc<dyn ChunkCache>,
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// Encoded responses of this node, by ETag.
+    pub encoded: EncodedCache,
 }
 
 fn no_such_entry(path: &[String]) -> ApiError {

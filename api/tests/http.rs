@@ -167,18 +167,28 @@ async fn array_block_is_the_raw_chunk() {
 }
 
 #[tokio::test]
-async fn etag_answers_304() {
+async fn etag_answers_304_and_repeats_are_identical() {
     let s = TestServer::start().await;
-    let r = s.get("/api/v1/array/full/flat_array").await;
-    let etag = r.headers()["etag"].to_str().unwrap().to_string();
-    let again = s
-        .client
-        .get(format!("{}/api/v1/array/full/flat_array", s.base))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 304);
+    for path in [
+        "/api/v1/array/full/flat_array",
+        "/api/v1/array/full/nested/images/small_image?format=png",
+        "/api/v1/table/partition/tables/long_table?partition=1",
+    ] {
+        let r = s.get(path).await;
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        let first = r.bytes().await.unwrap();
+        let again = s.get(path).await;
+        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag, "{path}");
+        assert_eq!(again.bytes().await.unwrap(), first, "{path}");
+        let revalidated = s
+            .client
+            .get(format!("{}{path}", s.base))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), 304, "{path}");
+    }
 }
 
 #[tokio::test]

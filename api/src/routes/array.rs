@@ -161,24 +161,37 @@ async fn send_array(
         req.accept(),
     )?;
     check_size(state, sel.num_elements(), structure.data_type.itemsize())?;
-    let data = read_array(state, structure, source, node.data_version, &sel).await?;
-    let body = encode::array(data, media).await?;
+    // The ETag names the data version, the selection and the format, so it is known before
+    // any data is read: a revalidation costs nothing.
     let etag = etag_of(&[
         &source_id(source).to_le_bytes(),
         &node.data_version.to_le_bytes(),
         format!("{sel:?}").as_bytes(),
         media.as_bytes(),
     ]);
-    Ok(respond::send(
-        &req.headers,
-        Payload {
-            body,
-            media_type: media.to_string(),
-            etag: Some(etag),
-            filename: req.params.get("filename").map(str::to_string),
-        },
-    )
-    .await)
+    let filename = req.params.get("filename").map(str::to_string);
+    let produce = async {
+        let data = read_array(state, structure, source, node.data_version, &sel).await?;
+        encode::array(data, media).await
+    };
+    if media == negotiate::OCTET {
+        // Raw bytes come straight from the chunk cache: no second copy in the encoded cache.
+        if let Some(r) = respond::not_modified(&req.headers, &etag) {
+            return Ok(r);
+        }
+        let body = produce.await?;
+        return Ok(respond::send(
+            &req.headers,
+            Payload {
+                body,
+                media_type: media.to_string(),
+                etag: Some(etag),
+                filename,
+            },
+        )
+        .await);
+    }
+    respond::cached(&req.headers, &state.encoded, etag, media, filename, produce).await
 }
 
 pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {

@@ -10,7 +10,8 @@ use crate::catalog::Node;
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::respond::{self, Payload, etag_of};
+use crate::planner::source_id;
+use crate::respond::{self, etag_of};
 use crate::state::AppState;
 use tessera_common::structure::{Structure, TableStructure};
 
@@ -111,35 +112,35 @@ async fn send(
         .source
         .as_ref()
         .ok_or_else(|| ApiError::not_found("this table holds no data"))?;
-    let index = state.dispatcher.index_columns(source).await?;
-    let mut batches = Vec::with_capacity(partitions.len());
-    let mut bytes = 0usize;
-    for p in &partitions {
-        let b = project(
-            state.dispatcher.read_partition(source, *p).await?,
-            &cols,
-            &index,
-        )?;
-        bytes += b.get_array_memory_size();
-        if bytes > state.config.response_bytesize_limit {
-            return Err(ApiError::bad_request(format!(
-                "Response would exceed {}. Request fewer partitions or columns.",
-                state.config.response_bytesize_limit
-            )));
+    let etag = etag_of(&[
+        &source_id(source).to_le_bytes(),
+        &node.data_version.to_le_bytes(),
+        format!("{partitions:?}{cols:?}").as_bytes(),
+        media.as_bytes(),
+    ]);
+    let produce = async {
+        let index = state.dispatcher.index_columns(source).await?;
+        let mut batches = Vec::with_capacity(partitions.len());
+        let mut bytes = 0usize;
+        for p in &partitions {
+            let b = project(
+                state.dispatcher.read_partition(source, *p).await?,
+                &cols,
+                &index,
+            )?;
+            bytes += b.get_array_memory_size();
+            if bytes > state.config.response_bytesize_limit {
+                return Err(ApiError::bad_request(format!(
+                    "Response would exceed {}. Request fewer partitions or columns.",
+                    state.config.response_bytesize_limit
+                )));
+            }
+            batches.push(b);
         }
-        batches.push(b);
-    }
-    let body = encode::table(batches, index, media).await?;
-    Ok(respond::send(
-        &req.headers,
-        Payload {
-            etag: Some(etag_of(&[&body])),
-            body,
-            media_type: media.to_string(),
-            filename: req.params.get("filename").map(str::to_string),
-        },
-    )
-    .await)
+        encode::table(batches, index, media).await
+    };
+    let filename = req.params.get("filename").map(str::to_string);
+    respond::cached(&req.headers, &state.encoded, etag, media, filename, produce).await
 }
 
 pub async fn partition(
