@@ -1,5 +1,5 @@
-//! Encoders on a 1000x1000 f64 array (octet-stream, JSON, CSV, PNG) and a 100,000-row table
-//! (Arrow IPC file), plus the demo's random chunk generation.
+//! Encoders on a 1000x1000 f64 array (octet-stream, JSON, CSV, PNG, TIFF) and a 100,000-row
+//! table (Arrow IPC file, Parquet, CSV, JSON), plus the demo's random chunk generation.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ fn bench_encoders(c: &mut Criterion) {
     group.bench_function("json", |b| b.iter(|| array::to_json(black_box(&a))));
     group.bench_function("csv", |b| b.iter(|| array::to_csv(black_box(&a))));
     group.bench_function("png", |b| b.iter(|| array::to_png(black_box(&a))));
+    group.bench_function("tiff", |b| b.iter(|| array::to_tiff(black_box(&a))));
     group.bench_function("demo random chunk", |b| {
         let mut out = vec![0.0; n * n];
         b.iter(|| random_block(42, 0, &[10_000, 10_000], &[0, 0], &[n, n], &mut out))
@@ -47,6 +48,12 @@ fn bench_encoders(c: &mut Criterion) {
     });
     group.bench_function("parquet", |b| {
         b.iter(|| table::to_parquet(black_box(&batches)))
+    });
+    group.bench_function("csv", |b| {
+        b.iter(|| table::to_csv(black_box(&batches), &[]))
+    });
+    group.bench_function("json", |b| {
+        b.iter(|| table::to_json(black_box(&batches), &[]))
     });
     group.finish();
 }
