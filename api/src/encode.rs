@@ -48,6 +48,16 @@ pub async fn table(
     index: Vec<String>,
     media: &'static str,
 ) -> Result<Bytes, ApiError> {
+    table_with_options(batches, index, media, true).await
+}
+
+/// As [`table`], with the CSV header row optional (`text/csv;header=absent`).
+pub async fn table_with_options(
+    batches: Vec<RecordBatch>,
+    index: Vec<String>,
+    media: &'static str,
+    csv_header: bool,
+) -> Result<Bytes, ApiError> {
     use serializers::table as t;
     blocking(move || {
         Ok(Bytes::from(match media {
@@ -62,7 +72,7 @@ pub async fn table(
                 index_columns: index,
                 attrs: Default::default(),
             })?,
-            m if negotiate::is_csv(m) => t::to_csv(&batches, &index)?,
+            m if negotiate::is_csv(m) => t::to_csv_with_header(&batches, &index, csv_header)?,
             other => {
                 return Err(SerializeError::Unsupported {
                     media_type: other.to_string(),

@@ -197,6 +197,20 @@ pub fn choose(
     )))
 }
 
+/// Whether the request asks for CSV without a header row (`text/csv;header=absent`, in
+/// `format=` or `Accept`).
+pub fn csv_header_absent(format: Option<&str>, accept: Option<&str>) -> bool {
+    let wanted = match format {
+        Some(f) if !f.is_empty() => f,
+        _ => accept.unwrap_or(""),
+    };
+    wanted.split(',').any(|m| {
+        let mut parts = m.split(';').map(str::trim);
+        let base = parts.next().unwrap_or("");
+        is_csv(base) && parts.any(|p| p.replace(' ', "").eq_ignore_ascii_case("header=absent"))
+    })
+}
+
 /// Whether a document (metadata, search...) should be answered as msgpack.
 pub fn wants_msgpack(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
@@ -268,6 +282,17 @@ mod tests {
             ARROW
         );
         assert!(choose(Container, &[], Some("arrow"), None).is_err());
+    }
+
+    #[test]
+    fn csv_header_can_be_switched_off() {
+        assert!(csv_header_absent(None, Some("text/csv;header=absent")));
+        assert!(csv_header_absent(Some("text/csv; header=absent"), None));
+        assert!(!csv_header_absent(None, Some("text/csv")));
+        assert!(!csv_header_absent(
+            Some("csv"),
+            Some("text/csv;header=absent")
+        ));
     }
 
     #[test]

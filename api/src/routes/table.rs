@@ -115,7 +115,7 @@ async fn send(
     let etag = etag_of(&[
         &source_id(source).to_le_bytes(),
         &node.data_version.to_le_bytes(),
-        format!("{partitions:?}{cols:?}").as_bytes(),
+        format!("{partitions:?}{cols:?}{:?}", req.accept()).as_bytes(),
         media.as_bytes(),
     ]);
     let produce = async {
@@ -137,7 +137,8 @@ async fn send(
             }
             batches.push(b);
         }
-        encode::table(batches, index, media).await
+        let header = !negotiate::csv_header_absent(req.params.get("format"), req.accept());
+        encode::table_with_options(batches, index, media, header).await
     };
     let filename = req.params.get("filename").map(str::to_string);
     respond::cached(&req.headers, &state.encoded, etag, media, filename, produce).await
