@@ -1,8 +1,10 @@
-//! Chunk grids (Tiled's per-dimension chunk lengths) and the planner that maps a selection to
-//! the native chunks it touches, then assembles the result from the decoded chunks. Also
+//! Chunk grids (Tiled's per-dimension chunk lengths), the planner that maps a selection to
+//! the native chunks it touches, and the assembly of a selection from decoded chunks. Also
 //! dask's "auto" chunking, which decides the chunks of the demo's arrays.
 
-use crate::slicing::{DimRange, Selection, c_strides};
+use crate::slicing::{
+    Axis, DimRange, Selection, assert_selection_fits, c_strides, for_each_line, gather, merge_axes,
+};
 
 /// Tiled-style chunking: one list of chunk lengths per dimension (each sums to the length).
 /// A 0-d array has no dimensions and exactly one chunk.
@@ -11,27 +13,55 @@ pub struct ChunkGrid {
     chunks: Vec<Vec<usize>>,
 }
 
-/// A chunk grid that does not fit its shape, or a block index outside the grid.
+/// A chunk grid that does not fit its shape, a block index outside the grid, or a decoded
+/// chunk of the wrong size.
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
-    #[error("chunks describe {got} dimensions but the shape has {ndim}")]
-    Rank { got: usize, ndim: usize },
+    #[error("chunks describe {got} dimensions but the shape {shape:?} has {}", shape.len())]
+    Rank { got: usize, shape: Vec<usize> },
     #[error("chunks of dimension {dim} sum to {sum} but its length is {len}")]
-    Sum { dim: usize, sum: usize, len: usize },
-    #[error("block {block:?} has {got} indices but the array has {ndim} dimensions")]
-    BlockArity {
-        block: Vec<usize>,
-        got: usize,
-        ndim: usize,
+    Sum { dim: usize, sum: u128, len: usize },
+    #[error(
+        "chunk {position} of dimension {dim} has length 0; only a dimension of length 0 may \
+         have an empty chunk (as its only chunk), and this one has length {len}"
+    )]
+    EmptyChunk {
+        dim: usize,
+        position: usize,
+        len: usize,
     },
     #[error(
-        "Block index out of range: block {index} of dimension {dim}; valid blocks are 0 to {last}"
+        "block {block:?} has {} but the array has {}; give one block index per dimension",
+        counted(block.len(), "index", "indices"),
+        counted(*ndim, "dimension", "dimensions")
     )]
+    BlockArity { block: Vec<usize>, ndim: usize },
+    #[error("block index {index} is out of range for dimension {dim}: {}", valid_blocks(*blocks))]
     BlockOutOfRange {
         dim: usize,
         index: usize,
-        last: usize,
+        blocks: usize,
     },
+    #[error(
+        "chunk {block:?} decoded to {got} bytes but its shape {shape:?} needs {expected} bytes"
+    )]
+    ChunkSize {
+        block: Vec<usize>,
+        shape: Vec<usize>,
+        got: usize,
+        expected: usize,
+    },
+}
+
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn valid_blocks(blocks: usize) -> String {
+    match blocks {
+        0 => "it has no blocks".to_string(),
+        n => format!("valid indices are 0 to {}", n - 1),
+    }
 }
 
 /// One native chunk a selection needs: which block, which part of it (a full-rank selection
@@ -39,35 +69,98 @@ pub enum ChunkError {
 /// integer-indexed dimensions are dropped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRead {
+    /// The block's index in the grid.
     pub block: Vec<usize>,
+    /// The selected part of the block, in block coordinates (full rank).
     pub within: Selection,
+    /// Where that part's first element lands in the output, per array dimension.
     pub out_offset: Vec<usize>,
 }
 
+/// `origins[b]` is where block `b` starts; the last entry is the dimension's length.
+fn origins(lengths: &[usize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(lengths.len() + 1);
+    let mut acc = 0;
+    out.push(0);
+    for len in lengths {
+        acc += len;
+        out.push(acc);
+    }
+    out
+}
+
+/// The selected elements of one dimension grouped by the block they fall in, in ascending
+/// block order: `(block, part within the block, position of its first element in the
+/// selection)`.
+fn dim_runs(d: &DimRange, lengths: &[usize]) -> Vec<(usize, DimRange, usize)> {
+    let origins = origins(lengths);
+    let stride = d.step.unsigned_abs();
+    let mut runs = Vec::new();
+    let mut k = 0;
+    while k < d.len {
+        let g = d.index(k);
+        // The last block starting at or before g (origins[0] == 0 <= g).
+        let b = origins.partition_point(|&o| o <= g) - 1;
+        // Jump straight to the first element past this block instead of walking them.
+        let in_block = if d.step > 0 {
+            (origins[b + 1] - g).div_ceil(stride)
+        } else {
+            (g - origins[b]) / stride + 1
+        };
+        let len = in_block.min(d.len - k);
+        runs.push((
+            b,
+            DimRange {
+                start: g - origins[b],
+                step: if len > 1 { d.step } else { 1 },
+                len,
+                keep: d.keep,
+            },
+            k,
+        ));
+        k += len;
+    }
+    // A backwards selection meets the blocks in descending order.
+    if d.step < 0 {
+        runs.reverse();
+    }
+    runs
+}
+
 impl ChunkGrid {
-    /// Checks `chunks` against `shape`.
+    /// Checks `chunks` against `shape`: same rank, each dimension's chunks sum to its length,
+    /// and no empty chunks except `[0]` (or `[]`) for a dimension of length 0.
     pub fn new(shape: &[usize], chunks: Vec<Vec<usize>>) -> Result<Self, ChunkError> {
         if chunks.len() != shape.len() {
             return Err(ChunkError::Rank {
                 got: chunks.len(),
-                ndim: shape.len(),
+                shape: shape.to_vec(),
             });
         }
         for (dim, (c, &len)) in chunks.iter().zip(shape).enumerate() {
-            let sum: usize = c.iter().sum();
-            if sum != len {
+            // u128 so that a hostile chunk list cannot overflow the sum.
+            let sum: u128 = c.iter().map(|&x| x as u128).sum();
+            if sum != len as u128 {
                 return Err(ChunkError::Sum { dim, sum, len });
+            }
+            let empty_allowed = len == 0 && c.len() <= 1;
+            if let Some(position) = c.iter().position(|&x| x == 0)
+                && !empty_allowed
+            {
+                return Err(ChunkError::EmptyChunk { dim, position, len });
             }
         }
         Ok(ChunkGrid { chunks })
     }
 
-    /// Regular chunks of `chunk_shape` (the last chunk of each dimension may be shorter).
+    /// Regular chunks of `chunk_shape`, the last of each dimension possibly shorter (dask's
+    /// layout: 10000 by 4096 is `[4096, 4096, 1808]`, a length of 0 is `[0]`). A chunk length
+    /// of 0, or a missing one, takes the whole dimension.
     pub fn regular(shape: &[usize], chunk_shape: &[usize]) -> Self {
         let chunks = shape
             .iter()
-            .zip(chunk_shape)
-            .map(|(&n, &c)| split(n, c))
+            .enumerate()
+            .map(|(k, &n)| split(n, chunk_shape.get(k).copied().unwrap_or(0)))
             .collect();
         ChunkGrid { chunks }
     }
@@ -91,91 +184,66 @@ impl ChunkGrid {
         if block.len() != self.chunks.len() {
             return Err(ChunkError::BlockArity {
                 block: block.to_vec(),
-                got: block.len(),
                 ndim: self.chunks.len(),
             });
         }
-        for (dim, (&b, c)) in block.iter().zip(&self.chunks).enumerate() {
-            if b >= c.len().max(1) || (c.is_empty() && b > 0) {
+        for (dim, (&index, c)) in block.iter().zip(&self.chunks).enumerate() {
+            if index >= c.len() {
                 return Err(ChunkError::BlockOutOfRange {
                     dim,
-                    index: b,
-                    last: c.len().saturating_sub(1),
+                    index,
+                    blocks: c.len(),
                 });
             }
         }
         Ok(())
     }
 
-    /// Where block `block` starts.
+    /// Where block `block` starts in the array.
     pub fn block_origin(&self, block: &[usize]) -> Result<Vec<usize>, ChunkError> {
         self.check(block)?;
         Ok(block
             .iter()
             .zip(&self.chunks)
-            .map(|(&b, c)| c[..b.min(c.len())].iter().sum())
+            .map(|(&b, c)| c[..b].iter().sum())
             .collect())
     }
 
     /// The shape of block `block`.
     pub fn block_shape(&self, block: &[usize]) -> Result<Vec<usize>, ChunkError> {
         self.check(block)?;
-        Ok(block
-            .iter()
-            .zip(&self.chunks)
-            .map(|(&b, c)| c.get(b).copied().unwrap_or(0))
-            .collect())
+        Ok(block.iter().zip(&self.chunks).map(|(&b, c)| c[b]).collect())
     }
 
-    /// Every block `sel` touches (C order of block index), with the part of it selected.
+    /// Every block `sel` touches, in C order of block index, with the part of it selected.
+    /// An empty selection touches none.
+    ///
+    /// # Panics
+    /// If `sel` was not resolved against this grid's shape.
     pub fn plan(&self, sel: &Selection) -> Vec<ChunkRead> {
+        assert_selection_fits(&self.shape(), sel);
         if sel.num_elements() == 0 {
             return Vec::new();
         }
-        // Per dimension: runs of consecutive selected elements that fall in the same block.
-        let mut per_dim: Vec<Vec<(usize, DimRange, usize)>> = Vec::with_capacity(sel.dims.len());
-        for (d, lengths) in sel.dims.iter().zip(&self.chunks) {
-            let mut origins = Vec::with_capacity(lengths.len() + 1);
-            let mut acc = 0;
-            origins.push(0);
-            for len in lengths {
-                acc += len;
-                origins.push(acc);
-            }
-            let mut runs: Vec<(usize, DimRange, usize)> = Vec::new();
-            for k in 0..d.len {
-                let g = d.index(k);
-                let b = origins.partition_point(|&o| o <= g).saturating_sub(1);
-                match runs.last_mut() {
-                    Some(last) if last.0 == b => last.1.len += 1,
-                    _ => runs.push((
-                        b,
-                        DimRange {
-                            start: g - origins[b],
-                            step: d.step,
-                            len: 1,
-                            keep: d.keep,
-                        },
-                        k,
-                    )),
-                }
-            }
-            per_dim.push(runs);
-        }
-        let mut out = Vec::new();
+        let per_dim: Vec<Vec<(usize, DimRange, usize)>> = sel
+            .dims
+            .iter()
+            .zip(&self.chunks)
+            .map(|(d, lengths)| dim_runs(d, lengths))
+            .collect();
+        let count: usize = per_dim.iter().map(Vec::len).product();
+        let mut out = Vec::with_capacity(count);
         let mut idx = vec![0usize; per_dim.len()];
         loop {
+            let runs = idx.iter().zip(&per_dim).map(|(&i, r)| &r[i]);
             out.push(ChunkRead {
-                block: idx.iter().zip(&per_dim).map(|(&i, r)| r[i].0).collect(),
+                block: runs.clone().map(|r| r.0).collect(),
                 within: Selection {
-                    dims: idx
-                        .iter()
-                        .zip(&per_dim)
-                        .map(|(&i, r)| r[i].1.clone())
-                        .collect(),
+                    dims: runs.clone().map(|r| r.1.clone()).collect(),
                 },
-                out_offset: idx.iter().zip(&per_dim).map(|(&i, r)| r[i].2).collect(),
+                out_offset: runs.map(|r| r.2).collect(),
             });
+            // Odometer, last dimension fastest: C order of block index.
             let mut k = per_dim.len();
             loop {
                 if k == 0 {
@@ -192,11 +260,12 @@ impl ChunkGrid {
     }
 }
 
+/// `n` in chunks of `c` (0 meaning all of it), the remainder last; a length of 0 is `[0]`.
 fn split(n: usize, c: usize) -> Vec<usize> {
     if n == 0 {
         return vec![0];
     }
-    let c = c.clamp(1, n);
+    let c = if c == 0 { n } else { c.min(n) };
     let mut v = vec![c; n / c];
     if !n.is_multiple_of(c) {
         v.push(n % c);
@@ -204,93 +273,216 @@ fn split(n: usize, c: usize) -> Vec<usize> {
     v
 }
 
+/// Copies `len` elements between two strided positions (strides in elements).
+fn copy_strided(
+    src: &[u8],
+    (mut s, s_stride): (isize, isize),
+    dst: &mut [u8],
+    (mut d, d_stride): (isize, isize),
+    len: usize,
+    itemsize: usize,
+) {
+    for _ in 0..len {
+        let (from, to) = (s as usize * itemsize, d as usize * itemsize);
+        dst[to..to + itemsize].copy_from_slice(&src[from..from + itemsize]);
+        s += s_stride;
+        d += d_stride;
+    }
+}
+
 /// Assembles the C-order result of `sel` from its chunks: `chunk(block)` returns the decoded
-/// block (C order, of the block's shape). Rows of each chunk's part are copied into place.
-pub fn assemble<E, B: AsRef<[u8]>>(
+/// block (C order, of the block's shape), and each read's part is copied straight into place.
+/// Negative steps come out in selection order. Chunks are requested in plan order; a chunk
+/// of the wrong byte length is a [`ChunkError::ChunkSize`].
+///
+/// # Panics
+/// If `sel` was not resolved against this grid's shape.
+pub fn assemble<E, B>(
     grid: &ChunkGrid,
     sel: &Selection,
     itemsize: usize,
     mut chunk: impl FnMut(&[usize]) -> Result<B, E>,
-) -> Result<Vec<u8>, E> {
-    let full: Vec<usize> = sel.dims.iter().map(|d| d.len).collect();
-    let n: usize = full.iter().product();
+) -> Result<Vec<u8>, E>
+where
+    B: AsRef<[u8]>,
+    E: From<ChunkError>,
+{
+    let lens: Vec<usize> = sel.dims.iter().map(|d| d.len).collect();
+    let n: usize = lens.iter().product();
+    let plan = grid.plan(sel);
     let mut out = vec![0u8; n * itemsize];
-    let nd = full.len();
-    let out_strides = c_strides(&full, itemsize);
-    for read in grid.plan(sel) {
-        let Ok(bshape) = grid.block_shape(&read.block) else {
-            continue;
-        };
-        let block = chunk(&read.block)?;
-        let part = crate::slicing::copy_selection(block.as_ref(), &bshape, itemsize, &read.within);
-        if nd == 0 {
-            out.copy_from_slice(&part[..itemsize]);
-            continue;
-        }
-        // The part is C-order of its own shape; copy it one innermost row at a time.
-        let pshape: Vec<usize> = read.within.dims.iter().map(|d| d.len).collect();
-        let row = pshape[nd - 1] * itemsize;
-        let rows: usize = pshape[..nd - 1].iter().product();
-        let mut idx = vec![0usize; nd - 1];
-        for r in 0..rows {
-            let mut o = read.out_offset[nd - 1] * out_strides[nd - 1];
-            for k in 0..nd - 1 {
-                o += (read.out_offset[k] + idx[k]) * out_strides[k];
+    if n == 0 || itemsize == 0 {
+        return Ok(out);
+    }
+    let out_strides = c_strides(&lens, 1);
+    for read in &plan {
+        let bshape = grid.block_shape(&read.block)?;
+        let data = chunk(&read.block)?;
+        let src = data.as_ref();
+        let expected = bshape.iter().product::<usize>() * itemsize;
+        if src.len() != expected {
+            return Err(ChunkError::ChunkSize {
+                block: read.block.clone(),
+                shape: bshape,
+                got: src.len(),
+                expected,
             }
-            out[o..o + row].copy_from_slice(&part[r * row..(r + 1) * row]);
-            let mut k = nd - 1;
-            while k > 0 {
-                k -= 1;
-                idx[k] += 1;
-                if idx[k] < pshape[k] {
-                    break;
+            .into());
+        }
+        let block_strides = c_strides(&bshape, 1);
+        let (mut s_base, mut d_base) = (0isize, 0isize);
+        let axes: Vec<Axis> = read
+            .within
+            .dims
+            .iter()
+            .zip(&read.out_offset)
+            .zip(block_strides.iter().zip(&out_strides))
+            .map(|((d, &o), (&bs, &os))| {
+                s_base += (d.start * bs) as isize;
+                d_base += (o * os) as isize;
+                Axis {
+                    len: d.len,
+                    src: d.step * bs as isize,
+                    dst: os as isize,
                 }
-                idx[k] = 0;
+            })
+            .collect();
+        let axes = merge_axes(&axes);
+        let inner = axes[axes.len() - 1];
+        let run = inner.len * itemsize;
+        for_each_line(&axes, s_base, d_base, |s, d| {
+            let (s, d) = (s as usize, d as usize);
+            let dst = &mut out[d * itemsize..];
+            match (inner.src, inner.dst) {
+                (1, 1) => dst[..run].copy_from_slice(&src[s * itemsize..s * itemsize + run]),
+                (stride, 1) => gather(src, s, stride, &mut dst[..run], itemsize),
+                // The part's innermost kept axis is not the output's innermost (this chunk
+                // holds a single column of a wider selection): scatter element by element.
+                (s_stride, d_stride) => copy_strided(
+                    src,
+                    (s as isize, s_stride),
+                    dst,
+                    (0, d_stride),
+                    inner.len,
+                    itemsize,
+                ),
             }
-        }
+        });
     }
     Ok(out)
 }
 
-/// dask's `"auto"` chunks: the whole array if it fits in `target_bytes`, else a roughly
-/// cubic chunk of at most `target_bytes` whose sides are rounded down to "nice" values.
+/// dask's `"auto"` chunks for `shape`: the whole array when it fits in `target_bytes`,
+/// otherwise a roughly cubic chunk of at most `target_bytes`, as `dask.array.core.auto_chunks`
+/// computes it without previous chunks (dimensions shorter than the ideal side are taken
+/// whole and the side recomputed for the rest; the side is then truncated to an integer).
 pub fn auto_chunks(shape: &[usize], itemsize: usize, target_bytes: usize) -> Vec<Vec<usize>> {
-    let total = shape.iter().product::<usize>().saturating_mul(itemsize);
-    if total <= target_bytes || shape.is_empty() {
+    if shape.contains(&0) || itemsize == 0 {
         return shape.iter().map(|&n| vec![n]).collect();
     }
-    let target_elements = (target_bytes / itemsize.max(1)) as f64;
-    let side = target_elements.powf(1.0 / shape.len() as f64);
-    // dask rounds a side down to a power of two when that loses little (e.g. 11585 -> 8192
-    // would lose half, so it keeps a multiple of a large power of two: 4096 for 2-D f8).
-    let nice = |n: usize| -> usize {
-        let s = side.floor() as usize;
-        if s >= n {
-            return n;
+    let mut side: Vec<Option<usize>> = vec![None; shape.len()];
+    // The product of the sides already fixed, as dask's `largest_block`.
+    let mut fixed = 1f64;
+    loop {
+        let autos: Vec<usize> = (0..shape.len()).filter(|&i| side[i].is_none()).collect();
+        if autos.is_empty() {
+            break;
         }
-        let p = 1usize << (usize::BITS - 1 - s.leading_zeros());
-        if p >= 1024 { p.min(n) } else { s.min(n) }
-    };
-    shape.iter().map(|&n| split(n, nice(n))).collect()
+        // Same float operations in the same order as dask, so the roundings agree.
+        let ideal = (target_bytes as f64 / itemsize as f64 / fixed).powf(1.0 / autos.len() as f64);
+        let small: Vec<usize> = autos
+            .iter()
+            .copied()
+            .filter(|&i| (shape[i] as f64) < ideal)
+            .collect();
+        if small.is_empty() {
+            for i in autos {
+                // dask's round_to: the ideal side truncated (never below 1), capped at the
+                // dimension's length.
+                side[i] = Some((ideal as usize).clamp(1, shape[i]));
+            }
+            break;
+        }
+        for i in small {
+            side[i] = Some(shape[i]);
+            fixed *= shape[i] as f64;
+        }
+    }
+    shape
+        .iter()
+        .zip(side)
+        .map(|(&n, c)| split(n, c.unwrap_or(n)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slicing::{SliceSpec, copy_selection};
+    use crate::slicing::{DimSelector, SliceSpec, copy_selection};
     use proptest::prelude::*;
     use std::str::FromStr;
+
+    const MIB128: usize = 128 * 1024 * 1024;
+
+    fn sel(s: &str, shape: &[usize]) -> Selection {
+        SliceSpec::from_str(s).unwrap().resolve(shape).unwrap()
+    }
+
+    /// A grid's blocks cut out of a whole C-order array (the "decoded chunks").
+    fn block_of(grid: &ChunkGrid, whole: &[u8], itemsize: usize, block: &[usize]) -> Vec<u8> {
+        let origin = grid.block_origin(block).unwrap();
+        let bshape = grid.block_shape(block).unwrap();
+        let part = Selection {
+            dims: origin
+                .iter()
+                .zip(&bshape)
+                .map(|(&start, &len)| DimRange {
+                    start,
+                    step: 1,
+                    len,
+                    keep: true,
+                })
+                .collect(),
+        };
+        copy_selection(whole, &grid.shape(), itemsize, &part)
+    }
 
     #[test]
     fn grids_are_validated() {
         assert!(ChunkGrid::new(&[10], vec![vec![5, 5]]).is_ok());
-        assert!(matches!(
-            ChunkGrid::new(&[10], vec![vec![5, 4]]),
-            Err(ChunkError::Sum { .. })
-        ));
-        assert!(ChunkGrid::new(&[10, 2], vec![vec![10]]).is_err());
+        let e = ChunkGrid::new(&[10], vec![vec![5, 4]])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "chunks of dimension 0 sum to 9 but its length is 10");
+        let e = ChunkGrid::new(&[10, 2], vec![vec![10]])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "chunks describe 1 dimensions but the shape [10, 2] has 2"
+        );
+        let e = ChunkGrid::new(&[5], vec![vec![5, 0]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("chunk 1 of dimension 0 has length 0"), "{e}");
+        assert!(ChunkGrid::new(&[0], vec![vec![0, 0]]).is_err());
+        assert!(ChunkGrid::new(&[usize::MAX], vec![vec![usize::MAX, 1]]).is_err());
+        // Zero-length dimensions: `[0]` or `[]`.
+        let g = ChunkGrid::new(&[0, 3], vec![vec![0], vec![3]]).unwrap();
+        assert_eq!(g.grid_shape(), vec![1, 1]);
+        assert_eq!(g.block_shape(&[0, 0]).unwrap(), vec![0, 3]);
+        let g = ChunkGrid::new(&[0], vec![vec![]]).unwrap();
+        assert_eq!(g.grid_shape(), vec![0]);
+        assert_eq!(
+            g.block_origin(&[0]).unwrap_err().to_string(),
+            "block index 0 is out of range for dimension 0: it has no blocks"
+        );
+        // 0-d: no dimensions, one block.
         let g = ChunkGrid::new(&[], vec![]).unwrap();
         assert_eq!(g.block_shape(&[]).unwrap(), Vec::<usize>::new());
+        assert_eq!(g.block_origin(&[]).unwrap(), Vec::<usize>::new());
+        assert_eq!(g.plan(&Selection::full(&[])).len(), 1);
+        assert!(g.block_shape(&[0]).is_err());
     }
 
     #[test]
@@ -298,71 +490,273 @@ mod tests {
         let g = ChunkGrid::new(&[1000, 1000], vec![vec![250; 4], vec![100; 10]]).unwrap();
         assert_eq!(g.block_origin(&[1, 3]).unwrap(), vec![250, 300]);
         assert_eq!(g.block_shape(&[3, 9]).unwrap(), vec![250, 100]);
-        let err = g.block_origin(&[4, 0]).unwrap_err().to_string();
-        assert!(err.contains("Block index out of range"), "{err}");
-        assert!(g.block_origin(&[0]).is_err());
         assert_eq!(g.grid_shape(), vec![4, 10]);
+        assert_eq!(g.shape(), vec![1000, 1000]);
+        assert_eq!(
+            g.block_origin(&[4, 0]).unwrap_err().to_string(),
+            "block index 4 is out of range for dimension 0: valid indices are 0 to 3"
+        );
+        assert_eq!(
+            g.block_shape(&[0, 10]).unwrap_err().to_string(),
+            "block index 10 is out of range for dimension 1: valid indices are 0 to 9"
+        );
+        assert_eq!(
+            g.block_origin(&[0]).unwrap_err().to_string(),
+            "block [0] has 1 index but the array has 2 dimensions; give one block index per \
+             dimension"
+        );
+        assert!(g.block_shape(&[0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn regular_grids() {
+        assert_eq!(
+            ChunkGrid::regular(&[10_000], &[4096]).chunks(),
+            &[vec![4096, 4096, 1808]]
+        );
+        assert_eq!(ChunkGrid::regular(&[10], &[5]).chunks(), &[vec![5, 5]]);
+        assert_eq!(ChunkGrid::regular(&[3], &[5]).chunks(), &[vec![3]]);
+        assert_eq!(ChunkGrid::regular(&[0], &[5]).chunks(), &[vec![0]]);
+        assert_eq!(
+            ChunkGrid::regular(&[7, 4], &[0]).chunks(),
+            &[vec![7], vec![4]]
+        );
+        assert_eq!(ChunkGrid::regular(&[], &[]).chunks(), &[] as &[Vec<usize>]);
+        let g = ChunkGrid::regular(&[10, 3], &[4, 2]);
+        assert_eq!(ChunkGrid::new(&[10, 3], g.chunks().to_vec()).unwrap(), g);
     }
 
     #[test]
     fn plan_touches_only_needed_blocks() {
-        let g = ChunkGrid::new(&[1000, 1000], vec![vec![250; 4], vec![100; 10]]).unwrap();
-        let sel = SliceSpec::from_str("240:260,5")
-            .unwrap()
-            .resolve(&[1000, 1000])
-            .unwrap();
-        let plan = g.plan(&sel);
+        let shape = [1000, 1000];
+        let g = ChunkGrid::new(&shape, vec![vec![250; 4], vec![100; 10]]).unwrap();
+        let plan = g.plan(&sel("240:260,5", &shape));
         let blocks: Vec<_> = plan.iter().map(|r| r.block.clone()).collect();
         assert_eq!(blocks, vec![vec![0, 0], vec![1, 0]]);
+        assert_eq!(plan[0].within, sel("240:250,5", &[250, 100]));
+        assert_eq!(plan[1].within, sel("0:10,5", &[250, 100]));
         assert_eq!(plan[1].out_offset, vec![10, 0]);
+        // A stride larger than a block skips the blocks it jumps over.
+        let plan = g.plan(&sel("0,::350", &shape));
+        let cols: Vec<_> = plan.iter().map(|r| r.block[1]).collect();
+        assert_eq!(cols, vec![0, 3, 7]);
+        assert_eq!(
+            plan.iter().map(|r| r.out_offset[1]).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        // Backwards: blocks still come in C order, and offsets say where each part goes.
+        let plan = g.plan(&sel("::-1,999", &shape));
+        let rows: Vec<_> = plan.iter().map(|r| (r.block[0], r.out_offset[0])).collect();
+        assert_eq!(rows, vec![(0, 750), (1, 500), (2, 250), (3, 0)]);
+        assert_eq!(
+            plan[3].within.dims[0],
+            DimRange {
+                start: 249,
+                step: -1,
+                len: 250,
+                keep: true
+            }
+        );
+        assert!(g.plan(&sel("5:5", &shape)).is_empty());
+        // The whole array: every block, whole.
+        let plan = g.plan(&Selection::full(&shape));
+        assert_eq!(plan.len(), 40);
+        assert!(
+            plan.iter()
+                .all(|r| r.within.is_full(&g.block_shape(&r.block).unwrap()))
+        );
     }
 
     #[test]
-    fn auto_chunks_match_dask_for_the_demo() {
-        let mib128 = 128 * 1024 * 1024;
+    fn assemble_handles_reversal_columns_and_bad_chunks() {
+        let shape = [6, 5];
+        let g = ChunkGrid::new(&shape, vec![vec![2, 4], vec![3, 2]]).unwrap();
+        let whole: Vec<u8> = (0..30).collect();
+        let get = |b: &[usize]| -> Result<Vec<u8>, ChunkError> { Ok(block_of(&g, &whole, 1, b)) };
+        for s in ["", "::-1,::-2", "1:5,2:4", "4", ":,3", "-1:0:-2,1:4", "2:2"] {
+            let want = copy_selection(&whole, &shape, 1, &sel(s, &shape));
+            assert_eq!(assemble(&g, &sel(s, &shape), 1, get).unwrap(), want, "{s}");
+        }
+        // A chunk of the wrong size is an error, not a panic; the closure's errors pass through.
+        let short = assemble(
+            &g,
+            &Selection::full(&shape),
+            1,
+            |_| -> Result<Vec<u8>, ChunkError> { Ok(vec![0; 3]) },
+        );
         assert_eq!(
-            auto_chunks(&[10_000, 10_000], 8, mib128),
+            short.unwrap_err().to_string(),
+            "chunk [0, 0] decoded to 3 bytes but its shape [2, 3] needs 6 bytes"
+        );
+        let failing = assemble(&g, &Selection::full(&shape), 1, |b| {
+            Err::<Vec<u8>, _>(ChunkError::BlockArity {
+                block: b.to_vec(),
+                ndim: 9,
+            })
+        });
+        assert!(matches!(
+            failing,
+            Err(ChunkError::BlockArity { ndim: 9, .. })
+        ));
+        // An empty selection asks for no chunks.
+        let empty = assemble(
+            &g,
+            &sel("3:3", &shape),
+            1,
+            |_| -> Result<Vec<u8>, ChunkError> { panic!("no chunk should be read") },
+        );
+        assert!(empty.unwrap().is_empty());
+        // 0-d.
+        let g0 = ChunkGrid::new(&[], vec![]).unwrap();
+        let got = assemble(
+            &g0,
+            &Selection::full(&[]),
+            8,
+            |b| -> Result<Vec<u8>, ChunkError> {
+                assert!(b.is_empty());
+                Ok(vec![7; 8])
+            },
+        );
+        assert_eq!(got.unwrap(), vec![7; 8]);
+    }
+
+    #[test]
+    fn auto_chunks_match_dask() {
+        assert_eq!(
+            auto_chunks(&[10_000, 10_000], 8, MIB128),
             vec![vec![4096, 4096, 1808]; 2]
         );
-        assert_eq!(auto_chunks(&[50; 5], 8, mib128), vec![vec![27, 23]; 5]);
-        assert_eq!(auto_chunks(&[300, 300], 8, mib128), vec![vec![300]; 2]);
-        assert_eq!(ChunkGrid::regular(&[10], &[4]).chunks(), &[vec![4, 4, 2]]);
+        assert_eq!(auto_chunks(&[50; 5], 8, MIB128), vec![vec![27, 23]; 5]);
+        // Small arrays are one chunk.
+        assert_eq!(auto_chunks(&[300, 300], 8, MIB128), vec![vec![300]; 2]);
+        assert_eq!(
+            auto_chunks(&[1, 10_000_000], 8, MIB128),
+            vec![vec![1], vec![10_000_000]]
+        );
+        assert_eq!(auto_chunks(&[], 8, MIB128), Vec::<Vec<usize>>::new());
+        assert_eq!(auto_chunks(&[0, 10], 8, MIB128), vec![vec![0], vec![10]]);
+        // A short dimension is taken whole and the others share the rest: 16 MiB elements
+        // over 4 rows leaves sqrt(4 Mi) = 2048 for the two others.
+        assert_eq!(
+            auto_chunks(&[4, 5000, 5000], 8, MIB128),
+            vec![vec![4], vec![2048, 2048, 904], vec![2048, 2048, 904]]
+        );
+        // 1-D: 16 Mi elements per chunk.
+        let one = auto_chunks(&[40_000_000], 8, MIB128);
+        assert_eq!(one, vec![vec![16_777_216, 16_777_216, 6_445_568]]);
+        // Items larger than the target still get one element per chunk.
+        assert_eq!(auto_chunks(&[3], 100, 10), vec![vec![1, 1, 1]]);
     }
 
     fn arb_grid() -> impl Strategy<Value = (Vec<usize>, Vec<Vec<usize>>)> {
-        proptest::collection::vec(proptest::collection::vec(1usize..4, 1..4), 1..4).prop_map(
-            |chunks| {
-                let shape = chunks.iter().map(|c| c.iter().sum()).collect();
-                (shape, chunks)
-            },
+        proptest::collection::vec(
+            prop_oneof![
+                8 => proptest::collection::vec(1usize..5, 1..5),
+                1 => Just(vec![0usize]),
+            ],
+            0..5,
         )
+        .prop_map(|chunks| {
+            let shape = chunks.iter().map(|c| c.iter().sum()).collect();
+            (shape, chunks)
+        })
+    }
+
+    fn arb_selector() -> impl Strategy<Value = DimSelector> {
+        let bound = proptest::option::of(-12i64..12);
+        prop_oneof![
+            1 => (0i64..12).prop_map(DimSelector::Index),
+            4 => (bound.clone(), bound, proptest::option::of(prop_oneof![-5i64..0, 1i64..6]))
+                .prop_map(|(start, stop, step)| DimSelector::Range { start, stop, step }),
+        ]
+    }
+
+    /// The blocks a selection touches, found by testing every selected index of every
+    /// dimension against the block bounds (no run arithmetic).
+    fn naive_blocks(grid: &ChunkGrid, sel: &Selection) -> Vec<Vec<usize>> {
+        if sel.num_elements() == 0 {
+            return Vec::new();
+        }
+        let per_dim: Vec<Vec<usize>> = sel
+            .dims
+            .iter()
+            .zip(grid.chunks())
+            .map(|(d, lengths)| {
+                let mut hit = Vec::new();
+                let mut origin = 0;
+                for (b, &len) in lengths.iter().enumerate() {
+                    if (0..d.len).any(|k| (origin..origin + len).contains(&d.index(k))) {
+                        hit.push(b);
+                    }
+                    origin += len;
+                }
+                hit
+            })
+            .collect();
+        let mut out: Vec<Vec<usize>> = vec![Vec::new()];
+        for hits in per_dim {
+            out = out
+                .into_iter()
+                .flat_map(|prefix| {
+                    hits.iter().map(move |&h| {
+                        let mut v = prefix.clone();
+                        v.push(h);
+                        v
+                    })
+                })
+                .collect();
+        }
+        out
     }
 
     proptest! {
         #[test]
         fn assemble_equals_slicing_the_whole(
             (shape, chunks) in arb_grid(),
-            parts in proptest::collection::vec((proptest::option::of(-8i64..8), proptest::option::of(-8i64..8), prop_oneof![-3i64..0, 1i64..4], any::<bool>()), 3),
+            spec in proptest::collection::vec(arb_selector(), 0..5),
+            itemsize in prop_oneof![Just(1usize), Just(3), Just(8)],
         ) {
             let grid = ChunkGrid::new(&shape, chunks).unwrap();
-            let spec = SliceSpec(parts.iter().zip(&shape).map(|(&(a, b, s, index), &n)| {
-                if index {
-                    crate::slicing::DimSelector::Index(a.unwrap_or(0).rem_euclid(n as i64))
-                } else {
-                    crate::slicing::DimSelector::Range { start: a, stop: b, step: Some(s) }
-                }
-            }).collect());
-            let sel = spec.resolve(&shape).unwrap();
-            let total: usize = shape.iter().product();
-            let whole: Vec<u8> = (0..total).flat_map(|i| (i as u16).to_le_bytes()).collect();
-            let want = copy_selection(&whole, &shape, 2, &sel);
-            let got = assemble(&grid, &sel, 2, |block: &[usize]| -> Result<Vec<u8>, ()> {
-                let origin = grid.block_origin(block).unwrap();
-                let bshape = grid.block_shape(block).unwrap();
-                let bsel = Selection { dims: origin.iter().zip(&bshape).map(|(&o, &l)| DimRange { start: o, step: 1, len: l, keep: true }).collect() };
-                Ok(copy_selection(&whole, &shape, 2, &bsel))
+            // Out-of-range indices and extra entries are resolve's business, tested elsewhere.
+            let mut spec = spec;
+            spec.truncate(shape.len());
+            let Ok(sel) = SliceSpec(spec).resolve(&shape) else { return Ok(()) };
+            let whole: Vec<u8> = (0..shape.iter().product::<usize>() * itemsize)
+                .map(|b| (b * 7 + b / itemsize) as u8)
+                .collect();
+            let want = copy_selection(&whole, &shape, itemsize, &sel);
+
+            let plan = grid.plan(&sel);
+            let blocks: Vec<Vec<usize>> = plan.iter().map(|r| r.block.clone()).collect();
+            prop_assert_eq!(&blocks, &naive_blocks(&grid, &sel));
+            let parts: usize = plan.iter().map(|r| r.within.num_elements()).sum();
+            prop_assert_eq!(parts, sel.num_elements());
+
+            let mut requested = Vec::new();
+            let got = assemble(&grid, &sel, itemsize, |block| -> Result<Vec<u8>, ChunkError> {
+                requested.push(block.to_vec());
+                Ok(block_of(&grid, &whole, itemsize, block))
             }).unwrap();
+            prop_assert_eq!(requested, blocks);
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn auto_chunks_fit_the_target(
+            shape in proptest::collection::vec(1usize..3000, 1..5),
+            itemsize in prop_oneof![Just(1usize), Just(8), Just(16)],
+            target in 1usize..100_000_000,
+        ) {
+            let chunks = auto_chunks(&shape, itemsize, target);
+            let grid = ChunkGrid::new(&shape, chunks.clone());
+            prop_assert!(grid.is_ok());
+            let biggest: usize = chunks.iter().map(|c| c[0]).product::<usize>() * itemsize;
+            let fits = shape.iter().product::<usize>() * itemsize <= target;
+            if fits {
+                prop_assert!(chunks.iter().all(|c| c.len() == 1));
+            } else {
+                prop_assert!(biggest <= target || chunks.iter().all(|c| c[0] == 1));
+            }
         }
     }
 }
