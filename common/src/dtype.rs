@@ -82,6 +82,17 @@ pub struct Field {
     pub shape: Option<Vec<usize>>,
 }
 
+impl Field {
+    /// A scalar (non-sub-array) field.
+    pub fn scalar(name: &str, dtype: DataType) -> Self {
+        Field {
+            name: name.to_string(),
+            dtype,
+            shape: None,
+        }
+    }
+}
+
 /// A structured (record) type: fields packed in order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StructDType {

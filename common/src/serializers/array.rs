@@ -655,21 +655,9 @@ mod tests {
         let dt = DataType::Structured(StructDType {
             itemsize: 48,
             fields: vec![
-                Field {
-                    name: "name".into(),
-                    dtype: DataType::unicode(10),
-                    shape: None,
-                },
-                Field {
-                    name: "age".into(),
-                    dtype: DataType::i4(),
-                    shape: None,
-                },
-                Field {
-                    name: "weight".into(),
-                    dtype: DataType::f4(),
-                    shape: None,
-                },
+                Field::scalar("name", DataType::unicode(10)),
+                Field::scalar("age", DataType::i4()),
+                Field::scalar("weight", DataType::f4()),
             ],
         });
         let mut raw = Vec::new();

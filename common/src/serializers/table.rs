@@ -16,7 +16,7 @@ use arrow_schema::{DataType as ArrowType, Schema, TimeUnit};
 
 use super::text::{
     to_datetime, write_csv_field, write_html_escaped, write_json_f64, write_json_str, write_np_f32,
-    write_py_f64,
+    write_py_f64, write_ymd_hms,
 };
 use super::{HTML, SerializeError, XLSX};
 
@@ -499,7 +499,7 @@ pub fn to_csv_with_header(
 /// Tiled's JSON rendering of one cell (pandas values made native, then orjson): floats with
 /// float64 digits, NaN/NaT/None as `null`, timestamps via `Timestamp.isoformat()`.
 fn json_cell(out: &mut Vec<u8>, cell: Cell, style: &ColumnStyle, buf: &mut ryu::Buffer) {
-    use chrono::{Datelike, Timelike};
+    use chrono::Timelike;
     use std::io::Write;
     match cell {
         Cell::Null => out.extend_from_slice(b"null"),
@@ -517,16 +517,8 @@ fn json_cell(out: &mut Vec<u8>, cell: Cell, style: &ColumnStyle, buf: &mut ryu::
         Cell::Str(s) => write_json_str(out, s),
         Cell::Time(v, u) => match to_datetime(v, u) {
             Some(dt) => {
-                let _ = write!(
-                    out,
-                    "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                    dt.year(),
-                    dt.month(),
-                    dt.day(),
-                    dt.hour(),
-                    dt.minute(),
-                    dt.second()
-                );
+                out.push(b'"');
+                write_ymd_hms(out, &dt, 'T');
                 let ns = dt.nanosecond();
                 if ns % 1000 != 0 {
                     let _ = write!(out, ".{ns:09}");

@@ -207,7 +207,7 @@ pub fn to_datetime(count: i64, units: &str) -> Option<NaiveDateTime> {
     epoch.checked_add_signed(delta)
 }
 
-fn write_ymd_hms(out: &mut Vec<u8>, dt: &NaiveDateTime, sep: char) {
+pub(crate) fn write_ymd_hms(out: &mut Vec<u8>, dt: &NaiveDateTime, sep: char) {
     let _ = write!(
         out,
         "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}",
