@@ -895,6 +895,13 @@ assert set(SPECIAL_CHECKS) == set(ACCEPTED_DIFFERENCES)
 # the test
 
 
+ON_TILED = os.environ.get("TESTED_SERVER", "").lower() == "tiled"
+
+# Where tessera answers differently from Tiled on purpose (a feature Tiled lacks, or one
+# tessera does not have yet); against the real server these compare with the capture.
+TESSERA_CHOICES = {"095", "112", "180", "181"}
+
+
 def _params():
     for name, g in GOLDENS.items():
         marks = []
@@ -912,6 +919,9 @@ def test_golden(raw_http, server_url, demo_data, name):
     g = GOLDENS[name]
     response, body = send(raw_http, g)
     special = SPECIAL_CHECKS.get(g.number)
+    if g.number in TESSERA_CHOICES and ON_TILED:
+        # A deliberate difference of tessera's: the real server matches its own capture.
+        special = None
     if special is not None:
         special(g, response, body, {"server_url": server_url, "demo_data": demo_data})
         return
