@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 scripts/system-deps.sh
+# The catalog tests talk to a real PostgreSQL on 127.0.0.1:5432 (database `test`).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && [ -d /etc/postgresql ]; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -20,6 +20,12 @@ enum Command {
         #[command(subcommand)]
         what: Serve,
     },
+    /// Create or upgrade a catalog database: `postgresql://...` or an SQLite file path
+    /// (`sqlite:PATH` or a plain path). Safe to run from several nodes at once.
+    Migrate {
+        /// The catalog database.
+        database: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +82,31 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Migrate { database } => {
+            use tessera_api::catalog::migrate;
+            let applied =
+                if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+                    let (mut client, conn) =
+                        tokio_postgres::connect(&database, tokio_postgres::NoTls).await?;
+                    tokio::spawn(conn);
+                    migrate::migrate_postgres(&mut client).await?
+                } else {
+                    let path = database
+                        .strip_prefix("sqlite:")
+                        .unwrap_or(&database)
+                        .to_string();
+                    tokio::task::spawn_blocking(move || {
+                        let mut conn = rusqlite::Connection::open(path)?;
+                        migrate::migrate_sqlite(&mut conn)
+                    })
+                    .await??
+                };
+            if applied.is_empty() {
+                println!("the catalog is up to date");
+            } else {
+                println!("applied migrations {applied:?}");
+            }
+        }
         Command::Serve {
             what: Serve::Demo { opts },
         } => {

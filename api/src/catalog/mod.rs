@@ -4,6 +4,7 @@
 //! the same trait.
 
 pub mod memory;
+pub mod migrate;
 pub mod query;
 
 use std::sync::Arc;
