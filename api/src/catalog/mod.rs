@@ -6,6 +6,7 @@
 pub mod memory;
 pub mod migrate;
 pub mod query;
+pub mod sqlite;
 
 use std::sync::Arc;
 

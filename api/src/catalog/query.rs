@@ -228,8 +228,14 @@ fn build(name: &str, get: &dyn Fn(&str) -> Result<String, ApiError>) -> Result<F
                 Err(_) => true,
             };
             let raw = get("pattern")?;
-            let pattern = regex::RegexBuilder::new(&raw)
-                .case_insensitive(!case_sensitive)
+            // The flag goes into the pattern text, so SQL catalogs that compile the pattern
+            // themselves see it too.
+            let source = if case_sensitive {
+                raw
+            } else {
+                format!("(?i){raw}")
+            };
+            let pattern = regex::RegexBuilder::new(&source)
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|e| {

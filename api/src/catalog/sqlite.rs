@@ -1,0 +1,592 @@
+//! The embedded catalog in SQLite: the migrated schema, a tree loader, and search with every
+//! query type compiled to SQL over the JSON metadata (SQLite's JSON functions, plus a
+//! registered `regexp`). One connection behind a mutex, used from the blocking pool.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+use tessera_common::adapters::DataSource;
+use tessera_common::node::TreeNode;
+use tessera_common::structure::{
+    ArrayStructure, AwkwardStructure, RaggedStructure, SparseStructure, Spec, Structure,
+    StructureFamily, TableStructure,
+};
+
+use super::query::{CmpOp, Filter};
+use super::{Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey, migrate};
+use crate::error::ApiError;
+
+/// A catalog in one SQLite database (a file, or `:memory:`).
+pub struct SqliteCatalog {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("catalog database: {e}"))
+}
+
+/// `$."a"."b"` for the dotted key `a.b` (quoted, so any key text is safe).
+fn json_path(key: &str) -> String {
+    let mut p = String::from("$");
+    for part in key.split('.') {
+        p.push_str(".\"");
+        p.push_str(&part.replace('"', "\\\""));
+        p.push('"');
+    }
+    p
+}
+
+/// A JSON scalar as the SQL value `json_extract` would give for it.
+fn sql_scalar(v: &Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(SqlValue::Integer)
+            .unwrap_or_else(|| SqlValue::Real(n.as_f64().unwrap_or(f64::NAN))),
+        Value::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+/// Appends the SQL condition of one filter (over table alias `n`) and its parameters.
+fn compile(f: &Filter, sql: &mut Vec<String>, args: &mut Vec<SqlValue>) {
+    let extract = |key: &str, args: &mut Vec<SqlValue>| {
+        args.push(SqlValue::Text(json_path(key)));
+        "json_extract(n.metadata, ?)".to_string()
+    };
+    let cond = match f {
+        Filter::Eq { key, value } => {
+            let e = extract(key, args);
+            args.push(sql_scalar(value));
+            format!("{e} = ?")
+        }
+        Filter::NotEq { key, value } => {
+            // A missing key gives NULL, and NULL <> x is not true: such nodes do not match.
+            let e = extract(key, args);
+            args.push(sql_scalar(value));
+            format!("{e} <> ?")
+        }
+        Filter::Comparison { op, key, value } => {
+            let e = extract(key, args);
+            args.push(sql_scalar(value));
+            let op = match op {
+                CmpOp::Lt => "<",
+                CmpOp::Gt => ">",
+                CmpOp::Le => "<=",
+                CmpOp::Ge => ">=",
+            };
+            format!("{e} {op} ?")
+        }
+        Filter::Contains { key, value } => {
+            args.push(SqlValue::Text(json_path(key)));
+            args.push(sql_scalar(value));
+            "EXISTS (SELECT 1 FROM json_each(n.metadata, ?) WHERE value = ?)".to_string()
+        }
+        Filter::In { key, values } | Filter::NotIn { key, values } => {
+            if values.is_empty() {
+                // In of nothing matches nothing; NotIn of nothing filters nothing.
+                if matches!(f, Filter::In { .. }) {
+                    "0"
+                } else {
+                    "1"
+                }
+                .to_string()
+            } else {
+                let e = extract(key, args);
+                let marks = vec!["?"; values.len()].join(", ");
+                args.extend(values.iter().map(sql_scalar));
+                if matches!(f, Filter::In { .. }) {
+                    format!("{e} IN ({marks})")
+                } else {
+                    // Nodes lacking the key do not match NotIn, as in Tiled.
+                    format!("{e} NOT IN ({marks})")
+                }
+            }
+        }
+        Filter::KeyPresent { key, exists } => {
+            args.push(SqlValue::Text(json_path(key)));
+            format!(
+                "json_type(n.metadata, ?) IS {}NULL",
+                if *exists { "NOT " } else { "" }
+            )
+        }
+        Filter::Regex { key, pattern } | Filter::Like { key, pattern } => {
+            let e = extract(key, args);
+            args.push(SqlValue::Text(pattern.as_str().to_string()));
+            format!("tessera_regex({e}, ?)")
+        }
+        Filter::FullText { text } => {
+            args.push(SqlValue::Text(text.clone()));
+            "fulltext(n.metadata, ?)".to_string()
+        }
+        Filter::Lookup { key } => {
+            args.push(SqlValue::Text(key.clone()));
+            "n.key = ?".to_string()
+        }
+        Filter::KeysFilter { keys } => {
+            if keys.is_empty() {
+                "0".to_string()
+            } else {
+                args.extend(keys.iter().map(|k| SqlValue::Text(k.clone())));
+                format!("n.key IN ({})", vec!["?"; keys.len()].join(", "))
+            }
+        }
+        Filter::Specs { include, exclude } => {
+            let mut parts = Vec::new();
+            for s in include {
+                args.push(SqlValue::Text(s.clone()));
+                parts.push(
+                    "EXISTS (SELECT 1 FROM json_each(n.specs) WHERE json_extract(value, '$.name') = ?)"
+                        .to_string(),
+                );
+            }
+            for s in exclude {
+                args.push(SqlValue::Text(s.clone()));
+                parts.push(
+                    "NOT EXISTS (SELECT 1 FROM json_each(n.specs) WHERE json_extract(value, '$.name') = ?)"
+                        .to_string(),
+                );
+            }
+            if parts.is_empty() {
+                "1".to_string()
+            } else {
+                parts.join(" AND ")
+            }
+        }
+        Filter::StructureFamily { family } => {
+            args.push(SqlValue::Text(family.as_str().to_string()));
+            "n.structure_family = ?".to_string()
+        }
+        Filter::AccessTags { tags } => {
+            let marks = vec!["?"; tags.len().max(1)].join(", ");
+            if tags.is_empty() {
+                args.push(SqlValue::Null);
+            } else {
+                args.extend(tags.iter().map(|t| SqlValue::Text(t.clone())));
+            }
+            format!("EXISTS (SELECT 1 FROM json_each(n.access_tags) WHERE value IN ({marks}))")
+        }
+    };
+    sql.push(cond);
+}
+
+/// Columns selected for a node, in this order.
+const NODE_COLUMNS: &str = "n.id, n.key, n.structure_family, n.metadata, n.specs, n.access_tags, n.data_version, \
+     (SELECT structure FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1), \
+     (SELECT json_object('structure_family', d.structure_family, 'mimetype', d.mimetype, \
+        'parameters', json(d.parameters), 'assets', json('[]'), 'management', d.management) \
+      FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1)";
+
+fn parse_structure(family: StructureFamily, v: Value) -> Option<Structure> {
+    Some(match family {
+        StructureFamily::Array => {
+            Structure::Array(serde_json::from_value::<ArrayStructure>(v).ok()?)
+        }
+        StructureFamily::Sparse => {
+            Structure::Sparse(serde_json::from_value::<SparseStructure>(v).ok()?)
+        }
+        StructureFamily::Table => {
+            Structure::Table(serde_json::from_value::<TableStructure>(v).ok()?)
+        }
+        StructureFamily::Awkward => {
+            Structure::Awkward(serde_json::from_value::<AwkwardStructure>(v).ok()?)
+        }
+        StructureFamily::Ragged => {
+            Structure::Ragged(serde_json::from_value::<RaggedStructure>(v).ok()?)
+        }
+        _ => return None,
+    })
+}
+
+/// A node row: (id, Node without its path) read from `NODE_COLUMNS`.
+fn read_node(row: &rusqlite::Row<'_>, path: Vec<String>) -> rusqlite::Result<(i64, Node)> {
+    let text = |i: usize| -> rusqlite::Result<String> { row.get::<_, String>(i) };
+    let family_text = text(2)?;
+    let family = StructureFamily::parse(&family_text).unwrap_or(StructureFamily::Container);
+    let metadata: Map<String, Value> = serde_json::from_str(&text(3)?).unwrap_or_default();
+    let specs: Vec<Spec> = serde_json::from_str(&text(4)?).unwrap_or_default();
+    let access_tags: Vec<String> = serde_json::from_str(&text(5)?).unwrap_or_default();
+    let structure = row
+        .get::<_, Option<String>>(7)?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .and_then(|v| parse_structure(family, v));
+    let source: Option<DataSource> = row
+        .get::<_, Option<String>>(8)?
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let inline_contents = specs.iter().any(|s| s.name == "xarray_dataset");
+    Ok((
+        row.get(0)?,
+        Node {
+            path,
+            family,
+            metadata,
+            specs,
+            structure,
+            source,
+            data_version: row.get::<_, i64>(6)? as u64,
+            inline_contents,
+            access_tags,
+        },
+    ))
+}
+
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("tessera_regex", 2, flags, |ctx| {
+        let Some(value) = ctx.get::<Option<String>>(0)? else {
+            return Ok(false);
+        };
+        let re = ctx.get_or_create_aux(1, |v| {
+            regex::Regex::new(v.as_str()?)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })?;
+        Ok(re.is_match(&value))
+    })?;
+    conn.create_scalar_function("fulltext", 2, flags, |ctx| {
+        let metadata: String = ctx.get(0)?;
+        let text: String = ctx.get(1)?;
+        let md: Value = serde_json::from_str(&metadata).unwrap_or(Value::Null);
+        let Value::Object(map) = md else {
+            return Ok(false);
+        };
+        let c = super::query::Candidate {
+            key: "",
+            metadata: &map,
+            family: StructureFamily::Container,
+            specs: &[],
+            access_tags: &[],
+        };
+        Ok(Filter::FullText { text }.matches(&c))
+    })
+}
+
+impl SqliteCatalog {
+    /// Opens (creating and migrating if needed) the catalog at `path` (`:memory:` for none).
+    pub fn open(path: &str) -> Result<Self, ApiError> {
+        let mut conn = Connection::open(path).map_err(db_err)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;")
+            .map_err(db_err)?;
+        migrate::migrate_sqlite(&mut conn).map_err(db_err)?;
+        register_functions(&conn).map_err(db_err)?;
+        Ok(SqliteCatalog {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Loads a static tree (as the root) into an empty catalog, in one transaction.
+    pub fn load_tree(&self, root: TreeNode) -> Result<(), ApiError> {
+        let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
+        let tx = conn.transaction().map_err(db_err)?;
+        fn insert(
+            tx: &rusqlite::Transaction<'_>,
+            parent: Option<i64>,
+            ancestors: &[i64],
+            t: TreeNode,
+        ) -> rusqlite::Result<()> {
+            let specs = serde_json::to_string(&t.specs).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "INSERT INTO nodes (parent, key, structure_family, metadata, specs) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![parent, t.key, t.family.as_str(), Value::Object(t.metadata).to_string(), specs],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute("INSERT INTO node_closure VALUES (?1, ?1, 0)", params![id])?;
+            for (depth, a) in ancestors.iter().rev().enumerate() {
+                tx.execute(
+                    "INSERT INTO node_closure VALUES (?1, ?2, ?3)",
+                    params![a, id, depth as i64 + 1],
+                )?;
+            }
+            if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
+                let management = serde_json::to_value(src.management)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "immutable".into());
+                tx.execute(
+                    "INSERT INTO data_sources (node_id, structure_family, structure, mimetype, parameters, management) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        id,
+                        src.structure_family.as_str(),
+                        structure.to_json().to_string(),
+                        src.mimetype,
+                        Value::Object(src.parameters.clone()).to_string(),
+                        management
+                    ],
+                )?;
+            }
+            let mut chain = ancestors.to_vec();
+            chain.push(id);
+            for child in t.children {
+                insert(tx, Some(id), &chain, child)?;
+            }
+            Ok(())
+        }
+        insert(&tx, None, &[], root).map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().map_err(|_| db_err("lock poisoned"))?;
+            f(&guard)
+        })
+        .await
+        .map_err(db_err)?
+    }
+}
+
+/// The id of the node at `path`, walking keys from the root.
+fn node_id(conn: &Connection, path: &[String]) -> Result<Option<i64>, ApiError> {
+    let mut id: Option<i64> = conn
+        .query_row("SELECT id FROM nodes WHERE parent IS NULL", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM nodes WHERE parent = ?1 AND key = ?2")
+        .map_err(db_err)?;
+    for key in path {
+        let Some(parent) = id else { return Ok(None) };
+        id = stmt
+            .query_row(params![parent, key], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+    }
+    Ok(id)
+}
+
+/// The full path of node `id`.
+fn path_of(conn: &Connection, id: i64) -> Result<Vec<String>, ApiError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT n.key FROM node_closure c JOIN nodes n ON n.id = c.ancestor \
+             WHERE c.descendant = ?1 AND n.parent IS NOT NULL ORDER BY c.depth DESC",
+        )
+        .map_err(db_err)?;
+    let keys = stmt
+        .query_map([id], |r| r.get::<_, String>(0))
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    Ok(keys)
+}
+
+fn not_found(path: &[String]) -> ApiError {
+    ApiError::not_found(format!("No such entry: {}", crate::error::py_list(path)))
+}
+
+/// The FROM/WHERE part shared by a search's page and count, with its parameters.
+fn search_sql(parent: i64, req: &SearchRequest) -> (String, Vec<SqlValue>) {
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    let from = match req.deep {
+        Some(depth) => {
+            args.push(SqlValue::Integer(parent));
+            args.push(SqlValue::Integer(depth as i64));
+            "FROM nodes n JOIN node_closure c ON c.descendant = n.id \
+             WHERE c.ancestor = ? AND c.depth BETWEEN 1 AND ?"
+                .to_string()
+        }
+        None => {
+            args.push(SqlValue::Integer(parent));
+            "FROM nodes n WHERE n.parent = ?".to_string()
+        }
+    };
+    for f in &req.filters {
+        compile(f, &mut conds, &mut args);
+    }
+    let mut sql = from;
+    for c in conds {
+        sql.push_str(" AND (");
+        sql.push_str(&c);
+        sql.push(')');
+    }
+    (sql, args)
+}
+
+fn order_by(sort: &[SortKey]) -> String {
+    // Tiled's descending order is the exact reverse of the ascending one (ties reversed too),
+    // so the tie-breaking id follows the last key's direction.
+    let mut parts = Vec::new();
+    let mut last_desc = false;
+    for key in sort {
+        match key {
+            SortKey::Default { descending } => {
+                last_desc = *descending;
+                parts.push(format!("n.id {}", if *descending { "DESC" } else { "ASC" }));
+            }
+            SortKey::Metadata { key, descending } => {
+                last_desc = *descending;
+                // The path is a quoted SQL literal (single quotes doubled), not a parameter, so
+                // the same expression can appear twice.
+                let path = json_path(key).replace('\'', "''");
+                let dir = if *descending { "DESC" } else { "ASC" };
+                // Nodes without the key sort after the others (before them, reversed).
+                parts.push(format!(
+                    "(json_extract(n.metadata, '{path}') IS NULL) {dir}, json_extract(n.metadata, '{path}') {dir}"
+                ));
+            }
+        }
+    }
+    if !matches!(sort.last(), Some(SortKey::Default { .. })) {
+        parts.push(format!("n.id {}", if last_desc { "DESC" } else { "ASC" }));
+    }
+    format!(" ORDER BY {}", parts.join(", "))
+}
+
+fn tally(values: impl Iterator<Item = Value>, counts: bool) -> Value {
+    let mut seen: Vec<(Value, usize)> = Vec::new();
+    for v in values {
+        match seen.iter_mut().find(|(x, _)| *x == v) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((v, 1)),
+        }
+    }
+    seen.sort_by_key(|s| std::cmp::Reverse(s.1));
+    Value::Array(
+        seen.into_iter()
+            .map(|(value, n)| json!({"value": value, "count": if counts { json!(n) } else { Value::Null }}))
+            .collect(),
+    )
+}
+
+fn find_parent(conn: &Connection, parent: &[String]) -> Result<i64, ApiError> {
+    let id = node_id(conn, parent)?.ok_or_else(|| not_found(parent))?;
+    let family: String = conn
+        .query_row(
+            "SELECT structure_family FROM nodes WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if family != "container" {
+        return Err(ApiError::not_found(format!(
+            "'{}' is a {family}, not a container: it has no children to search",
+            parent.join("/")
+        )));
+    }
+    Ok(id)
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn get(&self, path: &[String]) -> Result<Option<Arc<Node>>, ApiError> {
+        let path = path.to_vec();
+        self.with(move |conn| {
+            let Some(id) = node_id(conn, &path)? else {
+                return Ok(None);
+            };
+            let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = ?1");
+            let (_, node) = conn
+                .query_row(&sql, [id], |r| read_node(r, path.clone()))
+                .map_err(db_err)?;
+            Ok(Some(Arc::new(node)))
+        })
+        .await
+    }
+
+    async fn search(&self, parent: &[String], req: &SearchRequest) -> Result<SearchPage, ApiError> {
+        let parent = parent.to_vec();
+        let req = req.clone();
+        self.with(move |conn| {
+            let pid = find_parent(conn, &parent)?;
+            let (from, args) = search_sql(pid, &req);
+            let count: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) {from}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            let mut nodes = Vec::new();
+            if req.limit > 0 {
+                let sql = format!(
+                    "SELECT {NODE_COLUMNS} {from}{} LIMIT {} OFFSET {}",
+                    order_by(&req.sort),
+                    req.limit,
+                    req.offset
+                );
+                let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        read_node(r, Vec::new())
+                    })
+                    .map_err(db_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err)?;
+                for (id, mut node) in rows {
+                    node.path = if req.deep.is_some() {
+                        path_of(conn, id)?
+                    } else {
+                        let mut p = parent.clone();
+                        p.push(
+                            conn.query_row("SELECT key FROM nodes WHERE id = ?1", [id], |r| {
+                                r.get(0)
+                            })
+                            .map_err(db_err)?,
+                        );
+                        p
+                    };
+                    nodes.push(Arc::new(node));
+                }
+            }
+            Ok(SearchPage {
+                nodes,
+                count: count as usize,
+            })
+        })
+        .await
+    }
+
+    async fn distinct(
+        &self,
+        parent: &[String],
+        filters: &[Filter],
+        req: &DistinctRequest,
+    ) -> Result<Value, ApiError> {
+        let search = SearchRequest {
+            filters: filters.to_vec(),
+            limit: usize::MAX >> 1,
+            ..Default::default()
+        };
+        let page = self.search(parent, &search).await?;
+        let nodes = page.nodes;
+        let mut metadata = Map::new();
+        for key in &req.metadata {
+            let values = nodes
+                .iter()
+                .filter_map(|n| super::query::lookup(&n.metadata, key).cloned());
+            metadata.insert(key.clone(), tally(values, req.counts));
+        }
+        let families = req.structure_families.then(|| {
+            tally(
+                nodes.iter().map(|n| Value::from(n.family.as_str())),
+                req.counts,
+            )
+        });
+        let specs = req.specs.then(|| {
+            tally(
+                nodes
+                    .iter()
+                    .map(|n| Value::Array(n.spec_names().into_iter().map(Value::from).collect())),
+                req.counts,
+            )
+        });
+        Ok(json!({
+            "metadata": if req.metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
+            "structure_families": families.unwrap_or(Value::Null),
+            "specs": specs.unwrap_or(Value::Null),
+        }))
+    }
+}
