@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tessera_common::adapters::DataSource;
 use tessera_common::node::TreeNode;
 
@@ -170,23 +170,6 @@ fn sort_nodes(nodes: &mut [Arc<Node>], sort: &[SortKey]) {
     }
 }
 
-/// Counts values in first-seen order, then orders by count, most frequent first.
-fn tally(values: impl Iterator<Item = Value>, counts: bool) -> Value {
-    let mut seen: Vec<(Value, usize)> = Vec::new();
-    for v in values {
-        match seen.iter_mut().find(|(x, _)| *x == v) {
-            Some((_, n)) => *n += 1,
-            None => seen.push((v, 1)),
-        }
-    }
-    seen.sort_by_key(|s| std::cmp::Reverse(s.1));
-    Value::Array(
-        seen.into_iter()
-            .map(|(value, n)| json!({"value": value, "count": if counts { json!(n) } else { Value::Null }}))
-            .collect(),
-    )
-}
-
 #[async_trait]
 impl Catalog for MemoryCatalog {
     async fn get(&self, path: &[String]) -> Result<Option<Arc<Node>>, ApiError> {
@@ -208,32 +191,7 @@ impl Catalog for MemoryCatalog {
         req: &DistinctRequest,
     ) -> Result<Value, ApiError> {
         let nodes = self.matching(parent, filters, None)?;
-        let mut metadata = Map::new();
-        for key in &req.metadata {
-            let values = nodes
-                .iter()
-                .filter_map(|n| lookup(&n.metadata, key).cloned());
-            metadata.insert(key.clone(), tally(values, req.counts));
-        }
-        let families = req.structure_families.then(|| {
-            tally(
-                nodes.iter().map(|n| Value::from(n.family.as_str())),
-                req.counts,
-            )
-        });
-        let specs = req.specs.then(|| {
-            tally(
-                nodes
-                    .iter()
-                    .map(|n| Value::Array(n.spec_names().into_iter().map(Value::from).collect())),
-                req.counts,
-            )
-        });
-        Ok(json!({
-            "metadata": if req.metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
-            "structure_families": families.unwrap_or(Value::Null),
-            "specs": specs.unwrap_or(Value::Null),
-        }))
+        Ok(super::distinct_of(&nodes, req))
     }
 }
 
@@ -322,7 +280,7 @@ mod tests {
         let v = cat.distinct(&p("tables"), &[], &req).await.unwrap();
         assert_eq!(
             v["metadata"]["color"],
-            json!([{"value": "red", "count": 2}, {"value": "green", "count": 1}])
+            serde_json::json!([{"value": "red", "count": 2}, {"value": "green", "count": 1}])
         );
         assert_eq!(v["specs"], Value::Null);
     }

@@ -85,6 +85,55 @@ pub struct DistinctRequest {
     pub counts: bool,
 }
 
+/// Counts values in first-seen order, then orders by count, most frequent first (stable).
+fn tally(values: impl Iterator<Item = Value>, counts: bool) -> Value {
+    let mut seen: Vec<(Value, usize)> = Vec::new();
+    for v in values {
+        match seen.iter_mut().find(|(x, _)| *x == v) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((v, 1)),
+        }
+    }
+    seen.sort_by_key(|s| std::cmp::Reverse(s.1));
+    Value::Array(
+        seen.into_iter()
+            .map(|(value, n)| {
+                serde_json::json!({"value": value, "count": if counts { Value::from(n) } else { Value::Null }})
+            })
+            .collect(),
+    )
+}
+
+/// The `/distinct` answer for the matching nodes, whichever catalog found them.
+pub fn distinct_of(nodes: &[Arc<Node>], req: &DistinctRequest) -> Value {
+    let mut metadata = Map::new();
+    for key in &req.metadata {
+        let values = nodes
+            .iter()
+            .filter_map(|n| query::lookup(&n.metadata, key).cloned());
+        metadata.insert(key.clone(), tally(values, req.counts));
+    }
+    let families = req.structure_families.then(|| {
+        tally(
+            nodes.iter().map(|n| Value::from(n.family.as_str())),
+            req.counts,
+        )
+    });
+    let specs = req.specs.then(|| {
+        tally(
+            nodes
+                .iter()
+                .map(|n| Value::Array(n.spec_names().into_iter().map(Value::from).collect())),
+            req.counts,
+        )
+    });
+    serde_json::json!({
+        "metadata": if req.metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
+        "structure_families": families.unwrap_or(Value::Null),
+        "specs": specs.unwrap_or(Value::Null),
+    })
+}
+
 /// The node store every API node shares.
 #[async_trait]
 pub trait Catalog: Send + Sync {

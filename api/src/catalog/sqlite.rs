@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tessera_common::adapters::DataSource;
 use tessera_common::node::TreeNode;
 use tessera_common::structure::{
@@ -445,22 +445,6 @@ fn order_by(sort: &[SortKey]) -> String {
     format!(" ORDER BY {}", parts.join(", "))
 }
 
-fn tally(values: impl Iterator<Item = Value>, counts: bool) -> Value {
-    let mut seen: Vec<(Value, usize)> = Vec::new();
-    for v in values {
-        match seen.iter_mut().find(|(x, _)| *x == v) {
-            Some((_, n)) => *n += 1,
-            None => seen.push((v, 1)),
-        }
-    }
-    seen.sort_by_key(|s| std::cmp::Reverse(s.1));
-    Value::Array(
-        seen.into_iter()
-            .map(|(value, n)| json!({"value": value, "count": if counts { json!(n) } else { Value::Null }}))
-            .collect(),
-    )
-}
-
 fn find_parent(conn: &Connection, parent: &[String]) -> Result<i64, ApiError> {
     let id = node_id(conn, parent)?.ok_or_else(|| not_found(parent))?;
     let family: String = conn
@@ -560,33 +544,7 @@ impl Catalog for SqliteCatalog {
             limit: usize::MAX >> 1,
             ..Default::default()
         };
-        let page = self.search(parent, &search).await?;
-        let nodes = page.nodes;
-        let mut metadata = Map::new();
-        for key in &req.metadata {
-            let values = nodes
-                .iter()
-                .filter_map(|n| super::query::lookup(&n.metadata, key).cloned());
-            metadata.insert(key.clone(), tally(values, req.counts));
-        }
-        let families = req.structure_families.then(|| {
-            tally(
-                nodes.iter().map(|n| Value::from(n.family.as_str())),
-                req.counts,
-            )
-        });
-        let specs = req.specs.then(|| {
-            tally(
-                nodes
-                    .iter()
-                    .map(|n| Value::Array(n.spec_names().into_iter().map(Value::from).collect())),
-                req.counts,
-            )
-        });
-        Ok(json!({
-            "metadata": if req.metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
-            "structure_families": families.unwrap_or(Value::Null),
-            "specs": specs.unwrap_or(Value::Null),
-        }))
+        let nodes = self.search(parent, &search).await?.nodes;
+        Ok(super::distinct_of(&nodes, req))
     }
 }
