@@ -53,6 +53,10 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
+    /// 404 for a path that names no node, worded as Tiled does (`No such entry: ['a', 'b']`).
+    pub fn no_such_entry(path: &[String]) -> Self {
+        Self::not_found(format!("No such entry: {}", py_list(path)))
+    }
     /// 422 Unprocessable Entity (parameter validation, as Tiled uses it).
     pub fn unprocessable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)

@@ -22,10 +22,6 @@ pub struct AppState {
     pub encoded: EncodedCache,
 }
 
-fn no_such_entry(path: &[String]) -> ApiError {
-    ApiError::not_found(format!("No such entry: {}", crate::error::py_list(path)))
-}
-
 impl AppState {
     /// The node at `path`; a table's column is resolved as a 1-D array child of the table.
     pub async fn node(&self, path: &[String]) -> Result<Arc<Node>, ApiError> {
@@ -33,22 +29,22 @@ impl AppState {
             return Ok(n);
         }
         let Some((column, parent)) = path.split_last() else {
-            return Err(no_such_entry(path));
+            return Err(ApiError::no_such_entry(path));
         };
         let Some(table) = self.catalog.get(parent).await? else {
-            return Err(no_such_entry(path));
+            return Err(ApiError::no_such_entry(path));
         };
         let (Some(Structure::Table(ts)), Some(source)) = (&table.structure, &table.source) else {
-            return Err(no_such_entry(path));
+            return Err(ApiError::no_such_entry(path));
         };
         if !ts.columns.contains(column) {
-            return Err(no_such_entry(path));
+            return Err(ApiError::no_such_entry(path));
         }
         let structure = self
             .dispatcher
             .column_structure(source, ts.npartitions, column)
             .await?
-            .ok_or_else(|| no_such_entry(path))?;
+            .ok_or_else(|| ApiError::no_such_entry(path))?;
         let column_source = table_column::column_source(source, column, &structure.data_type);
         Ok(Arc::new(Node {
             path: path.to_vec(),

@@ -118,7 +118,7 @@ impl MemoryCatalog {
                     n.family.as_str()
                 )));
             }
-            None => return Err(not_found(parent)),
+            None => return Err(ApiError::no_such_entry(parent)),
         }
         Ok(self
             .candidates(parent, deep)
@@ -136,10 +136,6 @@ impl MemoryCatalog {
             })
             .collect())
     }
-}
-
-fn not_found(path: &[String]) -> ApiError {
-    ApiError::not_found(format!("No such entry: {}", crate::error::py_list(path)))
 }
 
 fn sort_nodes(nodes: &mut [Arc<Node>], sort: &[SortKey]) {

@@ -35,6 +35,17 @@ fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// The migrations a catalog at version `found` still needs; refuses a newer catalog.
+fn pending(found: i32) -> Result<impl Iterator<Item = &'static Migration>, MigrateError> {
+    if found > latest() {
+        return Err(MigrateError::TooNew {
+            found,
+            known: latest(),
+        });
+    }
+    Ok(MIGRATIONS.iter().filter(move |m| m.version > found))
+}
+
 /// Applies the missing migrations to a PostgreSQL catalog; returns the versions applied.
 pub async fn migrate_postgres(
     client: &mut tokio_postgres::Client,
@@ -64,14 +75,8 @@ async fn apply_postgres(client: &mut tokio_postgres::Client) -> Result<Vec<i32>,
         .await?
         .get(0);
     let found = found.unwrap_or(0);
-    if found > latest() {
-        return Err(MigrateError::TooNew {
-            found,
-            known: latest(),
-        });
-    }
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+    for m in pending(found)? {
         let tx = client.transaction().await?;
         tx.batch_execute(m.postgres).await?;
         tx.execute(
@@ -100,14 +105,8 @@ pub fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<Vec<i32>, Migra
         [],
         |r| r.get(0),
     )?;
-    if found > latest() {
-        return Err(MigrateError::TooNew {
-            found,
-            known: latest(),
-        });
-    }
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+    for m in pending(found)? {
         tx.execute_batch(m.sqlite)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",

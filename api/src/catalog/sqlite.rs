@@ -382,10 +382,6 @@ fn path_of(conn: &Connection, id: i64) -> Result<Vec<String>, ApiError> {
     Ok(keys)
 }
 
-fn not_found(path: &[String]) -> ApiError {
-    ApiError::not_found(format!("No such entry: {}", crate::error::py_list(path)))
-}
-
 /// The FROM/WHERE part shared by a search's page and count, with its parameters.
 fn search_sql(parent: i64, req: &SearchRequest) -> (String, Vec<SqlValue>) {
     let mut conds = Vec::new();
@@ -446,7 +442,7 @@ fn order_by(sort: &[SortKey]) -> String {
 }
 
 fn find_parent(conn: &Connection, parent: &[String]) -> Result<i64, ApiError> {
-    let id = node_id(conn, parent)?.ok_or_else(|| not_found(parent))?;
+    let id = node_id(conn, parent)?.ok_or_else(|| ApiError::no_such_entry(parent))?;
     let family: String = conn
         .query_row(
             "SELECT structure_family FROM nodes WHERE id = ?1",
@@ -504,22 +500,17 @@ impl Catalog for SqliteCatalog {
                 let mut stmt = conn.prepare(&sql).map_err(db_err)?;
                 let rows = stmt
                     .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                        read_node(r, Vec::new())
+                        Ok((r.get::<_, String>(1)?, read_node(r, Vec::new())?))
                     })
                     .map_err(db_err)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(db_err)?;
-                for (id, mut node) in rows {
+                for (key, (id, mut node)) in rows {
                     node.path = if req.deep.is_some() {
                         path_of(conn, id)?
                     } else {
                         let mut p = parent.clone();
-                        p.push(
-                            conn.query_row("SELECT key FROM nodes WHERE id = ?1", [id], |r| {
-                                r.get(0)
-                            })
-                            .map_err(db_err)?,
-                        );
+                        p.push(key);
                         p
                     };
                     nodes.push(Arc::new(node));
