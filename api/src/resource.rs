@@ -259,6 +259,7 @@ mod tests {
             data_version: 0,
             inline_contents: false,
             access_tags: vec![],
+            child_count: None,
         }
     }
 

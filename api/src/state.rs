@@ -56,6 +56,7 @@ impl AppState {
             data_version: table.data_version,
             inline_contents: false,
             access_tags: table.access_tags.clone(),
+            child_count: None,
         }))
     }
 }

@@ -4,10 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
 
+mod support;
+
 use std::collections::HashMap;
 
 use serde_json::json;
+use support::PgSchema;
 use tessera_api::catalog::memory::MemoryCatalog;
+use tessera_api::catalog::postgres::PostgresCatalog;
 use tessera_api::catalog::query::parse_filters;
 use tessera_api::catalog::sqlite::SqliteCatalog;
 use tessera_api::catalog::{Catalog, DistinctRequest, SearchRequest, SortKey};
@@ -298,4 +302,12 @@ async fn sqlite_catalog_persists_in_its_file() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+}
+
+#[tokio::test]
+async fn postgres_catalog_passes_the_suite() {
+    let schema = PgSchema::create("catalog").await;
+    let cat = PostgresCatalog::connect(&schema.config(), 4).await.unwrap();
+    cat.load_tree(demo::tree().unwrap()).await.unwrap();
+    suite(&cat).await;
 }

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
 
+mod support;
+
+use support::PgSchema;
 use tessera_api::catalog::migrate::{migrate_postgres, migrate_sqlite};
 
 const TABLES: [&str; 6] = [
@@ -14,44 +17,21 @@ const TABLES: [&str; 6] = [
     "revisions",
 ];
 
-fn postgres_config(schema: &str) -> String {
-    let user = std::env::var("PGUSER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "postgres".into());
-    format!("host=127.0.0.1 port=5432 dbname=test user={user} options=-csearch_path={schema}")
-}
-
-async fn connect(config: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(config, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL on 127.0.0.1:5432 is needed: {e}"));
-    tokio::spawn(conn);
-    client
-}
-
 #[tokio::test]
 async fn postgres_migrates_once_under_concurrent_starts() {
-    let schema = format!(
-        "tessera_test_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let config = postgres_config(&schema);
-    let admin = connect(&config).await;
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let schema = PgSchema::create("migrate").await;
+    let config = schema.config();
+    let admin = schema.connect().await;
 
     // Three API nodes starting at once: the advisory lock lets exactly one apply each step.
     let mut tasks = Vec::new();
     for _ in 0..3 {
         let config = config.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = connect(&config).await;
+            let (mut c, conn) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
             migrate_postgres(&mut c).await.unwrap()
         }));
     }
@@ -59,13 +39,18 @@ async fn postgres_migrates_once_under_concurrent_starts() {
     for t in tasks {
         applied.extend(t.await.unwrap());
     }
-    assert_eq!(applied, vec![1], "each migration is applied exactly once");
+    applied.sort();
+    assert_eq!(
+        applied,
+        vec![1, 2],
+        "each migration is applied exactly once"
+    );
 
     for table in TABLES {
         let n: i64 = admin
             .query_one(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
-                &[&schema, &table],
+                &[&schema.name, &table],
             )
             .await
             .unwrap()
@@ -97,12 +82,31 @@ async fn postgres_migrates_once_under_concurrent_starts() {
         .await;
     assert!(duplicate.is_err(), "a key is unique within its container");
 
-    let mut again = connect(&config).await;
-    assert!(migrate_postgres(&mut again).await.unwrap().is_empty());
+    // The child counts follow inserts and deletes, including cascades.
+    let count = || async {
+        admin
+            .query_one("SELECT child_count FROM nodes WHERE parent IS NULL", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(count().await, 1);
     admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .batch_execute(
+            "INSERT INTO nodes (parent, key, structure_family) SELECT id, 'scan2', 'container' FROM nodes WHERE parent IS NULL;
+             INSERT INTO nodes (parent, key, structure_family) SELECT id, 'inner', 'array' FROM nodes WHERE key = 'scan2';",
+        )
         .await
         .unwrap();
+    assert_eq!(count().await, 2);
+    admin
+        .batch_execute("DELETE FROM nodes WHERE key IN ('scan1', 'scan2')")
+        .await
+        .unwrap();
+    assert_eq!(count().await, 0);
+
+    let mut again = schema.connect().await;
+    assert!(migrate_postgres(&mut again).await.unwrap().is_empty());
 }
 
 #[test]
@@ -112,7 +116,7 @@ fn sqlite_migrates_once_and_enforces_the_tree() {
     let path = dir.join("catalog.db");
     let _ = std::fs::remove_file(&path);
     let mut conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1]);
+    assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1, 2]);
     let mut other = rusqlite::Connection::open(&path).unwrap();
     assert!(migrate_sqlite(&mut other).unwrap().is_empty());
     for table in TABLES {

@@ -142,6 +142,18 @@ impl Structure {
         }
     }
 
+    /// Parses the stored/wire JSON of a structure of `family` (`None` if it does not fit).
+    pub fn from_json(family: StructureFamily, v: Value) -> Option<Self> {
+        Some(match family {
+            StructureFamily::Array => Structure::Array(serde_json::from_value(v).ok()?),
+            StructureFamily::Sparse => Structure::Sparse(serde_json::from_value(v).ok()?),
+            StructureFamily::Table => Structure::Table(serde_json::from_value(v).ok()?),
+            StructureFamily::Awkward => Structure::Awkward(serde_json::from_value(v).ok()?),
+            StructureFamily::Ragged => Structure::Ragged(serde_json::from_value(v).ok()?),
+            StructureFamily::Container | StructureFamily::Bytes => return None,
+        })
+    }
+
     /// The JSON the client expects under `attributes.structure`.
     pub fn to_json(&self) -> Value {
         let v = match self {

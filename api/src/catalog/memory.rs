@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tessera_common::adapters::DataSource;
 use tessera_common::node::TreeNode;
+use tessera_common::structure::StructureFamily;
 
 use super::query::{Candidate, Filter, compare, lookup};
 use super::{Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey};
@@ -46,7 +47,8 @@ impl MemoryCatalog {
     }
 
     fn insert(&mut self, path: Vec<String>, t: TreeNode) {
-        let keys = t.children.iter().map(|c| c.key.clone()).collect();
+        let keys: Vec<String> = t.children.iter().map(|c| c.key.clone()).collect();
+        let child_count = (t.family == StructureFamily::Container).then_some(keys.len() as u64);
         self.children.insert(path.clone(), keys);
         for child in t.children {
             let mut p = path.clone();
@@ -63,6 +65,7 @@ impl MemoryCatalog {
             data_version: 0,
             inline_contents: t.inline_contents,
             access_tags: Vec::new(),
+            child_count,
         };
         self.nodes.insert(path, Arc::new(node));
     }
@@ -110,7 +113,7 @@ impl MemoryCatalog {
         deep: Option<usize>,
     ) -> Result<Vec<Arc<Node>>, ApiError> {
         match self.nodes.get(parent) {
-            Some(n) if n.family == tessera_common::structure::StructureFamily::Container => {}
+            Some(n) if n.family == StructureFamily::Container => {}
             Some(n) => {
                 return Err(ApiError::not_found(format!(
                     "'{}' is a {}, not a container: it has no children to search",
@@ -177,7 +180,11 @@ impl Catalog for MemoryCatalog {
         sort_nodes(&mut nodes, &req.sort);
         let count = nodes.len();
         let nodes = nodes.into_iter().skip(req.offset).take(req.limit).collect();
-        Ok(SearchPage { nodes, count })
+        Ok(SearchPage {
+            nodes,
+            count,
+            cursor: None,
+        })
     }
 
     async fn distinct(

@@ -10,12 +10,20 @@ struct Migration {
     sqlite: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "catalog",
-    postgres: include_str!("../../../migrations/postgres/0001_catalog.sql"),
-    sqlite: include_str!("../../../migrations/sqlite/0001_catalog.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "catalog",
+        postgres: include_str!("../../../migrations/postgres/0001_catalog.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "child_count",
+        postgres: include_str!("../../../migrations/postgres/0002_child_count.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0002_child_count.sql"),
+    },
+];
 
 /// The advisory lock that serialises migrations across API nodes ("tessera" in ASCII).
 const LOCK_KEY: i64 = 0x0074_6573_7365_7261;

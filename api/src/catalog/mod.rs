@@ -5,6 +5,7 @@
 
 pub mod memory;
 pub mod migrate;
+pub mod postgres;
 pub mod query;
 pub mod sqlite;
 
@@ -35,6 +36,9 @@ pub struct Node {
     /// Containers only: whether metadata responses inline the children.
     pub inline_contents: bool,
     pub access_tags: Vec<String>,
+    /// Containers: the number of children, when the catalog keeps it (saves a count query
+    /// per container in a listing).
+    pub child_count: Option<u64>,
 }
 
 impl Node {
@@ -67,13 +71,32 @@ pub struct SearchRequest {
     pub limit: usize,
     /// `Some(depth)` searches descendants down to `depth` levels instead of children.
     pub deep: Option<usize>,
+    /// Keyset pagination: the [`SearchPage::cursor`] of the previous page. A catalog that can
+    /// resume after it (default order only) does so instead of skipping `offset` rows; one
+    /// that cannot uses `offset`, which always describes the same page.
+    pub after: Option<i64>,
 }
 
 /// One page of results and the total count of matches.
 #[derive(Clone, Debug)]
 pub struct SearchPage {
     pub nodes: Vec<Arc<Node>>,
+    /// Exact, or the planner's estimate for filtered searches with very many matches.
     pub count: usize,
+    /// Where the next page starts, for catalogs with keyset pagination.
+    pub cursor: Option<i64>,
+}
+
+impl SearchRequest {
+    /// Whether the results are in the container's natural (id) order, where keyset pagination
+    /// applies; `Some(descending)` if so.
+    pub fn natural_order(&self) -> Option<bool> {
+        match self.sort.as_slice() {
+            [] => Some(false),
+            [SortKey::Default { descending }] => Some(*descending),
+            _ => None,
+        }
+    }
 }
 
 /// Which distinct values to gather.
@@ -87,7 +110,7 @@ pub struct DistinctRequest {
 
 /// Counts values in first-seen order, then orders by count, most frequent first (stable).
 fn tally(values: impl Iterator<Item = Value>, counts: bool) -> Value {
-    let mut seen: Vec<(Value, usize)> = Vec::new();
+    let mut seen: Vec<(Value, i64)> = Vec::new();
     for v in values {
         match seen.iter_mut().find(|(x, _)| *x == v) {
             Some((_, n)) => *n += 1,
@@ -95,13 +118,73 @@ fn tally(values: impl Iterator<Item = Value>, counts: bool) -> Value {
         }
     }
     seen.sort_by_key(|s| std::cmp::Reverse(s.1));
+    tally_rows(seen, counts)
+}
+
+/// The `/distinct` list for (value, count) groups already in order.
+pub(crate) fn tally_rows(groups: Vec<(Value, i64)>, counts: bool) -> Value {
     Value::Array(
-        seen.into_iter()
+        groups
+            .into_iter()
             .map(|(value, n)| {
                 serde_json::json!({"value": value, "count": if counts { Value::from(n) } else { Value::Null }})
             })
             .collect(),
     )
+}
+
+/// ` ORDER BY ...` for a sort, with `metadata(key, "ASC" | "DESC")` giving the SQL of one
+/// metadata key. Tiled's descending order is the exact reverse of the ascending one (ties
+/// reversed too), so the tie-breaking id follows the last key's direction.
+pub(crate) fn order_by_sql(sort: &[SortKey], metadata: impl Fn(&str, &str) -> String) -> String {
+    let dir = |descending: bool| if descending { "DESC" } else { "ASC" };
+    let mut parts = Vec::new();
+    let mut last_desc = false;
+    for key in sort {
+        match key {
+            SortKey::Default { descending } => {
+                last_desc = *descending;
+                parts.push(format!("n.id {}", dir(*descending)));
+            }
+            SortKey::Metadata { key, descending } => {
+                last_desc = *descending;
+                parts.push(metadata(key, dir(*descending)));
+            }
+        }
+    }
+    if !matches!(sort.last(), Some(SortKey::Default { .. })) {
+        parts.push(format!("n.id {}", dir(last_desc)));
+    }
+    format!(" ORDER BY {}", parts.join(", "))
+}
+
+/// A node from its stored parts, as every SQL catalog reads them.
+#[allow(clippy::too_many_arguments)] // one argument per stored column
+pub(crate) fn node_from_parts(
+    path: Vec<String>,
+    family: StructureFamily,
+    metadata: Map<String, Value>,
+    specs: Vec<Spec>,
+    structure: Option<Value>,
+    source: Option<DataSource>,
+    data_version: u64,
+    access_tags: Vec<String>,
+    child_count: u64,
+) -> Node {
+    let structure = structure.and_then(|v| Structure::from_json(family, v));
+    let inline_contents = specs.iter().any(|s| s.name == "xarray_dataset");
+    Node {
+        path,
+        family,
+        metadata,
+        specs,
+        structure,
+        source,
+        data_version,
+        inline_contents,
+        access_tags,
+        child_count: (family == StructureFamily::Container).then_some(child_count),
+    }
 }
 
 /// The `/distinct` answer for the matching nodes, whichever catalog found them.

@@ -64,7 +64,10 @@ pub enum Filter {
     },
     Like {
         key: String,
+        /// The pattern as a regex, for in-memory matching and SQLite.
         pattern: Regex,
+        /// The SQL LIKE pattern as given, for SQL engines with their own LIKE.
+        like: String,
     },
     Specs {
         include: Vec<String>,
@@ -304,6 +307,7 @@ fn build(name: &str, get: &dyn Fn(&str) -> Result<String, ApiError>) -> Result<F
             Filter::Like {
                 key: get("key")?,
                 pattern: like_to_regex(&pattern)?,
+                like: pattern,
             }
         }
         "specs" => Filter::Specs {
@@ -396,7 +400,7 @@ impl Filter {
             Filter::Regex { key, pattern } => lookup(md, key)
                 .and_then(Value::as_str)
                 .is_some_and(|s| pattern.is_match(s)),
-            Filter::Like { key, pattern } => lookup(md, key)
+            Filter::Like { key, pattern, .. } => lookup(md, key)
                 .and_then(Value::as_str)
                 .is_some_and(|s| pattern.is_match(s)),
             Filter::Eq { key, value } => lookup(md, key).is_some_and(|v| json_eq(v, value)),

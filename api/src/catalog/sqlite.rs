@@ -10,13 +10,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tessera_common::adapters::DataSource;
 use tessera_common::node::TreeNode;
-use tessera_common::structure::{
-    ArrayStructure, AwkwardStructure, RaggedStructure, SparseStructure, Spec, Structure,
-    StructureFamily, TableStructure,
-};
+use tessera_common::structure::{Spec, StructureFamily};
 
 use super::query::{CmpOp, Filter};
-use super::{Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey, migrate};
+use super::{
+    Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey, migrate, node_from_parts,
+};
 use crate::error::ApiError;
 
 /// A catalog in one SQLite database (a file, or `:memory:`).
@@ -115,7 +114,7 @@ fn compile(f: &Filter, sql: &mut Vec<String>, args: &mut Vec<SqlValue>) {
                 if *exists { "NOT " } else { "" }
             )
         }
-        Filter::Regex { key, pattern } | Filter::Like { key, pattern } => {
+        Filter::Regex { key, pattern } | Filter::Like { key, pattern, .. } => {
             let e = extract(key, args);
             args.push(SqlValue::Text(pattern.as_str().to_string()));
             format!("tessera_regex({e}, ?)")
@@ -180,28 +179,7 @@ const NODE_COLUMNS: &str = "n.id, n.key, n.structure_family, n.metadata, n.specs
      (SELECT structure FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1), \
      (SELECT json_object('structure_family', d.structure_family, 'mimetype', d.mimetype, \
         'parameters', json(d.parameters), 'assets', json('[]'), 'management', d.management) \
-      FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1)";
-
-fn parse_structure(family: StructureFamily, v: Value) -> Option<Structure> {
-    Some(match family {
-        StructureFamily::Array => {
-            Structure::Array(serde_json::from_value::<ArrayStructure>(v).ok()?)
-        }
-        StructureFamily::Sparse => {
-            Structure::Sparse(serde_json::from_value::<SparseStructure>(v).ok()?)
-        }
-        StructureFamily::Table => {
-            Structure::Table(serde_json::from_value::<TableStructure>(v).ok()?)
-        }
-        StructureFamily::Awkward => {
-            Structure::Awkward(serde_json::from_value::<AwkwardStructure>(v).ok()?)
-        }
-        StructureFamily::Ragged => {
-            Structure::Ragged(serde_json::from_value::<RaggedStructure>(v).ok()?)
-        }
-        _ => return None,
-    })
-}
+      FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1), n.child_count";
 
 /// A node row: (id, Node without its path) read from `NODE_COLUMNS`.
 fn read_node(row: &rusqlite::Row<'_>, path: Vec<String>) -> rusqlite::Result<(i64, Node)> {
@@ -213,25 +191,23 @@ fn read_node(row: &rusqlite::Row<'_>, path: Vec<String>) -> rusqlite::Result<(i6
     let access_tags: Vec<String> = serde_json::from_str(&text(5)?).unwrap_or_default();
     let structure = row
         .get::<_, Option<String>>(7)?
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .and_then(|v| parse_structure(family, v));
+        .and_then(|s| serde_json::from_str(&s).ok());
     let source: Option<DataSource> = row
         .get::<_, Option<String>>(8)?
         .and_then(|s| serde_json::from_str(&s).ok());
-    let inline_contents = specs.iter().any(|s| s.name == "xarray_dataset");
     Ok((
         row.get(0)?,
-        Node {
+        node_from_parts(
             path,
             family,
             metadata,
             specs,
             structure,
             source,
-            data_version: row.get::<_, i64>(6)? as u64,
-            inline_contents,
+            row.get::<_, i64>(6)? as u64,
             access_tags,
-        },
+            row.get::<_, i64>(9)?.max(0) as u64,
+        ),
     ))
 }
 
@@ -412,33 +388,14 @@ fn search_sql(parent: i64, req: &SearchRequest) -> (String, Vec<SqlValue>) {
 }
 
 fn order_by(sort: &[SortKey]) -> String {
-    // Tiled's descending order is the exact reverse of the ascending one (ties reversed too),
-    // so the tie-breaking id follows the last key's direction.
-    let mut parts = Vec::new();
-    let mut last_desc = false;
-    for key in sort {
-        match key {
-            SortKey::Default { descending } => {
-                last_desc = *descending;
-                parts.push(format!("n.id {}", if *descending { "DESC" } else { "ASC" }));
-            }
-            SortKey::Metadata { key, descending } => {
-                last_desc = *descending;
-                // The path is a quoted SQL literal (single quotes doubled), not a parameter, so
-                // the same expression can appear twice.
-                let path = json_path(key).replace('\'', "''");
-                let dir = if *descending { "DESC" } else { "ASC" };
-                // Nodes without the key sort after the others (before them, reversed).
-                parts.push(format!(
-                    "(json_extract(n.metadata, '{path}') IS NULL) {dir}, json_extract(n.metadata, '{path}') {dir}"
-                ));
-            }
-        }
-    }
-    if !matches!(sort.last(), Some(SortKey::Default { .. })) {
-        parts.push(format!("n.id {}", if last_desc { "DESC" } else { "ASC" }));
-    }
-    format!(" ORDER BY {}", parts.join(", "))
+    super::order_by_sql(sort, |key, dir| {
+        // The path is a quoted SQL literal (single quotes doubled), not a parameter, so the
+        // same expression can appear twice. Nodes without the key sort after the others.
+        let path = json_path(key).replace('\'', "''");
+        format!(
+            "(json_extract(n.metadata, '{path}') IS NULL) {dir}, json_extract(n.metadata, '{path}') {dir}"
+        )
+    })
 }
 
 fn find_parent(conn: &Connection, parent: &[String]) -> Result<i64, ApiError> {
@@ -482,20 +439,35 @@ impl Catalog for SqliteCatalog {
         self.with(move |conn| {
             let pid = find_parent(conn, &parent)?;
             let (from, args) = search_sql(pid, &req);
-            let count: i64 = conn
-                .query_row(
+            let count: i64 = if req.filters.is_empty() && req.deep.is_none() {
+                // Kept by triggers: a container's length is one row read.
+                conn.query_row("SELECT child_count FROM nodes WHERE id = ?1", [pid], |r| {
+                    r.get(0)
+                })
+            } else {
+                conn.query_row(
                     &format!("SELECT count(*) {from}"),
                     rusqlite::params_from_iter(args.iter()),
                     |r| r.get(0),
                 )
-                .map_err(db_err)?;
+            }
+            .map_err(db_err)?;
             let mut nodes = Vec::new();
+            let mut cursor = None;
             if req.limit > 0 {
+                let keyset = req.natural_order().zip(req.after);
+                let (mut from, mut skip) = (from, req.offset);
+                if let Some((descending, after)) = keyset {
+                    from.push_str(&format!(
+                        " AND n.id {} {after}",
+                        if descending { "<" } else { ">" }
+                    ));
+                    skip = 0;
+                }
                 let sql = format!(
-                    "SELECT {NODE_COLUMNS} {from}{} LIMIT {} OFFSET {}",
+                    "SELECT {NODE_COLUMNS} {from}{} LIMIT {} OFFSET {skip}",
                     order_by(&req.sort),
                     req.limit,
-                    req.offset
                 );
                 let mut stmt = conn.prepare(&sql).map_err(db_err)?;
                 let rows = stmt
@@ -506,6 +478,9 @@ impl Catalog for SqliteCatalog {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(db_err)?;
                 for (key, (id, mut node)) in rows {
+                    if req.natural_order().is_some() {
+                        cursor = Some(id);
+                    }
                     node.path = if req.deep.is_some() {
                         path_of(conn, id)?
                     } else {
@@ -519,6 +494,7 @@ impl Catalog for SqliteCatalog {
             Ok(SearchPage {
                 nodes,
                 count: count as usize,
+                cursor,
             })
         })
         .await

@@ -64,6 +64,9 @@ async fn child_count(state: &AppState, node: &Node) -> Result<Option<usize>, Api
     if node.family != StructureFamily::Container {
         return Ok(None);
     }
+    if let Some(n) = node.child_count {
+        return Ok(Some(n as usize));
+    }
     let req = SearchRequest {
         limit: 0,
         ..Default::default()
@@ -181,14 +184,21 @@ fn page_link(
     path: &[String],
     offset: Option<usize>,
     limit: usize,
+    after: Option<i64>,
 ) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     if let Some(o) = offset {
         q.append_pair("page[offset]", &o.to_string());
     }
     q.append_pair("page[limit]", &limit.to_string());
+    if let Some(a) = after {
+        q.append_pair("page[after]", &a.to_string());
+    }
     for (k, v) in &req.params.0 {
-        if k != "page[offset]" && k != "page[limit]" && k != "page[cursor]" {
+        if !matches!(
+            k.as_str(),
+            "page[offset]" | "page[limit]" | "page[cursor]" | "page[after]"
+        ) {
             q.append_pair(k, v);
         }
     }
@@ -258,6 +268,18 @@ pub async fn search(
         offset,
         limit: if only_count { 0 } else { limit },
         deep: max_depth,
+        // A hint from our own `links.next`; `page[offset]` still names the page.
+        after: match p.get("page[after]") {
+            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                ApiError::invalid_param(
+                    "page[after]",
+                    "int_parsing",
+                    Some(raw),
+                    "Input should be a valid integer (a cursor from links.next)",
+                )
+            })?),
+            None => None,
+        },
     };
     let page = state.catalog.search(path, &sreq).await?;
     let mut data = Vec::with_capacity(page.nodes.len());
@@ -265,14 +287,15 @@ pub async fn search(
         data.push(build(state, req, n, &view, false).await?);
     }
     let route = if deep { "search-deep" } else { "search" };
-    let next = (offset + limit < page.count && !only_count && limit > 0)
-        .then(|| page_link(req, route, path, Some(offset + limit), limit));
+    // A short page is the last one, whatever an estimated count says.
+    let next = (offset + limit < page.count && !only_count && page.nodes.len() == limit)
+        .then(|| page_link(req, route, path, Some(offset + limit), limit, page.cursor));
     let doc = json!({
         "data": data,
         "error": null,
         "links": {
-            "self": page_link(req, route, path, (offset > 0).then_some(offset), limit),
-            "first": page_link(req, route, path, None, limit),
+            "self": page_link(req, route, path, (offset > 0).then_some(offset), limit, sreq.after),
+            "first": page_link(req, route, path, None, limit, None),
             "next": next,
         },
         "meta": {"count": page.count},

@@ -1,0 +1,637 @@
+//! The cluster catalog in PostgreSQL: a deadpool pool of tokio-postgres connections, every
+//! Tiled query type compiled to SQL that the schema's indexes serve (JSONB containment on the
+//! GIN index, the generated tsvector for full text, expression indexes on hot keys), one round
+//! trip per lookup and per page, and counts that never scan a large container.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::{Map, Value};
+use tessera_common::adapters::DataSource;
+use tessera_common::node::TreeNode;
+use tessera_common::structure::{Spec, StructureFamily};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::query::{CmpOp, Filter};
+use super::{
+    Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey, migrate, node_from_parts,
+    tally_rows,
+};
+use crate::error::ApiError;
+
+/// Filtered counts are exact up to this many matches; beyond it the planner's estimate is
+/// given (never less than the exact lower bound), so a count never scans a huge container.
+pub const EXACT_COUNT_LIMIT: i64 = 10_000;
+
+/// A catalog in one PostgreSQL database (and schema, through `search_path`).
+pub struct PostgresCatalog {
+    pool: Pool,
+}
+
+fn db_err(e: impl std::error::Error) -> ApiError {
+    // tokio-postgres says only "db error" at the top; the server's message is the source.
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    ApiError::internal(format!("catalog database: {text}"))
+}
+
+/// A SQL text under construction with its numbered parameters.
+#[derive(Default)]
+struct Sql {
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Sql {
+    /// Adds a parameter and returns its placeholder (`$n`).
+    fn arg(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(v));
+        format!("${}", self.params.len())
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// A single-quoted SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `n.metadata -> 'a' -> 'b'` for the dotted key `a.b`. Keys are inlined as literals (not
+/// parameters) so the planner can match expression indexes such as `(metadata -> 'time')`.
+fn json_at(key: &str) -> String {
+    let mut e = String::from("n.metadata");
+    for part in key.split('.') {
+        e.push_str(" -> ");
+        e.push_str(&literal(part));
+    }
+    e
+}
+
+/// `{"a": {"b": value}}` for the dotted key `a.b`: the containment document for `@>`.
+fn nested(key: &str, value: Value) -> Value {
+    key.rsplit('.').fold(value, |inner, part| {
+        let mut m = Map::new();
+        m.insert(part.to_string(), inner);
+        Value::Object(m)
+    })
+}
+
+/// Lowercase alphanumeric words, as the full-text index splits them.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The SQL condition of one filter over table alias `n`.
+fn compile(f: &Filter, q: &mut Sql) -> String {
+    match f {
+        Filter::Eq { key, value } => {
+            // Containment uses the GIN index; for arrays and objects containment is weaker than
+            // equality, so the exact comparison is added.
+            let doc = q.arg(nested(key, value.clone()));
+            if value.is_array() || value.is_object() {
+                let v = q.arg(value.clone());
+                format!("n.metadata @> {doc} AND {} = {v}", json_at(key))
+            } else {
+                format!("n.metadata @> {doc}")
+            }
+        }
+        Filter::NotEq { key, value } => {
+            // A missing key gives NULL, and NULL <> x is not true: such nodes do not match.
+            let v = q.arg(value.clone());
+            format!("{} <> {v}", json_at(key))
+        }
+        Filter::Comparison { op, key, value } => {
+            let v = q.arg(value.clone());
+            let op = match op {
+                CmpOp::Lt => "<",
+                CmpOp::Gt => ">",
+                CmpOp::Le => "<=",
+                CmpOp::Ge => ">=",
+            };
+            // Only values of the same JSON type compare (numbers numerically).
+            let e = json_at(key);
+            format!("jsonb_typeof({e}) = jsonb_typeof({v}) AND {e} {op} {v}")
+        }
+        Filter::Contains { key, value } => {
+            let doc = q.arg(nested(key, Value::Array(vec![value.clone()])));
+            format!(
+                "n.metadata @> {doc} AND jsonb_typeof({}) = 'array'",
+                json_at(key)
+            )
+        }
+        Filter::In { key, values } => {
+            if values.is_empty() {
+                return "false".into();
+            }
+            let docs: Vec<String> = values
+                .iter()
+                .map(|v| format!("n.metadata @> {}", q.arg(nested(key, v.clone()))))
+                .collect();
+            docs.join(" OR ")
+        }
+        Filter::NotIn { key, values } => {
+            if values.is_empty() {
+                return "true".into();
+            }
+            // Nodes lacking the key do not match NotIn, as in Tiled.
+            let list = q.arg(Value::Array(values.clone()));
+            let e = json_at(key);
+            format!(
+                "{e} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({list}) x WHERE x = {e})"
+            )
+        }
+        Filter::KeyPresent { key, exists } => {
+            format!(
+                "{} IS {}NULL",
+                json_at(key),
+                if *exists { "NOT " } else { "" }
+            )
+        }
+        Filter::Regex { key, pattern } => {
+            let p = q.arg(pattern.as_str().to_string());
+            let e = json_at(key);
+            format!("jsonb_typeof({e}) = 'string' AND ({e} #>> '{{}}') ~ {p}")
+        }
+        Filter::Like { key, like, .. } => {
+            let p = q.arg(like.clone());
+            let e = json_at(key);
+            format!("jsonb_typeof({e}) = 'string' AND ({e} #>> '{{}}') LIKE {p}")
+        }
+        Filter::FullText { text } => {
+            let w = words(text);
+            if w.is_empty() {
+                return "false".into();
+            }
+            let p = q.arg(w.join(" | "));
+            format!("n.metadata_text @@ to_tsquery('simple', {p})")
+        }
+        Filter::Lookup { key } => format!("n.key = {}", q.arg(key.clone())),
+        Filter::KeysFilter { keys } => format!("n.key = ANY({})", q.arg(keys.clone())),
+        Filter::Specs { include, exclude } => {
+            let mut parts = vec!["true".to_string()];
+            let spec = |name: &str| serde_json::json!([{ "name": name }]);
+            for s in include {
+                parts.push(format!("n.specs @> {}", q.arg(spec(s))));
+            }
+            for s in exclude {
+                parts.push(format!("NOT n.specs @> {}", q.arg(spec(s))));
+            }
+            parts.join(" AND ")
+        }
+        Filter::StructureFamily { family } => {
+            format!(
+                "n.structure_family = {}",
+                q.arg(family.as_str().to_string())
+            )
+        }
+        Filter::AccessTags { tags } => format!("n.access_tags && {}", q.arg(tags.clone())),
+    }
+}
+
+/// The node columns read by [`read_node`]: the node, its first data source with its assets.
+const NODE_COLUMNS: &str = "n.id, n.key, n.structure_family, n.metadata, n.specs, n.access_tags, \
+     n.data_version, ds.structure, ds.source, n.child_count";
+
+/// Joins each node `n` to its first data source (as the JSON `DataSource` the API uses).
+const SOURCE_JOIN: &str = "LEFT JOIN LATERAL ( \
+     SELECT d.structure, jsonb_build_object( \
+        'structure_family', d.structure_family, 'mimetype', d.mimetype, \
+        'parameters', d.parameters, 'management', d.management, \
+        'assets', coalesce((SELECT jsonb_agg(jsonb_build_object('data_uri', a.data_uri, \
+              'is_directory', a.is_directory, 'parameter', x.parameter, 'num', x.num) \
+              ORDER BY x.num, a.id) \
+           FROM data_source_assets x JOIN assets a ON a.id = x.asset_id \
+           WHERE x.data_source_id = d.id), '[]'::jsonb)) AS source \
+     FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1) ds ON true";
+
+/// The id of the node at a path (`$1`, a text array), walking keys from the root in one query.
+const WALK: &str = "WITH RECURSIVE walk (id, depth) AS ( \
+       SELECT id, 0 FROM nodes WHERE parent IS NULL \
+     UNION ALL \
+       SELECT c.id, w.depth + 1 FROM walk w \
+       JOIN nodes c ON c.parent = w.id AND c.key = ($1::text[])[w.depth + 1] \
+       WHERE w.depth < cardinality($1::text[])) \
+     SELECT id FROM walk WHERE depth = cardinality($1::text[])";
+
+fn read_node(row: &Row, path: Vec<String>) -> Result<Node, ApiError> {
+    let family: String = row.try_get(2).map_err(db_err)?;
+    let metadata: Value = row.try_get(3).map_err(db_err)?;
+    let specs: Value = row.try_get(4).map_err(db_err)?;
+    let access_tags: Vec<String> = row.try_get(5).map_err(db_err)?;
+    let data_version: i64 = row.try_get(6).map_err(db_err)?;
+    let structure: Option<Value> = row.try_get(7).map_err(db_err)?;
+    let source: Option<Value> = row.try_get(8).map_err(db_err)?;
+    let child_count: i64 = row.try_get(9).map_err(db_err)?;
+    let specs: Vec<Spec> = serde_json::from_value(specs).unwrap_or_default();
+    let source: Option<DataSource> = source.and_then(|s| serde_json::from_value(s).ok());
+    Ok(node_from_parts(
+        path,
+        StructureFamily::parse(&family).unwrap_or(StructureFamily::Container),
+        match metadata {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        specs,
+        structure,
+        source,
+        data_version as u64,
+        access_tags,
+        child_count.max(0) as u64,
+    ))
+}
+
+fn order_by(sort: &[SortKey]) -> String {
+    super::order_by_sql(sort, |key, dir| {
+        // Nodes without the key sort after the others (before them, reversed).
+        let nulls = if dir == "DESC" { "FIRST" } else { "LAST" };
+        format!("{} {dir} NULLS {nulls}", json_at(key))
+    })
+}
+
+impl PostgresCatalog {
+    /// Connects to `uri` (`postgresql://user@host:port/db?options=-csearch_path%3Dschema`;
+    /// a `+driver` suffix on the scheme, as in Tiled's URIs, is accepted) and applies any
+    /// pending migrations under the advisory lock.
+    pub async fn connect(uri: &str, max_connections: usize) -> Result<Self, ApiError> {
+        let uri = match uri.split_once("://") {
+            Some((scheme, rest)) if scheme.starts_with("postgres") => {
+                format!("postgresql://{rest}")
+            }
+            _ => uri.to_string(),
+        };
+        let config = tokio_postgres::Config::from_str(&uri)
+            .map_err(|e| ApiError::bad_request(format!("bad PostgreSQL URI: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(db_err)?;
+        let mut client = pool.get().await.map_err(db_err)?;
+        migrate::migrate_postgres(&mut client)
+            .await
+            .map_err(db_err)?;
+        Ok(PostgresCatalog { pool })
+    }
+
+    /// The plans (`EXPLAIN` text) of a search's count and page queries (both page shapes),
+    /// so tests and operators can see which indexes a query uses. With `indexes_only` the
+    /// planner is told to avoid sequential scans: a plan that still has one cannot be served
+    /// by any index, whatever the table's size.
+    pub async fn explain(
+        &self,
+        parent: &[String],
+        req: &SearchRequest,
+        indexes_only: bool,
+    ) -> Result<String, ApiError> {
+        let mut client = self.client().await?;
+        let (pid, _) = self.container_id(&client, parent).await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        if indexes_only {
+            tx.batch_execute("SET LOCAL enable_seqscan = off")
+                .await
+                .map_err(db_err)?;
+        }
+        let (from, cq) = search_from(pid, &req.filters, req.deep);
+        let count = format!("SELECT count(*) FROM (SELECT 1 {from} LIMIT {EXACT_COUNT_LIMIT}) s");
+        let mut text = String::new();
+        let queries = [
+            (count, cq),
+            page_sql(pid, req, false),
+            page_sql(pid, req, true),
+        ];
+        for (sql, q) in queries {
+            for row in tx
+                .query(&format!("EXPLAIN {sql}"), &q.refs())
+                .await
+                .map_err(db_err)?
+            {
+                text.push_str(row.try_get(0).map_err(db_err)?);
+                text.push('\n');
+            }
+        }
+        tx.rollback().await.map_err(db_err)?;
+        Ok(text)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, ApiError> {
+        self.pool.get().await.map_err(db_err)
+    }
+
+    /// Loads a static tree (as the root) into an empty catalog, in one transaction.
+    pub async fn load_tree(&self, root: TreeNode) -> Result<(), ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // Depth-first with an explicit stack: (parent id, ancestor ids, node).
+        let mut stack: Vec<(Option<i64>, Vec<i64>, TreeNode)> = vec![(None, Vec::new(), root)];
+        while let Some((parent, ancestors, mut t)) = stack.pop() {
+            let children = std::mem::take(&mut t.children);
+            let id = insert_tree_node(&tx, parent, &ancestors, &t)
+                .await
+                .map_err(db_err)?;
+            let mut chain = ancestors;
+            chain.push(id);
+            // Reversed, so the stack pops children in their natural order (ids follow it).
+            for child in children.into_iter().rev() {
+                stack.push((Some(id), chain.clone(), child));
+            }
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// The id and family of the container at `parent` (404 when absent or not a container).
+    async fn container_id(
+        &self,
+        client: &deadpool_postgres::Object,
+        parent: &[String],
+    ) -> Result<(i64, i64), ApiError> {
+        let sql = format!(
+            "SELECT n.id, n.structure_family, n.child_count FROM nodes n WHERE n.id = ({WALK})"
+        );
+        let row = client
+            .query_opt(&sql, &[&parent.to_vec()])
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::no_such_entry(parent))?;
+        let family: String = row.get(1);
+        if family != "container" {
+            return Err(ApiError::not_found(format!(
+                "'{}' is a {family}, not a container: it has no children to search",
+                parent.join("/")
+            )));
+        }
+        Ok((row.get(0), row.get(2)))
+    }
+}
+
+/// The FROM/WHERE part shared by a search's page and count, with its parameters.
+fn search_from(parent: i64, filters: &[Filter], deep: Option<usize>) -> (String, Sql) {
+    let mut q = Sql::default();
+    let p = q.arg(parent);
+    let mut sql = match deep {
+        Some(depth) => {
+            let d = q.arg(depth.min(i32::MAX as usize) as i32);
+            format!(
+                "FROM nodes n JOIN node_closure c ON c.descendant = n.id \
+                 WHERE c.ancestor = {p} AND c.depth BETWEEN 1 AND {d}"
+            )
+        }
+        None => format!("FROM nodes n WHERE n.parent = {p}"),
+    };
+    for f in filters {
+        let cond = compile(f, &mut q);
+        sql.push_str(" AND (");
+        sql.push_str(&cond);
+        sql.push(')');
+    }
+    (sql, q)
+}
+
+/// The SQL of one page of a search and its parameters. The page is chosen on `nodes` alone
+/// (keyset or offset), and only its rows are joined to their data sources.
+///
+/// `few_matches` says the filters match at most [`EXACT_COUNT_LIMIT`] nodes: they are then
+/// gathered first through the filters' indexes and only those are sorted, instead of walking
+/// the container in order hoping to meet matches (the planner's guess for rare words).
+fn page_sql(pid: i64, req: &SearchRequest, few_matches: bool) -> (String, Sql) {
+    let (mut from, mut q) = search_from(pid, &req.filters, req.deep);
+    let keyset = req.natural_order().zip(req.after);
+    if let Some((descending, after)) = keyset {
+        let a = q.arg(after);
+        from.push_str(&format!(
+            " AND n.id {} {a}",
+            if descending { "<" } else { ">" }
+        ));
+    }
+    let path_col = if req.deep.is_some() {
+        ", (SELECT array_agg(a.key ORDER BY c2.depth DESC) FROM node_closure c2 \
+           JOIN nodes a ON a.id = c2.ancestor \
+           WHERE c2.descendant = n.id AND a.parent IS NOT NULL)"
+    } else {
+        ""
+    };
+    let limit = q.arg(req.limit.min(i64::MAX as usize) as i64);
+    let skip = if keyset.is_some() { 0 } else { req.offset };
+    let offset = q.arg(skip.min(i64::MAX as usize) as i64);
+    let order = order_by(&req.sort);
+    let page = if few_matches {
+        format!(
+            "WITH m AS MATERIALIZED (SELECT n.id {from}) \
+             SELECT n.* FROM m JOIN nodes n ON n.id = m.id{order} LIMIT {limit} OFFSET {offset}"
+        )
+    } else {
+        format!("SELECT n.* {from}{order} LIMIT {limit} OFFSET {offset}")
+    };
+    let sql = format!("SELECT {NODE_COLUMNS}{path_col} FROM ({page}) n {SOURCE_JOIN}{order}");
+    (sql, q)
+}
+
+/// The planner's row estimate for `SELECT 1 {from}`.
+async fn estimate(
+    client: &deadpool_postgres::Object,
+    from: &str,
+    q: &Sql,
+) -> Result<i64, ApiError> {
+    let row = client
+        .query_one(&format!("EXPLAIN (FORMAT JSON) SELECT 1 {from}"), &q.refs())
+        .await
+        .map_err(db_err)?;
+    let plan: Value = row.try_get(0).map_err(db_err)?;
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+}
+
+#[async_trait]
+impl Catalog for PostgresCatalog {
+    async fn get(&self, path: &[String]) -> Result<Option<Arc<Node>>, ApiError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n {SOURCE_JOIN} WHERE n.id = ({WALK})");
+        let row = client
+            .query_opt(&sql, &[&path.to_vec()])
+            .await
+            .map_err(db_err)?;
+        row.map(|r| read_node(&r, path.to_vec()).map(Arc::new))
+            .transpose()
+    }
+
+    async fn search(&self, parent: &[String], req: &SearchRequest) -> Result<SearchPage, ApiError> {
+        let client = self.client().await?;
+        let (pid, child_count) = self.container_id(&client, parent).await?;
+        let (count_from, q) = search_from(pid, &req.filters, req.deep);
+        let mut few_matches = false;
+        let count = if req.filters.is_empty() && req.deep.is_none() {
+            child_count
+        } else {
+            let bounded: i64 = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT 1 {count_from} LIMIT {}) s",
+                        EXACT_COUNT_LIMIT + 1
+                    ),
+                    &q.refs(),
+                )
+                .await
+                .map_err(db_err)?
+                .get(0);
+            if bounded > EXACT_COUNT_LIMIT {
+                estimate(&client, &count_from, &q).await?.max(bounded)
+            } else {
+                few_matches = !req.filters.is_empty();
+                bounded
+            }
+        };
+        let mut nodes = Vec::new();
+        let mut cursor = None;
+        if req.limit > 0 {
+            let (sql, q) = page_sql(pid, req, few_matches);
+            for row in client.query(&sql, &q.refs()).await.map_err(db_err)? {
+                let path = if req.deep.is_some() {
+                    row.try_get::<_, Option<Vec<String>>>(10)
+                        .map_err(db_err)?
+                        .unwrap_or_default()
+                } else {
+                    let mut p = parent.to_vec();
+                    p.push(row.try_get(1).map_err(db_err)?);
+                    p
+                };
+                if req.natural_order().is_some() {
+                    cursor = Some(row.try_get(0).map_err(db_err)?);
+                }
+                nodes.push(Arc::new(read_node(&row, path)?));
+            }
+        }
+        Ok(SearchPage {
+            nodes,
+            count: count.max(0) as usize,
+            cursor,
+        })
+    }
+
+    async fn distinct(
+        &self,
+        parent: &[String],
+        filters: &[Filter],
+        req: &DistinctRequest,
+    ) -> Result<Value, ApiError> {
+        let client = self.client().await?;
+        let (pid, _) = self.container_id(&client, parent).await?;
+        let (from, q) = search_from(pid, filters, None);
+        // Each group: (value, count), most frequent first, ties in first-seen (id) order.
+        let grouped = |expr: String| {
+            format!(
+                "SELECT v, count(*) FROM (SELECT {expr} AS v, n.id {from}) s \
+                 WHERE v IS NOT NULL GROUP BY v ORDER BY count(*) DESC, min(id)"
+            )
+        };
+        let mut metadata = Map::new();
+        for key in &req.metadata {
+            let rows = client
+                .query(&grouped(json_at(key)), &q.refs())
+                .await
+                .map_err(db_err)?;
+            metadata.insert(key.clone(), tally_rows(pg_groups(&rows)?, req.counts));
+        }
+        let mut families = Value::Null;
+        if req.structure_families {
+            let rows = client
+                .query(&grouped("to_jsonb(n.structure_family)".into()), &q.refs())
+                .await
+                .map_err(db_err)?;
+            families = tally_rows(pg_groups(&rows)?, req.counts);
+        }
+        let mut specs = Value::Null;
+        if req.specs {
+            let expr = "(SELECT coalesce(jsonb_agg(s -> 'name'), '[]'::jsonb) \
+                        FROM jsonb_array_elements(n.specs) s)";
+            let rows = client
+                .query(&grouped(expr.into()), &q.refs())
+                .await
+                .map_err(db_err)?;
+            specs = tally_rows(pg_groups(&rows)?, req.counts);
+        }
+        Ok(serde_json::json!({
+            "metadata": if req.metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
+            "structure_families": families,
+            "specs": specs,
+        }))
+    }
+}
+
+/// Inserts one node of a static tree with its closure rows and data source; returns its id.
+async fn insert_tree_node(
+    tx: &deadpool_postgres::Transaction<'_>,
+    parent: Option<i64>,
+    ancestors: &[i64],
+    t: &TreeNode,
+) -> Result<i64, tokio_postgres::Error> {
+    let specs = serde_json::to_value(&t.specs).unwrap_or(Value::Array(Vec::new()));
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO nodes (parent, key, structure_family, metadata, specs) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &parent,
+                &t.key,
+                &t.family.as_str(),
+                &Value::Object(t.metadata.clone()),
+                &specs,
+            ],
+        )
+        .await?
+        .get(0);
+    // Itself at depth 0, then every ancestor at its distance.
+    tx.execute(
+        "INSERT INTO node_closure (ancestor, descendant, depth) \
+         SELECT a, $1::bigint, (cardinality($2::bigint[]) - i + 1)::int \
+         FROM unnest($2::bigint[]) WITH ORDINALITY AS u(a, i) \
+         UNION ALL SELECT $1::bigint, $1::bigint, 0",
+        &[&id, &ancestors.to_vec()],
+    )
+    .await?;
+    if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
+        let management = serde_json::to_value(src.management)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "immutable".into());
+        tx.execute(
+            "INSERT INTO data_sources (node_id, structure_family, structure, mimetype, parameters, management) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &src.structure_family.as_str(),
+                &structure.to_json(),
+                &src.mimetype,
+                &Value::Object(src.parameters.clone()),
+                &management,
+            ],
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+fn pg_groups(rows: &[Row]) -> Result<Vec<(Value, i64)>, ApiError> {
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?)))
+        .collect()
+}
