@@ -14,8 +14,11 @@ use tessera_api::catalog::memory::MemoryCatalog;
 use tessera_api::catalog::postgres::PostgresCatalog;
 use tessera_api::catalog::query::parse_filters;
 use tessera_api::catalog::sqlite::SqliteCatalog;
-use tessera_api::catalog::{Catalog, DistinctRequest, SearchRequest, SortKey};
-use tessera_common::adapters::demo;
+use tessera_api::catalog::{
+    Catalog, DataCommit, DistinctRequest, MetadataUpdate, NewNode, SearchRequest, SortKey,
+};
+use tessera_common::adapters::{DataSource, demo};
+use tessera_common::structure::{Structure, StructureFamily};
 
 fn p(s: &str) -> Vec<String> {
     s.split('/')
@@ -310,4 +313,174 @@ async fn postgres_catalog_passes_the_suite() {
     let cat = PostgresCatalog::connect(&schema.config(), 4).await.unwrap();
     cat.load_tree(demo::tree().unwrap()).await.unwrap();
     suite(&cat).await;
+}
+
+fn new_node(key: &str, family: &str, metadata: serde_json::Value) -> NewNode {
+    NewNode {
+        key: key.into(),
+        family: StructureFamily::parse(family).unwrap(),
+        metadata: metadata.as_object().unwrap().clone(),
+        specs: Vec::new(),
+        access_tags: Vec::new(),
+        data: None,
+    }
+}
+
+fn array_data(uri: &str, shape: u64) -> (Structure, DataSource) {
+    let structure = Structure::from_json(
+        StructureFamily::Array,
+        json!({"data_type": {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": null},
+               "chunks": [[shape]], "shape": [shape], "dims": null, "resizable": false}),
+    )
+    .unwrap();
+    let source: DataSource = serde_json::from_value(json!({
+        "structure_family": "array", "mimetype": "application/x-zarr", "parameters": {},
+        "management": "writable",
+        "assets": [{"data_uri": uri, "is_directory": true, "parameter": "data_uri", "num": null}],
+    }))
+    .unwrap();
+    (structure, source)
+}
+
+/// Every write a catalog supports, and what each leaves behind.
+async fn writes(cat: &dyn Catalog) {
+    let root_count = cat.search(&[], &all()).await.unwrap().count;
+    let w = cat
+        .create(&[], new_node("w", "container", json!({"beamline": "x1"})))
+        .await
+        .unwrap();
+    assert_eq!(w.path, p("w"));
+    assert_eq!(cat.search(&[], &all()).await.unwrap().count, root_count + 1);
+    let again = cat.create(&[], new_node("w", "container", json!({}))).await;
+    assert_eq!(again.unwrap_err().status.as_u16(), 409);
+    let missing = cat
+        .create(&p("nope"), new_node("x", "container", json!({})))
+        .await;
+    assert_eq!(missing.unwrap_err().status.as_u16(), 404);
+
+    let mut arr = new_node("a", "array", json!({"scan_id": 7}));
+    arr.data = Some(array_data("file://localhost/data/one", 4));
+    let a = cat.create(&p("w"), arr).await.unwrap();
+    assert_eq!(
+        a.structure.as_ref().unwrap().family(),
+        StructureFamily::Array
+    );
+    assert_eq!(
+        a.source.as_ref().unwrap().assets[0].data_uri,
+        "file://localhost/data/one"
+    );
+    let inside = cat
+        .create(&p("w/a"), new_node("x", "container", json!({})))
+        .await;
+    assert_eq!(inside.unwrap_err().status.as_u16(), 405);
+    let found = cat
+        .search(
+            &p("w"),
+            &SearchRequest {
+                filters: filters(&[
+                    ("eq][condition][key]", "scan_id"),
+                    ("eq][condition][value]", "7"),
+                ]),
+                ..all()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.count, 1);
+
+    // Metadata updates keep the old version as a revision unless told not to.
+    let updated = cat
+        .update_metadata(
+            &p("w/a"),
+            Box::new(|n| {
+                let mut metadata = n.metadata.clone();
+                metadata.insert("scan_id".into(), json!(8));
+                Ok(MetadataUpdate {
+                    metadata,
+                    specs: n.specs.clone(),
+                    access_tags: n.access_tags.clone(),
+                })
+            }),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.metadata["scan_id"], 8);
+    let (revs, count) = cat.revisions(&p("w/a"), 0, 10).await.unwrap();
+    assert_eq!((count, revs[0].number), (1, 1));
+    assert_eq!(revs[0].metadata["scan_id"], 7);
+    let failing = cat
+        .update_metadata(
+            &p("w/a"),
+            Box::new(|_| Err(tessera_api::error::ApiError::bad_request("patch failed"))),
+            false,
+        )
+        .await;
+    assert_eq!(failing.unwrap_err().status.as_u16(), 400);
+    let unchanged = cat.get(&p("w/a")).await.unwrap().unwrap();
+    assert_eq!(
+        unchanged.metadata["scan_id"], 8,
+        "a failed update changes nothing"
+    );
+    assert_eq!(cat.revisions(&p("w/a"), 0, 10).await.unwrap().1, 1);
+    cat.delete_revision(&p("w/a"), 1).await.unwrap();
+    let err = cat.delete_revision(&p("w/a"), 1).await.unwrap_err();
+    assert_eq!(err.status.as_u16(), 404);
+
+    // A data write becomes visible in one step: new location, new structure, new version.
+    let (grown, _) = array_data("unused", 6);
+    let committed = cat
+        .commit_data(
+            &p("w/a"),
+            DataCommit {
+                structure: Some(grown.clone()),
+                data_uri: Some("file://localhost/data/two".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed.data_version, a.data_version + 1);
+    assert_eq!(committed.structure, Some(grown));
+    assert_eq!(
+        committed.source.as_ref().unwrap().assets[0].data_uri,
+        "file://localhost/data/two"
+    );
+
+    // Deletes: a non-empty container needs recursive; the removed data sources come back.
+    let err = cat.delete(&p("w"), false).await.unwrap_err();
+    assert_eq!(err.status.as_u16(), 409);
+    let removed = cat.delete(&p("w"), true).await.unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(cat.get(&p("w/a")).await.unwrap().is_none());
+    assert!(cat.get(&p("w")).await.unwrap().is_none());
+    assert_eq!(cat.search(&[], &all()).await.unwrap().count, root_count);
+    assert_eq!(
+        cat.delete(&[], true).await.unwrap_err().status.as_u16(),
+        405
+    );
+}
+
+#[tokio::test]
+async fn sqlite_catalog_writes() {
+    let cat = SqliteCatalog::open(":memory:").unwrap();
+    cat.load_tree(demo::tree().unwrap()).unwrap();
+    writes(&cat).await;
+}
+
+#[tokio::test]
+async fn postgres_catalog_writes() {
+    let schema = PgSchema::create("writes").await;
+    let cat = PostgresCatalog::connect(&schema.config(), 4).await.unwrap();
+    cat.load_tree(demo::tree().unwrap()).await.unwrap();
+    writes(&cat).await;
+}
+
+#[tokio::test]
+async fn memory_catalog_is_read_only() {
+    let cat = MemoryCatalog::from_tree(demo::tree().unwrap());
+    let err = cat
+        .create(&[], new_node("w", "container", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.as_u16(), 405);
 }

@@ -217,6 +217,105 @@ pub fn distinct_of(nodes: &[Arc<Node>], req: &DistinctRequest) -> Value {
     })
 }
 
+/// A node to create inside a container.
+#[derive(Clone, Debug)]
+pub struct NewNode {
+    pub key: String,
+    pub family: StructureFamily,
+    pub metadata: Map<String, Value>,
+    pub specs: Vec<Spec>,
+    pub access_tags: Vec<String>,
+    /// Everything but containers: the structure and where the data lives.
+    pub data: Option<(Structure, DataSource)>,
+}
+
+/// A node's new metadata, specs and access tags (all three, as they will be stored).
+#[derive(Clone, Debug)]
+pub struct MetadataUpdate {
+    pub metadata: Map<String, Value>,
+    pub specs: Vec<Spec>,
+    pub access_tags: Vec<String>,
+}
+
+/// Computes the update from the node as it is inside the writing transaction, so concurrent
+/// patches apply one after the other instead of overwriting each other.
+pub type Updater = Box<dyn FnOnce(&Node) -> Result<MetadataUpdate, ApiError> + Send>;
+
+/// A node's metadata and specs before one of its updates.
+#[derive(Clone, Debug)]
+pub struct Revision {
+    pub number: i64,
+    pub metadata: Map<String, Value>,
+    pub specs: Vec<Spec>,
+    pub access_tags: Vec<String>,
+    /// RFC 3339.
+    pub time_updated: String,
+}
+
+/// A completed data write, recorded in one transaction that bumps the data version.
+#[derive(Clone, Debug, Default)]
+pub struct DataCommit {
+    /// The new structure, when the write changed it (an array grown by a patch).
+    pub structure: Option<Structure>,
+    /// The new location of the data, when the write went to a fresh one.
+    pub data_uri: Option<String>,
+}
+
+/// 405 for creating below a node that is not a container.
+pub(crate) fn not_a_container(path: &[String], family: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "'{}' is a {family}, not a container: nodes cannot be created inside it",
+            path.join("/")
+        ),
+    )
+}
+
+/// 409 for a key that is already taken (the detail is the path, as Tiled gives it).
+pub(crate) fn key_exists(path: &[String]) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        format!("/{}", path.join("/")),
+    )
+}
+
+/// 409 for deleting a container that still has children without `recursive`.
+pub(crate) fn not_empty(path: &[String], children: i64) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        format!(
+            "Cannot delete a node that is not empty: '{}' has {children} children. \
+             Use recursive=true to delete it and everything below it.",
+            path.join("/")
+        ),
+    )
+}
+
+/// 405 for deleting the root.
+pub(crate) fn cannot_delete_root() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "the root container cannot be deleted",
+    )
+}
+
+/// The stored name of a data source's management mode.
+pub(crate) fn management_name(source: &DataSource) -> String {
+    serde_json::to_value(source.management)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "immutable".into())
+}
+
+/// The answer of catalogs that cannot be written (the demo tree).
+pub fn read_only() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "this catalog is read-only: serve a writable one (tessera serve catalog --write DIR)",
+    )
+}
+
 /// The node store every API node shares.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -233,4 +332,57 @@ pub trait Catalog: Send + Sync {
         filters: &[Filter],
         req: &DistinctRequest,
     ) -> Result<Value, ApiError>;
+
+    /// Creates a node inside the container at `parent` (409 if the key is taken).
+    async fn create(&self, parent: &[String], node: NewNode) -> Result<Arc<Node>, ApiError> {
+        let _ = (parent, node);
+        Err(read_only())
+    }
+
+    /// Replaces metadata, specs and access tags, keeping the old ones as a revision unless
+    /// `drop_revision`.
+    async fn update_metadata(
+        &self,
+        path: &[String],
+        update: Updater,
+        drop_revision: bool,
+    ) -> Result<Arc<Node>, ApiError> {
+        let _ = (path, update, drop_revision);
+        Err(read_only())
+    }
+
+    /// A page of a node's revisions (oldest first) and their total count.
+    async fn revisions(
+        &self,
+        path: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Revision>, usize), ApiError> {
+        let _ = (path, offset, limit);
+        Err(read_only())
+    }
+
+    /// Deletes one revision (404 if there is none with that number).
+    async fn delete_revision(&self, path: &[String], number: i64) -> Result<(), ApiError> {
+        let _ = (path, number);
+        Err(read_only())
+    }
+
+    /// Deletes a node (and, with `recursive`, everything below it; 409 for a non-empty
+    /// container without it), in one transaction. Returns the data sources removed, so their
+    /// writable data can be deleted once the catalog no longer points at it.
+    async fn delete(&self, path: &[String], recursive: bool) -> Result<Vec<DataSource>, ApiError> {
+        let _ = (path, recursive);
+        Err(read_only())
+    }
+
+    /// Makes a completed data write visible: records `commit` and bumps the data version.
+    async fn commit_data(
+        &self,
+        path: &[String],
+        commit: DataCommit,
+    ) -> Result<Arc<Node>, ApiError> {
+        let _ = (path, commit);
+        Err(read_only())
+    }
 }

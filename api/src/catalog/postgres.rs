@@ -17,8 +17,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::query::{CmpOp, Filter};
 use super::{
-    Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey, migrate, node_from_parts,
-    tally_rows,
+    Catalog, DataCommit, DistinctRequest, NewNode, Node, Revision, SearchPage, SearchRequest,
+    SortKey, Updater, migrate, node_from_parts, tally_rows,
 };
 use crate::error::ApiError;
 
@@ -335,6 +335,20 @@ impl PostgresCatalog {
         Ok(text)
     }
 
+    /// The id of the node at `path` (404 when absent).
+    async fn node_id(
+        &self,
+        client: &deadpool_postgres::Object,
+        path: &[String],
+    ) -> Result<i64, ApiError> {
+        Ok(client
+            .query_opt(WALK, &[&path.to_vec()])
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::no_such_entry(path))?
+            .get(0))
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, ApiError> {
         self.pool.get().await.map_err(db_err)
     }
@@ -575,6 +589,323 @@ impl Catalog for PostgresCatalog {
             "specs": specs,
         }))
     }
+
+    async fn create(&self, parent: &[String], node: NewNode) -> Result<Arc<Node>, ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT n.id, n.structure_family FROM nodes n WHERE n.id = ({WALK})"),
+                &[&parent.to_vec()],
+            )
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::no_such_entry(parent))?;
+        let (pid, family): (i64, String) = (row.get(0), row.get(1));
+        if family != "container" {
+            return Err(super::not_a_container(parent, &family));
+        }
+        let specs =
+            serde_json::to_value(&node.specs).map_err(|e| ApiError::internal(e.to_string()))?;
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO nodes (parent, key, structure_family, metadata, specs, access_tags) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (parent, key) DO NOTHING RETURNING id",
+                &[
+                    &pid,
+                    &node.key,
+                    &node.family.as_str(),
+                    &Value::Object(node.metadata.clone()),
+                    &specs,
+                    &node.access_tags,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut path = parent.to_vec();
+        path.push(node.key.clone());
+        let Some(row) = inserted else {
+            return Err(super::key_exists(&path));
+        };
+        let id: i64 = row.get(0);
+        tx.execute(
+            "INSERT INTO node_closure (ancestor, descendant, depth) \
+             SELECT ancestor, $1::bigint, depth + 1 FROM node_closure WHERE descendant = $2 \
+             UNION ALL SELECT $1::bigint, $1::bigint, 0",
+            &[&id, &pid],
+        )
+        .await
+        .map_err(db_err)?;
+        if let Some((structure, source)) = &node.data {
+            insert_source(&tx, id, structure, source)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        self.get(&path)
+            .await?
+            .ok_or_else(|| ApiError::internal("a created node vanished"))
+    }
+
+    async fn update_metadata(
+        &self,
+        path: &[String],
+        update: Updater,
+        drop_revision: bool,
+    ) -> Result<Arc<Node>, ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT {NODE_COLUMNS} FROM nodes n {SOURCE_JOIN} WHERE n.id = ({WALK}) FOR UPDATE OF n"
+                ),
+                &[&path.to_vec()],
+            )
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::no_such_entry(path))?;
+        let id: i64 = row.get(0);
+        let mut node = read_node(&row, path.to_vec())?;
+        let new = update(&node)?;
+        if !drop_revision {
+            tx.execute(
+                "INSERT INTO revisions (node_id, revision_number, metadata, specs, access_tags, time_updated) \
+                 SELECT id, coalesce((SELECT max(revision_number) FROM revisions WHERE node_id = $1), 0) + 1, \
+                        metadata, specs, access_tags, time_updated FROM nodes WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        let specs =
+            serde_json::to_value(&new.specs).map_err(|e| ApiError::internal(e.to_string()))?;
+        tx.execute(
+            "UPDATE nodes SET metadata = $2, specs = $3, access_tags = $4, time_updated = now() WHERE id = $1",
+            &[&id, &Value::Object(new.metadata.clone()), &specs, &new.access_tags],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        node.inline_contents = new.specs.iter().any(|s| s.name == "xarray_dataset");
+        node.metadata = new.metadata;
+        node.specs = new.specs;
+        node.access_tags = new.access_tags;
+        Ok(Arc::new(node))
+    }
+
+    async fn revisions(
+        &self,
+        path: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Revision>, usize), ApiError> {
+        let client = self.client().await?;
+        let id = self.node_id(&client, path).await?;
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM revisions WHERE node_id = $1", &[&id])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        let rows = client
+            .query(
+                "SELECT revision_number, metadata, specs, access_tags, to_json(time_updated) #>> '{}' \
+                 FROM revisions WHERE node_id = $1 ORDER BY revision_number OFFSET $2 LIMIT $3",
+                &[&id, &(offset.min(i64::MAX as usize) as i64), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let number: i32 = r.get(0);
+            let metadata: Value = r.get(1);
+            let specs: Value = r.get(2);
+            out.push(Revision {
+                number: i64::from(number),
+                metadata: match metadata {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                },
+                specs: serde_json::from_value(specs).unwrap_or_default(),
+                access_tags: r.get(3),
+                time_updated: r.get(4),
+            });
+        }
+        Ok((out, count.max(0) as usize))
+    }
+
+    async fn delete_revision(&self, path: &[String], number: i64) -> Result<(), ApiError> {
+        let client = self.client().await?;
+        let id = self.node_id(&client, path).await?;
+        let n = client
+            .execute(
+                "DELETE FROM revisions WHERE node_id = $1 AND revision_number = $2",
+                &[&id, &(number.clamp(0, i64::from(i32::MAX)) as i32)],
+            )
+            .await
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(ApiError::not_found(format!(
+                "'{}' has no revision {number}",
+                path.join("/")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &[String], recursive: bool) -> Result<Vec<DataSource>, ApiError> {
+        if path.is_empty() {
+            return Err(super::cannot_delete_root());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT n.id, n.child_count FROM nodes n WHERE n.id = ({WALK}) FOR UPDATE"
+                ),
+                &[&path.to_vec()],
+            )
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::no_such_entry(path))?;
+        let (id, children): (i64, i64) = (row.get(0), row.get(1));
+        if children > 0 && !recursive {
+            return Err(super::not_empty(path, children));
+        }
+        let sources = tx
+            .query(
+                &format!(
+                    "SELECT ds.source FROM node_closure c JOIN nodes n ON n.id = c.descendant \
+                     {SOURCE_JOIN} WHERE c.ancestor = $1 AND ds.source IS NOT NULL"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .filter_map(|r| r.get::<_, Option<Value>>(0))
+            .filter_map(|v| serde_json::from_value::<DataSource>(v).ok())
+            .collect();
+        // Assets used only by the deleted data sources go with them.
+        let assets: Vec<i64> = tx
+            .query(
+                "SELECT x.asset_id FROM node_closure c JOIN data_sources d ON d.node_id = c.descendant \
+                 JOIN data_source_assets x ON x.data_source_id = d.id WHERE c.ancestor = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "DELETE FROM nodes WHERE id IN (SELECT descendant FROM node_closure WHERE ancestor = $1)",
+            &[&id],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.execute(
+            "DELETE FROM assets a WHERE a.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM data_source_assets x WHERE x.asset_id = a.id)",
+            &[&assets],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(sources)
+    }
+
+    async fn commit_data(
+        &self,
+        path: &[String],
+        commit: DataCommit,
+    ) -> Result<Arc<Node>, ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let id: i64 = tx
+            .query_opt(
+                &format!("SELECT n.id FROM nodes n WHERE n.id = ({WALK}) FOR UPDATE"),
+                &[&path.to_vec()],
+            )
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| ApiError::no_such_entry(path))?
+            .get(0);
+        if let Some(structure) = &commit.structure {
+            tx.execute(
+                "UPDATE data_sources SET structure = $2 \
+                 WHERE id = (SELECT min(id) FROM data_sources WHERE node_id = $1)",
+                &[&id, &structure.to_json()],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        if let Some(uri) = &commit.data_uri {
+            tx.execute(
+                "UPDATE assets SET data_uri = $2 WHERE id = ( \
+                   SELECT x.asset_id FROM data_source_assets x \
+                   WHERE x.data_source_id = (SELECT min(id) FROM data_sources WHERE node_id = $1) \
+                   ORDER BY x.num NULLS FIRST, x.asset_id LIMIT 1)",
+                &[&id, uri],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        tx.execute(
+            "UPDATE nodes SET data_version = data_version + 1, time_updated = now() WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        drop(client);
+        self.get(path)
+            .await?
+            .ok_or_else(|| ApiError::no_such_entry(path))
+    }
+}
+
+/// Inserts a node's data source with its assets.
+async fn insert_source(
+    tx: &deadpool_postgres::Transaction<'_>,
+    node_id: i64,
+    structure: &tessera_common::structure::Structure,
+    source: &DataSource,
+) -> Result<(), tokio_postgres::Error> {
+    let management = super::management_name(source);
+    let ds: i64 = tx
+        .query_one(
+            "INSERT INTO data_sources (node_id, structure_family, structure, mimetype, parameters, management) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[
+                &node_id,
+                &source.structure_family.as_str(),
+                &structure.to_json(),
+                &source.mimetype,
+                &Value::Object(source.parameters.clone()),
+                &management,
+            ],
+        )
+        .await?
+        .get(0);
+    for asset in &source.assets {
+        let asset_id: i64 = tx
+            .query_one(
+                "INSERT INTO assets (data_uri, is_directory) VALUES ($1, $2) \
+                 ON CONFLICT (data_uri) DO UPDATE SET is_directory = EXCLUDED.is_directory RETURNING id",
+                &[&asset.data_uri, &asset.is_directory],
+            )
+            .await?
+            .get(0);
+        let num = asset.num.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
+        tx.execute(
+            "INSERT INTO data_source_assets (data_source_id, asset_id, parameter, num) VALUES ($1, $2, $3, $4)",
+            &[&ds, &asset_id, &asset.parameter, &num],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Inserts one node of a static tree with its closure rows and data source; returns its id.
@@ -609,23 +940,7 @@ async fn insert_tree_node(
     )
     .await?;
     if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
-        let management = serde_json::to_value(src.management)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| "immutable".into());
-        tx.execute(
-            "INSERT INTO data_sources (node_id, structure_family, structure, mimetype, parameters, management) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &id,
-                &src.structure_family.as_str(),
-                &structure.to_json(),
-                &src.mimetype,
-                &Value::Object(src.parameters.clone()),
-                &management,
-            ],
-        )
-        .await?;
+        insert_source(tx, id, structure, src).await?;
     }
     Ok(id)
 }

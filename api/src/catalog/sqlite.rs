@@ -10,11 +10,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tessera_common::adapters::DataSource;
 use tessera_common::node::TreeNode;
-use tessera_common::structure::{Spec, StructureFamily};
+use tessera_common::structure::{Spec, Structure, StructureFamily};
 
 use super::query::{CmpOp, Filter};
 use super::{
-    Catalog, DistinctRequest, Node, SearchPage, SearchRequest, SortKey, migrate, node_from_parts,
+    Catalog, DataCommit, DistinctRequest, NewNode, Node, Revision, SearchPage, SearchRequest,
+    SortKey, Updater, migrate, node_from_parts,
 };
 use crate::error::ApiError;
 
@@ -178,7 +179,12 @@ fn compile(f: &Filter, sql: &mut Vec<String>, args: &mut Vec<SqlValue>) {
 const NODE_COLUMNS: &str = "n.id, n.key, n.structure_family, n.metadata, n.specs, n.access_tags, n.data_version, \
      (SELECT structure FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1), \
      (SELECT json_object('structure_family', d.structure_family, 'mimetype', d.mimetype, \
-        'parameters', json(d.parameters), 'assets', json('[]'), 'management', d.management) \
+        'parameters', json(d.parameters), 'management', d.management, \
+        'assets', (SELECT json_group_array(json_object('data_uri', a.data_uri, \
+              'is_directory', json(CASE a.is_directory WHEN 0 THEN 'false' ELSE 'true' END), \
+              'parameter', x.parameter, 'num', x.num)) \
+           FROM data_source_assets x JOIN assets a ON a.id = x.asset_id \
+           WHERE x.data_source_id = d.id)) \
       FROM data_sources d WHERE d.node_id = n.id ORDER BY d.id LIMIT 1), n.child_count";
 
 /// A node row: (id, Node without its path) read from `NODE_COLUMNS`.
@@ -279,22 +285,7 @@ impl SqliteCatalog {
                 )?;
             }
             if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
-                let management = serde_json::to_value(src.management)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "immutable".into());
-                tx.execute(
-                    "INSERT INTO data_sources (node_id, structure_family, structure, mimetype, parameters, management) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        id,
-                        src.structure_family.as_str(),
-                        structure.to_json().to_string(),
-                        src.mimetype,
-                        Value::Object(src.parameters.clone()).to_string(),
-                        management
-                    ],
-                )?;
+                insert_source(tx, id, structure, src)?;
             }
             let mut chain = ancestors.to_vec();
             chain.push(id);
@@ -319,6 +310,49 @@ impl SqliteCatalog {
         .await
         .map_err(db_err)?
     }
+}
+
+/// Inserts a node's data source with its assets.
+fn insert_source(
+    conn: &Connection,
+    node_id: i64,
+    structure: &Structure,
+    source: &DataSource,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO data_sources (node_id, structure_family, structure, mimetype, parameters, management) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            node_id,
+            source.structure_family.as_str(),
+            structure.to_json().to_string(),
+            source.mimetype,
+            Value::Object(source.parameters.clone()).to_string(),
+            super::management_name(source)
+        ],
+    )?;
+    let ds = conn.last_insert_rowid();
+    for asset in &source.assets {
+        let asset_id: i64 = conn.query_row(
+            "INSERT INTO assets (data_uri, is_directory) VALUES (?1, ?2) \
+             ON CONFLICT (data_uri) DO UPDATE SET is_directory = excluded.is_directory RETURNING id",
+            params![asset.data_uri, asset.is_directory],
+            |r| r.get(0),
+        )?;
+        conn.execute(
+            "INSERT INTO data_source_assets (data_source_id, asset_id, parameter, num) VALUES (?1, ?2, ?3, ?4)",
+            params![ds, asset_id, asset.parameter, asset.num],
+        )?;
+    }
+    Ok(())
+}
+
+/// The node at `path` with its row id (404 when absent).
+fn node_row(conn: &Connection, path: &[String]) -> Result<(i64, Node), ApiError> {
+    let id = node_id(conn, path)?.ok_or_else(|| ApiError::no_such_entry(path))?;
+    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = ?1");
+    conn.query_row(&sql, [id], |r| read_node(r, path.to_vec()))
+        .map_err(db_err)
 }
 
 /// The id of the node at `path`, walking keys from the root.
@@ -513,5 +547,238 @@ impl Catalog for SqliteCatalog {
         };
         let nodes = self.search(parent, &search).await?.nodes;
         Ok(super::distinct_of(&nodes, req))
+    }
+
+    async fn create(&self, parent: &[String], node: NewNode) -> Result<Arc<Node>, ApiError> {
+        let parent = parent.to_vec();
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(db_err)?;
+            let (pid, p) = node_row(&tx, &parent)?;
+            if p.family != StructureFamily::Container {
+                return Err(super::not_a_container(&parent, p.family.as_str()));
+            }
+            let mut path = parent.clone();
+            path.push(node.key.clone());
+            let specs = serde_json::to_string(&node.specs).map_err(db_err)?;
+            let tags = serde_json::to_string(&node.access_tags).map_err(db_err)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO nodes (parent, key, structure_family, metadata, specs, access_tags) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (parent, key) DO NOTHING",
+                    params![
+                        pid,
+                        node.key,
+                        node.family.as_str(),
+                        Value::Object(node.metadata.clone()).to_string(),
+                        specs,
+                        tags
+                    ],
+                )
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Err(super::key_exists(&path));
+            }
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO node_closure (ancestor, descendant, depth) \
+                 SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
+                 UNION ALL SELECT ?1, ?1, 0",
+                params![id, pid],
+            )
+            .map_err(db_err)?;
+            if let Some((structure, source)) = &node.data {
+                insert_source(&tx, id, structure, source).map_err(db_err)?;
+            }
+            let (_, created) = node_row(&tx, &path)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Arc::new(created))
+        })
+        .await
+    }
+
+    async fn update_metadata(
+        &self,
+        path: &[String],
+        update: Updater,
+        drop_revision: bool,
+    ) -> Result<Arc<Node>, ApiError> {
+        let path = path.to_vec();
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(db_err)?;
+            let (id, mut node) = node_row(&tx, &path)?;
+            let new = update(&node)?;
+            if !drop_revision {
+                tx.execute(
+                    "INSERT INTO revisions (node_id, revision_number, metadata, specs, access_tags, time_updated) \
+                     SELECT id, coalesce((SELECT max(revision_number) FROM revisions WHERE node_id = ?1), 0) + 1, \
+                            metadata, specs, access_tags, time_updated FROM nodes WHERE id = ?1",
+                    [id],
+                )
+                .map_err(db_err)?;
+            }
+            tx.execute(
+                "UPDATE nodes SET metadata = ?2, specs = ?3, access_tags = ?4, \
+                 time_updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                params![
+                    id,
+                    Value::Object(new.metadata.clone()).to_string(),
+                    serde_json::to_string(&new.specs).map_err(db_err)?,
+                    serde_json::to_string(&new.access_tags).map_err(db_err)?
+                ],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            node.inline_contents = new.specs.iter().any(|s| s.name == "xarray_dataset");
+            node.metadata = new.metadata;
+            node.specs = new.specs;
+            node.access_tags = new.access_tags;
+            Ok(Arc::new(node))
+        })
+        .await
+    }
+
+    async fn revisions(
+        &self,
+        path: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Revision>, usize), ApiError> {
+        let path = path.to_vec();
+        self.with(move |conn| {
+            let id = node_id(conn, &path)?.ok_or_else(|| ApiError::no_such_entry(&path))?;
+            let count: i64 = conn
+                .query_row("SELECT count(*) FROM revisions WHERE node_id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT revision_number, metadata, specs, access_tags, time_updated FROM revisions \
+                     WHERE node_id = ?1 ORDER BY revision_number LIMIT ?3 OFFSET ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(
+                    params![id, offset.min(i64::MAX as usize) as i64, limit.min(i64::MAX as usize) as i64],
+                    |r| {
+                        Ok(Revision {
+                            number: r.get(0)?,
+                            metadata: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
+                            specs: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                            access_tags: serde_json::from_str(&r.get::<_, String>(3)?)
+                                .unwrap_or_default(),
+                            time_updated: r.get(4)?,
+                        })
+                    },
+                )
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            Ok((rows, count.max(0) as usize))
+        })
+        .await
+    }
+
+    async fn delete_revision(&self, path: &[String], number: i64) -> Result<(), ApiError> {
+        let path = path.to_vec();
+        self.with(move |conn| {
+            let id = node_id(conn, &path)?.ok_or_else(|| ApiError::no_such_entry(&path))?;
+            let n = conn
+                .execute(
+                    "DELETE FROM revisions WHERE node_id = ?1 AND revision_number = ?2",
+                    params![id, number],
+                )
+                .map_err(db_err)?;
+            if n == 0 {
+                return Err(ApiError::not_found(format!(
+                    "'{}' has no revision {number}",
+                    path.join("/")
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &[String], recursive: bool) -> Result<Vec<DataSource>, ApiError> {
+        if path.is_empty() {
+            return Err(super::cannot_delete_root());
+        }
+        let path = path.to_vec();
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(db_err)?;
+            let (id, node) = node_row(&tx, &path)?;
+            let children = node.child_count.unwrap_or(0) as i64;
+            if children > 0 && !recursive {
+                return Err(super::not_empty(&path, children));
+            }
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {NODE_COLUMNS} FROM node_closure c JOIN nodes n ON n.id = c.descendant \
+                     WHERE c.ancestor = ?1"
+                ))
+                .map_err(db_err)?;
+            let sources: Vec<DataSource> = stmt
+                .query_map([id], |r| read_node(r, Vec::new()))
+                .map_err(db_err)?
+                .filter_map(|r| r.ok().and_then(|(_, n)| n.source))
+                .collect();
+            drop(stmt);
+            tx.execute_batch(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS doomed_assets (id INTEGER PRIMARY KEY);
+                 DELETE FROM doomed_assets;
+                 INSERT OR IGNORE INTO doomed_assets SELECT x.asset_id FROM node_closure c
+                   JOIN data_sources d ON d.node_id = c.descendant
+                   JOIN data_source_assets x ON x.data_source_id = d.id WHERE c.ancestor = {id};
+                 DELETE FROM nodes WHERE id IN (SELECT descendant FROM node_closure WHERE ancestor = {id});
+                 DELETE FROM assets WHERE id IN (SELECT id FROM doomed_assets)
+                   AND NOT EXISTS (SELECT 1 FROM data_source_assets x WHERE x.asset_id = assets.id);
+                 DELETE FROM doomed_assets;"
+            ))
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(sources)
+        })
+        .await
+    }
+
+    async fn commit_data(
+        &self,
+        path: &[String],
+        commit: DataCommit,
+    ) -> Result<Arc<Node>, ApiError> {
+        let path = path.to_vec();
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(db_err)?;
+            let id = node_id(&tx, &path)?.ok_or_else(|| ApiError::no_such_entry(&path))?;
+            if let Some(structure) = &commit.structure {
+                tx.execute(
+                    "UPDATE data_sources SET structure = ?2 \
+                     WHERE id = (SELECT min(id) FROM data_sources WHERE node_id = ?1)",
+                    params![id, structure.to_json().to_string()],
+                )
+                .map_err(db_err)?;
+            }
+            if let Some(uri) = &commit.data_uri {
+                tx.execute(
+                    "UPDATE assets SET data_uri = ?2 WHERE id = ( \
+                       SELECT x.asset_id FROM data_source_assets x \
+                       WHERE x.data_source_id = (SELECT min(id) FROM data_sources WHERE node_id = ?1) \
+                       ORDER BY x.num, x.asset_id LIMIT 1)",
+                    params![id, uri],
+                )
+                .map_err(db_err)?;
+            }
+            tx.execute(
+                "UPDATE nodes SET data_version = data_version + 1, \
+                 time_updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                [id],
+            )
+            .map_err(db_err)?;
+            let (_, node) = node_row(&tx, &path)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Arc::new(node))
+        })
+        .await
     }
 }
