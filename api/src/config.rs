@@ -16,6 +16,12 @@ pub struct Config {
     pub max_page_limit: usize,
     /// Deadline for producing a response (headers); slower requests get 504.
     pub request_timeout: std::time::Duration,
+    /// Largest request body (uploads), in bytes.
+    pub request_bytesize_limit: usize,
+    /// The single-user API key; `None` serves everyone without one.
+    pub api_key: Option<String>,
+    /// With an API key: whether reads are open to anonymous clients.
+    pub public: bool,
 }
 
 impl Default for Config {
@@ -27,6 +33,9 @@ impl Default for Config {
             decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_page_limit: 300,
             request_timeout: std::time::Duration::from_secs(120),
+            request_bytesize_limit: 1 << 30,
+            api_key: None,
+            public: true,
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct ApiError {
     /// For parameter validation errors: the FastAPI-style list `[{type, loc, msg, input}]`
     /// that replaces the plain `detail` string (what Tiled's clients and tools know).
     pub validation: Option<serde_json::Value>,
+    /// 401s: ask for credentials with `WWW-Authenticate: Bearer`.
+    pub www_authenticate: bool,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             validation: None,
+            www_authenticate: false,
         }
     }
     /// 422 for one invalid query parameter, rendered in FastAPI's list form.
@@ -43,6 +46,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             detail: msg,
             validation: Some(validation),
+            www_authenticate: false,
         }
     }
     /// 400 Bad Request.
@@ -95,6 +99,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.www_authenticate {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         resp
     }
 }

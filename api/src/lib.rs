@@ -16,6 +16,7 @@ pub mod respond;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod storage;
 
 /// The version reported as `library_version` (PEP 440, as the client parses it).
 pub const LIBRARY_VERSION: &str = "0.2.20";

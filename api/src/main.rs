@@ -5,6 +5,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tessera_api::config::Config;
 use tessera_api::server;
+use tessera_api::storage::Storage;
 
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "A Tiled-compatible data service")]
@@ -32,6 +33,31 @@ enum Command {
 enum Serve {
     /// Serve the demo tree (the same as `tiled serve demo`), anonymously readable.
     Demo {
+        #[command(flatten)]
+        opts: ServeOpts,
+    },
+    /// Serve a catalog (SQLite file or PostgreSQL), writable with --write, as
+    /// `tiled serve catalog` does.
+    Catalog {
+        /// The catalog database: an SQLite file path (or `sqlite:///path`), or a
+        /// `postgresql://` URI. Migrated at start-up.
+        #[arg(required_unless_present = "temp")]
+        database: Option<String>,
+        /// Use a fresh catalog in a temporary directory, deleted at exit.
+        #[arg(long, conflicts_with = "database")]
+        temp: bool,
+        /// Accepted for Tiled compatibility: the catalog is always created if missing.
+        #[arg(long, alias = "init")]
+        init_if_not_exists: bool,
+        /// A directory where written data is stored (Zarr arrays). Without it, read-only.
+        #[arg(long, env = "TESSERA_WRITE")]
+        write: Option<std::path::PathBuf>,
+        /// The single-user API key (one is generated and printed if not given).
+        #[arg(long, env = "TESSERA_API_KEY")]
+        api_key: Option<String>,
+        /// Let anonymous clients read; writes still need the API key.
+        #[arg(long)]
+        public: bool,
         #[command(flatten)]
         opts: ServeOpts,
     },
@@ -71,6 +97,105 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `tessera serve catalog`: the catalog, optional writable storage and a single-user key.
+async fn serve_catalog(
+    database: Option<String>,
+    temp: bool,
+    write: Option<std::path::PathBuf>,
+    api_key: Option<String>,
+    public: bool,
+    opts: ServeOpts,
+) -> anyhow::Result<()> {
+    use tessera_api::catalog::Catalog;
+    use tessera_api::catalog::postgres::PostgresCatalog;
+    use tessera_api::catalog::sqlite::SqliteCatalog;
+    let started = std::time::Instant::now();
+    // --temp: a catalog and storage in a directory removed at exit.
+    let tempdir = temp
+        .then(|| std::env::temp_dir().join(format!("tessera-{}", uuid::Uuid::new_v4().simple())));
+    if let Some(dir) = &tempdir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let database = match (&database, &tempdir) {
+        (Some(db), _) => db.clone(),
+        (None, Some(dir)) => dir.join("catalog.db").display().to_string(),
+        (None, None) => anyhow::bail!("give a catalog database or --temp"),
+    };
+    let catalog: Arc<dyn Catalog> =
+        if database.starts_with("postgres://") || database.starts_with("postgresql") {
+            let cat = PostgresCatalog::connect(&database, 16)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail))?;
+            if cat
+                .get(&[])
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail))?
+                .is_none()
+            {
+                cat.load_tree(empty_root())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.detail))?;
+            }
+            Arc::new(cat)
+        } else {
+            let path = database
+                .strip_prefix("sqlite:///")
+                .map(|p| format!("/{p}"))
+                .or_else(|| database.strip_prefix("sqlite:").map(str::to_string))
+                .unwrap_or_else(|| database.clone());
+            let cat = SqliteCatalog::open(&path).map_err(|e| anyhow::anyhow!(e.detail))?;
+            if cat
+                .get(&[])
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail))?
+                .is_none()
+            {
+                cat.load_tree(empty_root())
+                    .map_err(|e| anyhow::anyhow!(e.detail))?;
+            }
+            Arc::new(cat)
+        };
+    let key = api_key.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let config = Config {
+        response_bytesize_limit: opts.response_bytesize_limit,
+        cache_bytes: opts.cache_bytes,
+        api_key: Some(key.clone()),
+        public,
+        ..Config::default()
+    };
+    let write = write.or_else(|| tempdir.as_ref().map(|d| d.join("data")));
+    let state = match &write {
+        Some(dir) => server::writable_state(config, catalog, Storage::local(dir)?),
+        None => server::embedded_state(config, catalog),
+    };
+    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        "tessera serving the catalog {database} at http://{addr}/api/v1/ (ready in {:.1} ms)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    println!("Serving the catalog at http://{addr}?api_key={key}");
+    server::run(listener, state, shutdown_signal()).await?;
+    if let Some(dir) = tempdir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+/// The root container of a new catalog.
+fn empty_root() -> tessera_common::node::TreeNode {
+    tessera_common::node::TreeNode {
+        key: String::new(),
+        family: tessera_common::structure::StructureFamily::Container,
+        metadata: Default::default(),
+        specs: Vec::new(),
+        structure: None,
+        source: None,
+        children: Vec::new(),
+        inline_contents: false,
+    }
 }
 
 #[tokio::main]
@@ -125,6 +250,20 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("Serving the demo tree at http://{addr}");
             server::run(listener, state, shutdown_signal()).await?;
+        }
+        Command::Serve {
+            what:
+                Serve::Catalog {
+                    database,
+                    temp,
+                    init_if_not_exists: _,
+                    write,
+                    api_key,
+                    public,
+                    opts,
+                },
+        } => {
+            serve_catalog(database, temp, write, api_key, public, opts).await?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! `fields` / `select_metadata` / `omit_links` options of metadata and search requests.
 
 use serde_json::{Map, Value, json};
+use tessera_common::adapters::zarr;
 use tessera_common::structure::StructureFamily;
 
 use crate::catalog::Node;
@@ -179,6 +180,14 @@ pub fn resource(
             .map(|s| s.to_json())
             .unwrap_or(Value::Null)
     };
+    // The read path's own copy of the structure is not a parameter of the stored source.
+    let public_parameters = |src: &tessera_common::adapters::DataSource| {
+        let mut p = src.parameters.clone();
+        if src.mimetype == zarr::MIMETYPE {
+            p.remove("structure");
+        }
+        p
+    };
     // Sources internal to tessera (generated demo data, table columns) are not data
     // sources a client could use: like Tiled's in-memory trees, report none.
     let public_source = node
@@ -192,9 +201,9 @@ pub fn resource(
                 "structure_family": node.family.as_str(),
                 "structure": s.to_json(),
                 "mimetype": src.mimetype,
-                "parameters": src.parameters,
+                "parameters": public_parameters(src),
                 "properties": {},
-                "assets": [],
+                "assets": src.assets,
                 "management": src.management,
             }]),
             (None, Some(_)) => Value::Null,

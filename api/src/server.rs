@@ -28,6 +28,23 @@ pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState
         encoded: EncodedCache::new(config.encoded_cache_bytes),
         catalog,
         config,
+        storage: None,
+    })
+}
+
+/// Embedded shape with writable storage.
+pub fn writable_state(
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    storage: crate::storage::Storage,
+) -> Arc<AppState> {
+    Arc::new(AppState {
+        cache: Arc::new(MemoryCache::new(config.cache_bytes)),
+        dispatcher: Arc::new(Inline::new(config.decode_threads)),
+        encoded: EncodedCache::new(config.encoded_cache_bytes),
+        catalog,
+        config,
+        storage: Some(Arc::new(storage)),
     })
 }
 
@@ -49,9 +66,11 @@ pub fn demo_catalog() -> anyhow::Result<MemoryCatalog> {
 /// into JSON 500s.
 pub fn app(state: Arc<AppState>) -> Router {
     let timeout = state.config.request_timeout;
+    let body_limit = state.config.request_bytesize_limit;
     Router::new()
         .fallback(routes::handle)
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             timeout,

@@ -447,15 +447,26 @@ async fn writes(cat: &dyn Catalog) {
     );
 
     // Deletes: a non-empty container needs recursive; the removed data sources come back.
-    let err = cat.delete(&p("w"), false).await.unwrap_err();
+    let err = cat.delete(&p("w"), false, false).await.unwrap_err();
     assert_eq!(err.status.as_u16(), 409);
-    let removed = cat.delete(&p("w"), true).await.unwrap();
+    let err = cat.delete(&p("w"), true, true).await.unwrap_err();
+    assert_eq!(
+        err.status.as_u16(),
+        409,
+        "managed data needs external_only=false"
+    );
+    assert!(cat.get(&p("w/a")).await.unwrap().is_some());
+    let removed = cat.delete(&p("w"), true, false).await.unwrap();
     assert_eq!(removed.len(), 1);
     assert!(cat.get(&p("w/a")).await.unwrap().is_none());
     assert!(cat.get(&p("w")).await.unwrap().is_none());
     assert_eq!(cat.search(&[], &all()).await.unwrap().count, root_count);
     assert_eq!(
-        cat.delete(&[], true).await.unwrap_err().status.as_u16(),
+        cat.delete(&[], true, false)
+            .await
+            .unwrap_err()
+            .status
+            .as_u16(),
         405
     );
 }

@@ -46,6 +46,13 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     if not ON_TILED:
+        # Behaviour tessera does not have yet: skipped here (and listed in the issue
+        # notes), still run against the real Tiled so the tests stay honest.
+        for item in items:
+            marker = item.get_closest_marker("tessera_todo")
+            if marker is not None:
+                reason = marker.args[0] if marker.args else "not implemented yet"
+                item.add_marker(pytest.mark.skip(reason=f"tessera: {reason}"))
         return
     for item in items:
         marker = item.get_closest_marker("xfail_on_tiled")

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use tessera_common::adapters::DataSource;
+use tessera_common::adapters::{DataSource, zarr};
 use tessera_common::structure::{Spec, Structure, StructureFamily};
 
 use crate::error::ApiError;
@@ -172,6 +172,13 @@ pub(crate) fn node_from_parts(
     child_count: u64,
 ) -> Node {
     let structure = structure.and_then(|v| Structure::from_json(family, v));
+    // Zarr arrays are read with the structure they were written with.
+    let source = match (source, &structure) {
+        (Some(src), Some(Structure::Array(s))) if src.mimetype == zarr::MIMETYPE => {
+            Some(zarr::with_structure(&src, s))
+        }
+        (src, _) => src,
+    };
     let inline_contents = specs.iter().any(|s| s.name == "xarray_dataset");
     Node {
         path,
@@ -273,7 +280,7 @@ pub(crate) fn not_a_container(path: &[String], family: &str) -> ApiError {
 }
 
 /// 409 for a key that is already taken (the detail is the path, as Tiled gives it).
-pub(crate) fn key_exists(path: &[String]) -> ApiError {
+pub fn key_exists(path: &[String]) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::CONFLICT,
         format!("/{}", path.join("/")),
@@ -287,6 +294,18 @@ pub(crate) fn not_empty(path: &[String], children: i64) -> ApiError {
         format!(
             "Cannot delete a node that is not empty: '{}' has {children} children. \
              Use recursive=true to delete it and everything below it.",
+            path.join("/")
+        ),
+    )
+}
+
+/// 409 for deleting managed data while the client asked for external data only.
+pub(crate) fn internally_managed(path: &[String]) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        format!(
+            "Some items in this tree are internally managed: deleting '{}' would delete their \
+             data. Pass external_only=False to delete them.",
             path.join("/")
         ),
     )
@@ -369,10 +388,16 @@ pub trait Catalog: Send + Sync {
     }
 
     /// Deletes a node (and, with `recursive`, everything below it; 409 for a non-empty
-    /// container without it), in one transaction. Returns the data sources removed, so their
+    /// container without it), in one transaction. With `external_only`, refuses (409) when
+    /// the nodes hold data tessera manages. Returns the data sources removed, so their
     /// writable data can be deleted once the catalog no longer points at it.
-    async fn delete(&self, path: &[String], recursive: bool) -> Result<Vec<DataSource>, ApiError> {
-        let _ = (path, recursive);
+    async fn delete(
+        &self,
+        path: &[String],
+        recursive: bool,
+        external_only: bool,
+    ) -> Result<Vec<DataSource>, ApiError> {
+        let _ = (path, recursive, external_only);
         Err(read_only())
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::{Map, Value};
-use tessera_common::adapters::DataSource;
+use tessera_common::adapters::{DataSource, Management};
 use tessera_common::node::TreeNode;
 use tessera_common::structure::{Spec, StructureFamily};
 use tokio_postgres::types::ToSql;
@@ -753,7 +753,12 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    async fn delete(&self, path: &[String], recursive: bool) -> Result<Vec<DataSource>, ApiError> {
+    async fn delete(
+        &self,
+        path: &[String],
+        recursive: bool,
+        external_only: bool,
+    ) -> Result<Vec<DataSource>, ApiError> {
         if path.is_empty() {
             return Err(super::cannot_delete_root());
         }
@@ -786,7 +791,10 @@ impl Catalog for PostgresCatalog {
             .iter()
             .filter_map(|r| r.get::<_, Option<Value>>(0))
             .filter_map(|v| serde_json::from_value::<DataSource>(v).ok())
-            .collect();
+            .collect::<Vec<_>>();
+        if external_only && sources.iter().any(|s| s.management != Management::External) {
+            return Err(super::internally_managed(path));
+        }
         // Assets used only by the deleted data sources go with them.
         let assets: Vec<i64> = tx
             .query(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
-use tessera_common::adapters::DataSource;
+use tessera_common::adapters::{DataSource, Management};
 use tessera_common::node::TreeNode;
 use tessera_common::structure::{Spec, Structure, StructureFamily};
 
@@ -700,7 +700,12 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn delete(&self, path: &[String], recursive: bool) -> Result<Vec<DataSource>, ApiError> {
+    async fn delete(
+        &self,
+        path: &[String],
+        recursive: bool,
+        external_only: bool,
+    ) -> Result<Vec<DataSource>, ApiError> {
         if path.is_empty() {
             return Err(super::cannot_delete_root());
         }
@@ -724,6 +729,9 @@ impl Catalog for SqliteCatalog {
                 .filter_map(|r| r.ok().and_then(|(_, n)| n.source))
                 .collect();
             drop(stmt);
+            if external_only && sources.iter().any(|s| s.management != Management::External) {
+                return Err(super::internally_managed(&path));
+            }
             tx.execute_batch(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS doomed_assets (id INTEGER PRIMARY KEY);
                  DELETE FROM doomed_assets;

@@ -5,6 +5,7 @@ mod array;
 mod container;
 mod node;
 mod table;
+mod write;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub enum Endpoint {
     AwkwardFull(Vec<String>),
     RaggedFull(Vec<String>),
     ContainerFull(Vec<String>),
+    Revisions(Vec<String>),
 }
 
 /// Splits a node path on `/`, percent-decodes each segment and drops empty ones (the client
@@ -83,7 +85,7 @@ impl Endpoint {
         let not_found = || ApiError::not_found("Not Found");
         let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
         type Make = fn(Vec<String>) -> Endpoint;
-        let routes: [(&str, Make); 12] = [
+        let routes: [(&str, Make); 13] = [
             ("metadata", Endpoint::Metadata),
             ("search", Endpoint::Search),
             ("search-deep", Endpoint::SearchDeep),
@@ -96,6 +98,7 @@ impl Endpoint {
             ("awkward/full", Endpoint::AwkwardFull),
             ("ragged/full", Endpoint::RaggedFull),
             ("container/full", Endpoint::ContainerFull),
+            ("revisions", Endpoint::Revisions),
         ];
         for (prefix, make) in routes {
             if let Some(tail) = rest.strip_prefix(prefix)
@@ -161,10 +164,79 @@ pub async fn handle(
         headers,
         body,
     };
+    if let Err(e) = authorize(&state, &endpoint, &req) {
+        return e.into_response();
+    }
     match route(&state, endpoint, &req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// The API key a request presents: `Authorization: Apikey ...`, `?api_key=` or the
+/// `tiled_api_key` cookie.
+fn presented_key(req: &Request) -> Result<Option<String>, ApiError> {
+    if let Some(h) = req.headers.get(header::AUTHORIZATION) {
+        let text = h.to_str().unwrap_or("");
+        let (scheme, secret) = text.split_once(' ').unwrap_or((text, ""));
+        if scheme.eq_ignore_ascii_case("apikey") || scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(Some(secret.trim().to_string()));
+        }
+        return Err(ApiError::bad_request(
+            "Authorization header must include the authorization type followed by a space and \
+             then the secret, as in 'Bearer SECRET' or 'Apikey SECRET'. ",
+        ));
+    }
+    if let Some(k) = req.params.get("api_key") {
+        return Ok(Some(k.to_string()));
+    }
+    let cookie = req
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("tiled_api_key=").map(str::to_string));
+    Ok(cookie)
+}
+
+/// Single-user access: with an API key configured, every request but the root document and
+/// health checks presents it (reads may be public).
+fn authorize(state: &AppState, endpoint: &Endpoint, req: &Request) -> Result<(), ApiError> {
+    let Some(key) = &state.config.api_key else {
+        return Ok(());
+    };
+    if matches!(
+        endpoint,
+        Endpoint::WebRoot | Endpoint::Healthz | Endpoint::ApiRootRedirect | Endpoint::ApiRoot
+    ) {
+        return Ok(());
+    }
+    // POSTs to data routes are reads with a body (column and buffer lists).
+    let read = matches!(req.method, Method::GET | Method::HEAD)
+        || (req.method == Method::POST
+            && !matches!(endpoint, Endpoint::Metadata(_) | Endpoint::Revisions(_)));
+    let unauthorized = |detail: String| {
+        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, detail);
+        e.www_authenticate = true;
+        e
+    };
+    match presented_key(req)? {
+        Some(k) if constant_time_eq(k.as_bytes(), key.as_bytes()) => Ok(()),
+        Some(_) => Err(unauthorized("Invalid API key".into())),
+        None if read && state.config.public => Ok(()),
+        None => {
+            let scope = if read { "read:metadata" } else { "write:data" };
+            Err(unauthorized(format!(
+                "Not enough permissions. Requires scopes ['{scope}']. Request had scopes []"
+            )))
+        }
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn method_not_allowed(req: &Request, allowed: &str) -> ApiError {
@@ -184,7 +256,20 @@ fn method_not_allowed(req: &Request, allowed: &str) -> ApiError {
 async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Response, ApiError> {
     let read = matches!(req.method, Method::GET | Method::HEAD);
     let post = req.method == Method::POST;
+    let (put, patch, delete) = (
+        req.method == Method::PUT,
+        req.method == Method::PATCH,
+        req.method == Method::DELETE,
+    );
     match endpoint {
+        Endpoint::Metadata(p) if post => write::create(state, req, &p).await,
+        Endpoint::Metadata(p) if put => write::replace_metadata(state, req, &p).await,
+        Endpoint::Metadata(p) if patch => write::patch_metadata(state, req, &p).await,
+        Endpoint::Metadata(p) if delete => write::delete(state, req, &p).await,
+        Endpoint::Revisions(p) if read => write::revisions(state, req, &p).await,
+        Endpoint::Revisions(p) if delete => write::delete_revision(state, req, &p).await,
+        Endpoint::ArrayFull(p) if put => write::put_array_full(state, req, &p).await,
+        Endpoint::ArrayBlock(p) if put => write::put_array_block(state, req, &p).await,
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
@@ -205,6 +290,11 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         | Endpoint::TableFull(_)
         | Endpoint::AwkwardBuffers(_)
         | Endpoint::ContainerFull(_) => Err(method_not_allowed(req, "GET, POST")),
+        Endpoint::Metadata(_) => Err(method_not_allowed(req, "GET, POST, PUT, PATCH, DELETE")),
+        Endpoint::Revisions(_) => Err(method_not_allowed(req, "GET, DELETE")),
+        Endpoint::ArrayFull(_) | Endpoint::ArrayBlock(_) => {
+            Err(method_not_allowed(req, "GET, PUT"))
+        }
         _ => Err(method_not_allowed(req, "GET")),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod table_column;
+pub mod zarr;
 
 use std::sync::Arc;
 
@@ -116,6 +117,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     match source.mimetype.as_str() {
         demo::MIMETYPE => demo::open(source),
         table_column::MIMETYPE => table_column::open(source),
+        zarr::MIMETYPE => zarr::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),
     }
 }

@@ -1,0 +1,613 @@
+//! Writes: node creation, metadata replacement and patches with revisions, deletes, and array
+//! data. Data is written first, to a location nothing points at yet; the catalog then makes it
+//! visible in one transaction that bumps the node's data version. A crash in between leaves
+//! the node as it was (an unreferenced location is all that remains).
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use tessera_common::adapters::{Asset, DataSource, Management, zarr};
+use tessera_common::chunks::ChunkGrid;
+use tessera_common::dtype::{DataType, Kind};
+use tessera_common::structure::{ArrayStructure, Spec, Structure, StructureFamily};
+
+use super::Request;
+use crate::catalog::{DataCommit, MetadataUpdate, NewNode, Node, read_only};
+use crate::error::ApiError;
+use crate::resource::links;
+use crate::respond;
+use crate::state::AppState;
+use crate::storage::Storage;
+
+const MAX_SPECS: usize = 20;
+
+fn storage(state: &AppState) -> Result<&Arc<Storage>, ApiError> {
+    state.storage.as_ref().ok_or_else(read_only)
+}
+
+fn json_body(req: &Request) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::unprocessable(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+async fn json_response(req: &Request, doc: &Value) -> Result<Response, ApiError> {
+    respond::document(&req.headers, doc).await
+}
+
+/// Validates a new key: not empty, no `/`, not `.` or `..`.
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key == "." || key == ".." || key.contains('/') {
+        return Err(ApiError::unprocessable(format!(
+            "invalid key {key:?}: a key cannot be empty, '.' or '..', or contain '/'"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_metadata(v: Option<&Value>) -> Result<Option<Map<String, Value>>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(_) => Err(ApiError::unprocessable("'metadata' must be a JSON object")),
+    }
+}
+
+fn check_specs(specs: &[Spec]) -> Result<(), ApiError> {
+    if specs.len() > MAX_SPECS {
+        return Err(ApiError::unprocessable(format!(
+            "{} specs given; at most {MAX_SPECS} are allowed",
+            specs.len()
+        )));
+    }
+    for (i, s) in specs.iter().enumerate() {
+        if specs[..i].contains(s) {
+            return Err(ApiError::unprocessable(format!(
+                "spec {:?} is given twice",
+                s.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_specs(v: Option<&Value>) -> Result<Option<Vec<Spec>>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let specs: Vec<Spec> = serde_json::from_value(v.clone()).map_err(|e| {
+                ApiError::unprocessable(format!(
+                    "'specs' must be a list of {{\"name\": ..., \"version\": ...}}: {e}"
+                ))
+            })?;
+            check_specs(&specs)?;
+            Ok(Some(specs))
+        }
+    }
+}
+
+fn parse_tags(v: Option<&Value>) -> Result<Option<Vec<String>>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|_| ApiError::unprocessable("'access_tags' must be a list of strings")),
+    }
+}
+
+/// `POST /metadata/{parent}`: creates a container, or an array with its (empty) storage.
+pub async fn create(
+    state: &AppState,
+    req: &Request,
+    parent: &[String],
+) -> Result<Response, ApiError> {
+    let storage = storage(state)?;
+    let body = json_body(req)?;
+    let key = match body.get("id") {
+        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
+        Some(Value::String(s)) if s.is_empty() => uuid::Uuid::new_v4().to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::unprocessable("'id' must be a string")),
+    };
+    check_key(&key)?;
+    let family = body
+        .get("structure_family")
+        .and_then(Value::as_str)
+        .and_then(StructureFamily::parse)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "'structure_family' must be one of array, awkward, container, ragged, sparse, table",
+            )
+        })?;
+    let metadata = parse_metadata(body.get("metadata"))?.unwrap_or_default();
+    let specs = parse_specs(body.get("specs"))?.unwrap_or_default();
+    let access_tags = parse_tags(body.get("access_tags"))?.unwrap_or_default();
+    let sources = match body.get("data_sources") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err(ApiError::unprocessable("'data_sources' must be a list")),
+    };
+    let mut node = NewNode {
+        key,
+        family,
+        metadata,
+        specs,
+        access_tags,
+        data: None,
+    };
+    // A taken key is a conflict whatever else the request holds (the catalog checks again,
+    // atomically, when it inserts).
+    let mut target = parent.to_vec();
+    target.push(node.key.clone());
+    if state.catalog.get(&target).await?.is_some() {
+        return Err(crate::catalog::key_exists(&target));
+    }
+    let mut location = None;
+    match family {
+        StructureFamily::Container => {
+            if !sources.is_empty() {
+                return Err(ApiError::unprocessable("a container has no data sources"));
+            }
+        }
+        StructureFamily::Array => {
+            let [source] = sources.as_slice() else {
+                return Err(ApiError::unprocessable(format!(
+                    "an array needs exactly one data source; {} given",
+                    sources.len()
+                )));
+            };
+            if source
+                .get("assets")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+            {
+                return Err(ApiError::unprocessable(
+                    "data sources with assets are registered, not created: use /register",
+                ));
+            }
+            let structure: ArrayStructure = source
+                .get("structure")
+                .cloned()
+                .ok_or_else(|| ApiError::unprocessable("the data source has no structure"))
+                .and_then(|v| {
+                    serde_json::from_value(v).map_err(|e| {
+                        ApiError::unprocessable(format!("the array structure is invalid: {e}"))
+                    })
+                })?;
+            zarr::validate(&structure).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            check_dtype(&structure.data_type)?;
+            // Data first: the empty array exists before the catalog can point at it.
+            let uri = storage.new_location("zarr");
+            zarr::create(&uri, &structure).await?;
+            node.data = Some((
+                Structure::Array(structure),
+                DataSource {
+                    structure_family: StructureFamily::Array,
+                    mimetype: zarr::MIMETYPE.into(),
+                    parameters: Map::new(),
+                    assets: vec![Asset {
+                        data_uri: uri.clone(),
+                        is_directory: true,
+                        parameter: Some("data_uri".into()),
+                        num: None,
+                    }],
+                    management: Management::Writable,
+                },
+            ));
+            location = Some(uri);
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "writing {} nodes is not supported yet; containers and arrays are",
+                other.as_str()
+            )));
+        }
+    }
+    let created = match state.catalog.create(parent, node).await {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(uri) = location {
+                storage.remove_later(uri);
+            }
+            return Err(e);
+        }
+    };
+    let doc = json!({
+        "id": created.key(),
+        "links": links(&created, &req.base),
+        "data_sources": created_sources(&created),
+        "access_tags": created.access_tags,
+    });
+    json_response(req, &doc).await
+}
+
+/// Refuses data types numpy could not have produced (an `i3`, a zero-sized type).
+fn check_dtype(dtype: &DataType) -> Result<(), ApiError> {
+    if dtype.itemsize() == 0 {
+        return Err(ApiError::unprocessable("the data type has no size"));
+    }
+    if let DataType::Builtin(b) = dtype {
+        let sizes: &[usize] = match b.kind {
+            Kind::Bool => &[1],
+            Kind::Int | Kind::UInt => &[1, 2, 4, 8],
+            Kind::Float => &[2, 4, 8, 16],
+            Kind::Complex => &[8, 16, 32],
+            Kind::TimeDelta | Kind::DateTime => &[8],
+            _ => return Ok(()),
+        };
+        if !sizes.contains(&b.itemsize) {
+            return Err(ApiError::unprocessable(format!(
+                "no {:?} data type has an itemsize of {} bytes (allowed: {sizes:?})",
+                b.kind, b.itemsize
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn created_sources(node: &Node) -> Value {
+    match (&node.source, &node.structure) {
+        (Some(src), Some(s)) => json!([{
+            "id": null,
+            "structure_family": node.family.as_str(),
+            "structure": s.to_json(),
+            "mimetype": src.mimetype,
+            "parameters": {},
+            "properties": {},
+            "assets": src.assets,
+            "management": src.management,
+        }]),
+        _ => json!([]),
+    }
+}
+
+fn drop_revision(req: &Request) -> Result<bool, ApiError> {
+    req.params.bool("drop_revision", false)
+}
+
+fn update_response(node: &Node) -> Value {
+    json!({
+        "id": node.key(),
+        "metadata": node.metadata,
+        "specs": node.specs,
+        "access_tags": node.access_tags,
+    })
+}
+
+/// `PUT /metadata/{path}`: replaces metadata, specs and access tags (`null` keeps each).
+pub async fn replace_metadata(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    let body = json_body(req)?;
+    let metadata = parse_metadata(body.get("metadata"))?;
+    let specs = parse_specs(body.get("specs"))?;
+    let tags = parse_tags(body.get("access_tags"))?;
+    let node = state
+        .catalog
+        .update_metadata(
+            path,
+            Box::new(move |n| {
+                Ok(MetadataUpdate {
+                    metadata: metadata.unwrap_or_else(|| n.metadata.clone()),
+                    specs: specs.unwrap_or_else(|| n.specs.clone()),
+                    access_tags: tags.unwrap_or_else(|| n.access_tags.clone()),
+                })
+            }),
+            drop_revision(req)?,
+        )
+        .await?;
+    json_response(req, &update_response(&node)).await
+}
+
+const JSON_PATCH: &str = "application/json-patch+json";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// Applies one field's patch in the body's dialect.
+fn apply(dialect: &str, field: &str, current: Value, patch: &Value) -> Result<Value, ApiError> {
+    let mut doc = current;
+    if dialect == JSON_PATCH {
+        let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+            .map_err(|e| ApiError::unprocessable(format!("'{field}' is not a JSON Patch: {e}")))?;
+        json_patch::patch(&mut doc, &ops).map_err(|e| {
+            ApiError::unprocessable(format!(
+                "the JSON Patch of '{field}' cannot be applied: {e}"
+            ))
+        })?;
+    } else if field == "metadata" {
+        json_patch::merge(&mut doc, patch);
+    } else {
+        // Merge patches replace the specs and access tag lists whole.
+        doc = patch.clone();
+    }
+    Ok(doc)
+}
+
+/// `PATCH /metadata/{path}`: a JSON Patch or Merge Patch of metadata, specs and access tags.
+pub async fn patch_metadata(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    let body = json_body(req)?;
+    let dialect = body
+        .get("content-type")
+        .and_then(Value::as_str)
+        .unwrap_or(JSON_PATCH)
+        .to_string();
+    if dialect != JSON_PATCH && dialect != MERGE_PATCH {
+        return Err(ApiError::not_acceptable(format!(
+            "valid content types: {JSON_PATCH}, {MERGE_PATCH}"
+        )));
+    }
+    let field = |k: &str| body.get(k).filter(|v| !v.is_null()).cloned();
+    let (md_patch, specs_patch, tags_patch) =
+        (field("metadata"), field("specs"), field("access_tags"));
+    let node = state
+        .catalog
+        .update_metadata(
+            path,
+            Box::new(move |n| {
+                let metadata = match &md_patch {
+                    Some(p) => {
+                        match apply(&dialect, "metadata", Value::Object(n.metadata.clone()), p)? {
+                            Value::Object(m) => m,
+                            _ => {
+                                return Err(ApiError::unprocessable(
+                                    "the patched metadata is not a JSON object",
+                                ));
+                            }
+                        }
+                    }
+                    None => n.metadata.clone(),
+                };
+                let specs = match &specs_patch {
+                    Some(p) => {
+                        let current = serde_json::to_value(&n.specs).unwrap_or(json!([]));
+                        parse_specs(Some(&apply(&dialect, "specs", current, p)?))?
+                            .unwrap_or_default()
+                    }
+                    None => n.specs.clone(),
+                };
+                let access_tags = match &tags_patch {
+                    Some(p) => {
+                        let mut sorted = n.access_tags.clone();
+                        sorted.sort();
+                        parse_tags(Some(&apply(&dialect, "access_tags", json!(sorted), p)?))?
+                            .unwrap_or_default()
+                    }
+                    None => n.access_tags.clone(),
+                };
+                Ok(MetadataUpdate {
+                    metadata,
+                    specs,
+                    access_tags,
+                })
+            }),
+            drop_revision(req)?,
+        )
+        .await?;
+    json_response(req, &update_response(&node)).await
+}
+
+/// `DELETE /metadata/{path}?recursive=..&external_only=..`.
+pub async fn delete(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let storage = storage(state)?;
+    let recursive = req.params.bool("recursive", false)?;
+    let external_only = req.params.bool("external_only", true)?;
+    let removed = state.catalog.delete(path, recursive, external_only).await?;
+    // The catalog no longer points at the data: remove what tessera wrote.
+    for source in removed {
+        if source.management == Management::Writable {
+            for asset in source.assets {
+                storage.remove_later(asset.data_uri);
+            }
+        }
+    }
+    json_response(req, &Value::Null).await
+}
+
+/// `GET /revisions/{path}`: a page of revisions, oldest first.
+pub async fn revisions(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let offset = req.params.usize("page[offset]", 0)?;
+    let limit = req.params.usize("page[limit]", 100)?;
+    let (revs, count) = state.catalog.revisions(path, offset, limit).await?;
+    let encoded: Vec<String> = path
+        .iter()
+        .map(|s| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+        .collect();
+    let base = format!("{}/revisions/{}", req.base, encoded.join("/"));
+    let page = |o: usize| format!("{base}?page[offset]={o}&page[limit]={limit}");
+    let data: Vec<Value> = revs
+        .iter()
+        .map(|r| {
+            json!({
+                "revision_number": r.number,
+                "attributes": {
+                    "metadata": r.metadata,
+                    "specs": r.specs,
+                    "access_tags": r.access_tags,
+                    "time_updated": r.time_updated,
+                },
+            })
+        })
+        .collect();
+    let next = (offset + limit < count && limit > 0).then(|| page(offset + limit));
+    let doc = json!({
+        "data": data,
+        "error": null,
+        "links": {"self": page(offset), "first": page(0), "next": next},
+        "meta": {"count": count},
+    });
+    json_response(req, &doc).await
+}
+
+/// `DELETE /revisions/{path}?number=N`.
+pub async fn delete_revision(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    let raw = req
+        .params
+        .get("number")
+        .ok_or_else(|| ApiError::invalid_param("number", "missing", None, "Field required"))?;
+    let number: i64 = raw.parse().map_err(|_| {
+        ApiError::invalid_param(
+            "number",
+            "int_parsing",
+            Some(raw),
+            "Input should be a valid integer",
+        )
+    })?;
+    state.catalog.delete_revision(path, number).await?;
+    json_response(req, &Value::Null).await
+}
+
+/// The writable array at `path`: its node, structure and current location.
+async fn writable_array(
+    state: &AppState,
+    path: &[String],
+) -> Result<(Arc<Node>, ArrayStructure, String), ApiError> {
+    let node = state.node(path).await?;
+    let (Some(Structure::Array(s)), Some(src)) = (&node.structure, &node.source) else {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("'{}' is not an array that can be written", path.join("/")),
+        ));
+    };
+    if src.management != Management::Writable || src.mimetype != zarr::MIMETYPE {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("'{}' is not writable", path.join("/")),
+        ));
+    }
+    let uri = src
+        .assets
+        .first()
+        .map(|a| a.data_uri.clone())
+        .ok_or_else(|| ApiError::internal("a writable array has no location"))?;
+    Ok((node.clone(), s.clone(), uri))
+}
+
+fn check_octet_stream(req: &Request) -> Result<(), ApiError> {
+    let ct = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    if !ct.starts_with("application/octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("array data must be sent as application/octet-stream, not {ct}"),
+        ));
+    }
+    if req.params.get("persist") == Some("false") {
+        return Err(ApiError::bad_request(
+            "persist=false (streaming without storing) is not supported",
+        ));
+    }
+    Ok(())
+}
+
+fn check_length(what: &str, got: usize, shape: &[usize], itemsize: usize) -> Result<(), ApiError> {
+    let want = shape.iter().product::<usize>() * itemsize;
+    if got != want {
+        return Err(ApiError::bad_request(format!(
+            "{what} of shape {shape:?} takes {want} bytes ({itemsize} per element); the body has {got}"
+        )));
+    }
+    Ok(())
+}
+
+/// `PUT /array/full/{path}`: replaces the whole array. The new data goes to a new location,
+/// which the catalog switches to once it is complete.
+pub async fn put_array_full(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    let storage = storage(state)?;
+    check_octet_stream(req)?;
+    let (_, s, old) = writable_array(state, path).await?;
+    check_length("an array", req.body.len(), &s.shape, s.data_type.itemsize())?;
+    let uri = storage.new_location("zarr");
+    let written = async {
+        zarr::create(&uri, &s).await?;
+        let origin = vec![0; s.shape.len()];
+        zarr::write_region(&uri, &s, &origin, &s.shape, req.body.to_vec()).await
+    }
+    .await;
+    if let Err(e) = written {
+        storage.remove_later(uri);
+        return Err(e.into());
+    }
+    let commit = DataCommit {
+        structure: None,
+        data_uri: Some(uri.clone()),
+    };
+    if let Err(e) = state.catalog.commit_data(path, commit).await {
+        storage.remove_later(uri);
+        return Err(e);
+    }
+    storage.remove_later(old);
+    json_response(req, &Value::Null).await
+}
+
+/// `PUT /array/block/{path}?block=i,j`: writes one block in place (each chunk is replaced
+/// atomically in the store), then bumps the data version.
+pub async fn put_array_block(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    check_octet_stream(req)?;
+    if req.params.has("slice") {
+        return Err(ApiError::bad_request(
+            "writing part of a block (slice=) is not supported; write whole blocks",
+        ));
+    }
+    let (_, s, uri) = writable_array(state, path).await?;
+    let block = req
+        .params
+        .usize_list("block")?
+        .ok_or_else(|| ApiError::invalid_param("block", "missing", None, "Field required"))?;
+    let grid = ChunkGrid::new(&s.shape, s.chunks.clone())?;
+    let origin = grid.block_origin(&block)?;
+    let shape = grid.block_shape(&block)?;
+    check_length(
+        &format!("block {block:?}"),
+        req.body.len(),
+        &shape,
+        s.data_type.itemsize(),
+    )?;
+    zarr::write_region(&uri, &s, &origin, &shape, req.body.to_vec()).await?;
+    state
+        .catalog
+        .commit_data(path, DataCommit::default())
+        .await?;
+    json_response(req, &Value::Null).await
+}
