@@ -336,7 +336,6 @@ def test_array_write_replaces_content(rc, box):
     assert_array_exact(rc[path(box, "x")].read(), new)
 
 
-@pytest.mark.tessera_todo("array PATCH (patch/extend)")
 def test_array_patch_in_place(rc, box):
     node = box.write_array(numpy.arange(10.0), key="x")
     node.patch(numpy.array([-1.0, -2.0]), offset=3)
@@ -356,7 +355,6 @@ def test_array_patch_in_place(rc, box):
     assert_array_exact(rc[path(box, "y")].read(), expected2)
 
 
-@pytest.mark.tessera_todo("array PATCH (patch/extend)")
 def test_array_patch_extend(rc, box):
     # Tiled (Zarr) keeps the first chunk size and re-tiles the grown axis with it.
     node = box.write_array(numpy.arange(6, dtype="i4").reshape(2, 3), key="grow")
@@ -395,7 +393,6 @@ def test_array_patch_extend(rc, box):
     assert_array_exact(got.read(), numpy.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]))
 
 
-@pytest.mark.tessera_todo("array PATCH (patch/extend)")
 def test_array_patch_past_the_end_without_extend_conflicts(rc, box):
     node = box.write_array(numpy.arange(3.0), key="x")
     start = time.monotonic()

@@ -270,6 +270,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::Revisions(p) if delete => write::delete_revision(state, req, &p).await,
         Endpoint::ArrayFull(p) if put => write::put_array_full(state, req, &p).await,
         Endpoint::ArrayBlock(p) if put => write::put_array_block(state, req, &p).await,
+        Endpoint::ArrayFull(p) if patch => write::patch_array(state, req, &p).await,
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
@@ -292,9 +293,8 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         | Endpoint::ContainerFull(_) => Err(method_not_allowed(req, "GET, POST")),
         Endpoint::Metadata(_) => Err(method_not_allowed(req, "GET, POST, PUT, PATCH, DELETE")),
         Endpoint::Revisions(_) => Err(method_not_allowed(req, "GET, DELETE")),
-        Endpoint::ArrayFull(_) | Endpoint::ArrayBlock(_) => {
-            Err(method_not_allowed(req, "GET, PUT"))
-        }
+        Endpoint::ArrayFull(_) => Err(method_not_allowed(req, "GET, PUT, PATCH")),
+        Endpoint::ArrayBlock(_) => Err(method_not_allowed(req, "GET, PUT")),
         _ => Err(method_not_allowed(req, "GET")),
     }
 }

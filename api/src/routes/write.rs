@@ -611,3 +611,93 @@ pub async fn put_array_block(
         .await?;
     json_response(req, &Value::Null).await
 }
+
+/// `offset=` / `shape=` of an array patch: one integer per (leading) dimension.
+fn int_list(req: &Request, name: &str) -> Result<Option<Vec<usize>>, ApiError> {
+    req.params.usize_list(name)
+}
+
+/// Re-tiles an axis of `len` elements with the axis' first chunk size, as Zarr's regular
+/// grid does when an array grows.
+fn retile(old: &[usize], len: usize) -> Vec<usize> {
+    let size = old
+        .first()
+        .copied()
+        .filter(|&c| c > 0)
+        .unwrap_or(len.max(1));
+    let mut chunks = vec![size; len / size];
+    if !len.is_multiple_of(size) {
+        chunks.push(len % size);
+    }
+    chunks
+}
+
+/// `PATCH /array/full/{path}?offset=..&shape=..&extend=..`: places the body at `offset`,
+/// growing the array (and its chunk grid) with `extend=true`. The new region's chunks are
+/// written first; readers keep the old structure until the catalog records the new one.
+pub async fn patch_array(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    check_octet_stream(req)?;
+    let (_, s, uri) = writable_array(state, path).await?;
+    let ndim = s.shape.len();
+    let shape = int_list(req, "shape")?
+        .ok_or_else(|| ApiError::invalid_param("shape", "missing", None, "Field required"))?;
+    if shape.len() != ndim {
+        return Err(ApiError::unprocessable(format!(
+            "shape {shape:?} has {} dimensions; the array has {ndim}",
+            shape.len()
+        )));
+    }
+    let mut offset = int_list(req, "offset")?.unwrap_or_default();
+    if offset.len() > ndim {
+        return Err(ApiError::unprocessable(format!(
+            "offset {offset:?} has more dimensions than the array ({ndim})"
+        )));
+    }
+    offset.resize(ndim, 0);
+    let extend = req.params.bool("extend", false)?;
+    check_length("the patch", req.body.len(), &shape, s.data_type.itemsize())?;
+    let end: Vec<usize> = offset.iter().zip(&shape).map(|(o, n)| o + n).collect();
+    let fits = end.iter().zip(&s.shape).all(|(e, n)| e <= n);
+    let mut new = s.clone();
+    if !fits {
+        if !extend {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "the patch of shape {shape:?} at offset {offset:?} does not fit into the \
+                     array of shape {:?}. Use ?extend=true to extend the array.",
+                    s.shape
+                ),
+            ));
+        }
+        new.shape = s.shape.iter().zip(&end).map(|(n, e)| *n.max(e)).collect();
+        new.chunks = s
+            .chunks
+            .iter()
+            .zip(&new.shape)
+            .map(|(c, &n)| {
+                if n == c.iter().sum::<usize>() {
+                    c.clone()
+                } else {
+                    retile(c, n)
+                }
+            })
+            .collect();
+    }
+    zarr::write_region(&uri, &new, &offset, &shape, req.body.to_vec()).await?;
+    let commit = DataCommit {
+        structure: (new != s).then(|| Structure::Array(new.clone())),
+        data_uri: None,
+    };
+    if commit.structure.is_some() {
+        // Other Zarr readers see the new shape too.
+        zarr::create(&uri, &new).await?;
+    }
+    state.catalog.commit_data(path, commit).await?;
+    json_response(req, &serde_json::to_value(&new).unwrap_or(Value::Null)).await
+}

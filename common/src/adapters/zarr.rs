@@ -246,3 +246,68 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         handle,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::BuiltinDType;
+
+    fn structure(
+        kind: Kind,
+        itemsize: usize,
+        shape: Vec<usize>,
+        chunks: Vec<Vec<usize>>,
+    ) -> ArrayStructure {
+        ArrayStructure {
+            data_type: DataType::Builtin(BuiltinDType::new(kind, itemsize)),
+            chunks,
+            shape,
+            dims: None,
+            resizable: false,
+        }
+    }
+
+    #[test]
+    fn only_regular_chunk_grids_are_stored() {
+        assert!(validate(&structure(Kind::Float, 8, vec![7], vec![vec![3, 3, 1]])).is_ok());
+        let irregular = validate(&structure(Kind::Float, 8, vec![5], vec![vec![2, 3]]));
+        assert!(irregular.unwrap_err().to_string().contains("not regular"));
+        let short = validate(&structure(Kind::Float, 8, vec![5], vec![vec![2, 2]]));
+        assert!(short.is_err(), "chunks must cover the shape");
+    }
+
+    #[test]
+    fn numeric_types_are_zarr_types_and_others_raw_bits() {
+        let name = |kind, size| zarr_type(&DataType::Builtin(BuiltinDType::new(kind, size))).0;
+        assert_eq!(name(Kind::Float, 8), "float64");
+        assert_eq!(name(Kind::UInt, 2), "uint16");
+        assert_eq!(name(Kind::Complex, 16), "complex128");
+        assert_eq!(name(Kind::Unicode, 12), "r96");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn regions_round_trip_and_unwritten_chunks_read_as_zero() {
+        let dir = std::env::temp_dir().join(format!("tessera-zarr-{}", std::process::id()));
+        let uri = format!("file://localhost{}/a.zarr", dir.display());
+        let s = structure(Kind::Int, 4, vec![5, 4], vec![vec![2, 2, 1], vec![4]]);
+        create(&uri, &s).await.unwrap();
+        let block: Vec<u8> = (0..8i32).flat_map(|v| v.to_le_bytes()).collect();
+        write_region(&uri, &s, &[2, 0], &[2, 4], block.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            read_region(&uri, &s, &[2, 0], &[2, 4]).await.unwrap(),
+            block
+        );
+        assert_eq!(
+            read_region(&uri, &s, &[0, 0], &[2, 4]).await.unwrap(),
+            vec![0; 32]
+        );
+        // The last, partial block reads at its own size.
+        assert_eq!(
+            read_region(&uri, &s, &[4, 0], &[1, 4]).await.unwrap().len(),
+            16
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
