@@ -437,7 +437,6 @@ def _mixed_frame():
     )
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 def test_write_table_several_dtypes(wc, rc, box):
     df = _mixed_frame()
     with recording(wc) as log:
@@ -455,7 +454,6 @@ def test_write_table_several_dtypes(wc, rc, box):
     numpy.testing.assert_array_equal(got_node["i8"].read(), df["i8"].to_numpy())
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 def test_write_dataframe_deprecated_alias(rc, box):
     df = pandas.DataFrame({"a": [1, 2, 3], "b": [0.5, 1.5, 2.5]})
     with pytest.warns(DeprecationWarning):
@@ -463,14 +461,12 @@ def test_write_dataframe_deprecated_alias(rc, box):
     assert_frame_exact(rc[path(box, "t")].read(), df)
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 def test_write_table_from_dict(rc, box):
     box.write_table({"a": [1, 2, 3], "b": ["x", "y", "z"]}, key="t")
     expected = pandas.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
     assert_frame_exact(rc[path(box, "t")].read(), expected)
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 def test_write_table_with_named_index(rc, box):
     df = pandas.DataFrame(
         {"a": [1, 2, 3]}, index=pandas.Index([10, 20, 30], name="idx", dtype="int64")
@@ -491,7 +487,6 @@ def _dask_frame():
     return pdf, dd.from_pandas(pdf, npartitions=3)
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 def test_write_dask_dataframe_sends_one_put_per_partition(wc, rc, box):
     pdf, ddf = _dask_frame()
     assert ddf.npartitions == 3
@@ -508,7 +503,9 @@ def test_write_dask_dataframe_sends_one_put_per_partition(wc, rc, box):
         assert_frame_exact(got.read_partition(i), ddf.partitions[i].compute())
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
+@pytest.mark.tessera_todo(
+    "a partition replaced by a pandas frame keeps its own pandas dtypes (object, not string)"
+)
 def test_write_partition_replaces_one_partition(rc, box):
     _, ddf = _dask_frame()
     node = box.write_table(ddf, key="t")
@@ -524,7 +521,6 @@ def test_write_partition_replaces_one_partition(rc, box):
     assert_frame_exact(got.read(), pandas.concat([parts[0], new, parts[2]]))
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 @pytest.mark.xfail_on_tiled(reason="PUT /table/partition?partition=<past the end> answers 500")
 def test_write_partition_out_of_range_is_4xx(rc, box):
     df = pandas.DataFrame({"a": [1, 2]})
@@ -533,7 +529,6 @@ def test_write_partition_out_of_range_is_4xx(rc, box):
     assert_frame_exact(rc[path(box, "t")].read(), df)
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 @pytest.mark.xfail_on_tiled(
     reason="a partition with other columns than the table's is stored as sent (200)"
 )
@@ -557,7 +552,6 @@ def _appendable(box, key="t", npartitions=2):
     return box.create_appendable_table(schema, npartitions=npartitions, key=key)
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 def test_appendable_table_append_partition(wc, rc, box):
     import pyarrow
 
@@ -581,7 +575,6 @@ def test_appendable_table_append_partition(wc, rc, box):
     assert_frame_exact(got.read(), pandas.concat([p0, p1]))
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 @pytest.mark.xfail_on_tiled(
     reason="the client sends a pandas frame with its index as column __index_level_0__, "
     "which Tiled's SQL table storage refuses (500)"
@@ -599,7 +592,6 @@ def test_appendable_table_append_pandas_frame(rc, box):
     )
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 @pytest.mark.xfail_on_tiled(reason="appending rows with other columns answers 500")
 def test_append_partition_with_wrong_columns_is_4xx(rc, box):
     import pyarrow
@@ -613,7 +605,6 @@ def test_append_partition_with_wrong_columns_is_4xx(rc, box):
     assert_frame_exact(rc[path(box, "t")].read_partition(0), expected)
 
 
-@pytest.mark.tessera_todo("table writes (Parquet)")
 @pytest.mark.xfail_on_tiled(
     reason="appending to a partition past the end is accepted (200) and the rows vanish"
 )

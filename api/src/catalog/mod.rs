@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use tessera_common::adapters::{DataSource, zarr};
+use tessera_common::adapters::{DataSource, parquet_table, zarr};
 use tessera_common::structure::{Spec, Structure, StructureFamily};
 
 use crate::error::ApiError;
@@ -176,6 +176,9 @@ pub(crate) fn node_from_parts(
     let source = match (source, &structure) {
         (Some(src), Some(Structure::Array(s))) if src.mimetype == zarr::MIMETYPE => {
             Some(zarr::with_structure(&src, s))
+        }
+        (Some(src), Some(Structure::Table(s))) if src.mimetype == parquet_table::MIMETYPE => {
+            Some(parquet_table::with_structure(&src, s))
         }
         (src, _) => src,
     };

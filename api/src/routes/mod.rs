@@ -271,6 +271,9 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::ArrayFull(p) if put => write::put_array_full(state, req, &p).await,
         Endpoint::ArrayBlock(p) if put => write::put_array_block(state, req, &p).await,
         Endpoint::ArrayFull(p) if patch => write::patch_array(state, req, &p).await,
+        Endpoint::TableFull(p) if put => write::put_table(state, req, &p, true).await,
+        Endpoint::TablePartition(p) if put => write::put_table(state, req, &p, false).await,
+        Endpoint::TablePartition(p) if patch => write::append_table(state, req, &p).await,
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
@@ -287,10 +290,11 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::AwkwardFull(p) if read => array::awkward_full(state, req, &p).await,
         Endpoint::RaggedFull(p) if read => array::ragged_full(state, req, &p).await,
         Endpoint::ContainerFull(p) if read || post => container::full(state, req, &p).await,
-        Endpoint::TablePartition(_)
-        | Endpoint::TableFull(_)
-        | Endpoint::AwkwardBuffers(_)
-        | Endpoint::ContainerFull(_) => Err(method_not_allowed(req, "GET, POST")),
+        Endpoint::TablePartition(_) => Err(method_not_allowed(req, "GET, POST, PUT, PATCH")),
+        Endpoint::TableFull(_) => Err(method_not_allowed(req, "GET, POST, PUT")),
+        Endpoint::AwkwardBuffers(_) | Endpoint::ContainerFull(_) => {
+            Err(method_not_allowed(req, "GET, POST"))
+        }
         Endpoint::Metadata(_) => Err(method_not_allowed(req, "GET, POST, PUT, PATCH, DELETE")),
         Endpoint::Revisions(_) => Err(method_not_allowed(req, "GET, DELETE")),
         Endpoint::ArrayFull(_) => Err(method_not_allowed(req, "GET, PUT, PATCH")),

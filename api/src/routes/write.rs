@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
-use tessera_common::adapters::{Asset, DataSource, Management, zarr};
+use tessera_common::adapters::{Asset, DataSource, Management, parquet_table, zarr};
 use tessera_common::chunks::ChunkGrid;
 use tessera_common::dtype::{DataType, Kind};
-use tessera_common::structure::{ArrayStructure, Spec, Structure, StructureFamily};
+use tessera_common::structure::{ArrayStructure, Spec, Structure, StructureFamily, TableStructure};
 
 use super::Request;
 use crate::catalog::{DataCommit, MetadataUpdate, NewNode, Node, read_only};
@@ -158,30 +158,7 @@ pub async fn create(
             }
         }
         StructureFamily::Array => {
-            let [source] = sources.as_slice() else {
-                return Err(ApiError::unprocessable(format!(
-                    "an array needs exactly one data source; {} given",
-                    sources.len()
-                )));
-            };
-            if source
-                .get("assets")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-            {
-                return Err(ApiError::unprocessable(
-                    "data sources with assets are registered, not created: use /register",
-                ));
-            }
-            let structure: ArrayStructure = source
-                .get("structure")
-                .cloned()
-                .ok_or_else(|| ApiError::unprocessable("the data source has no structure"))
-                .and_then(|v| {
-                    serde_json::from_value(v).map_err(|e| {
-                        ApiError::unprocessable(format!("the array structure is invalid: {e}"))
-                    })
-                })?;
+            let structure = single_source_structure::<ArrayStructure>(&sources, "an array")?;
             zarr::validate(&structure).map_err(|e| ApiError::unprocessable(e.to_string()))?;
             check_dtype(&structure.data_type)?;
             // Data first: the empty array exists before the catalog can point at it.
@@ -204,9 +181,37 @@ pub async fn create(
             ));
             location = Some(uri);
         }
+        StructureFamily::Table => {
+            let structure = single_source_structure::<TableStructure>(&sources, "a table")?;
+            parquet_table::schema(&structure)
+                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            if structure.npartitions == 0 {
+                return Err(ApiError::unprocessable(
+                    "a table needs at least one partition",
+                ));
+            }
+            // Partitions are written later, one object each; nothing exists until then.
+            let uri = storage.new_location("parquet");
+            node.data = Some((
+                Structure::Table(structure),
+                DataSource {
+                    structure_family: StructureFamily::Table,
+                    mimetype: parquet_table::MIMETYPE.into(),
+                    parameters: Map::new(),
+                    assets: vec![Asset {
+                        data_uri: uri.clone(),
+                        is_directory: true,
+                        parameter: Some("data_uris".into()),
+                        num: None,
+                    }],
+                    management: Management::Writable,
+                },
+            ));
+            location = Some(uri);
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "writing {} nodes is not supported yet; containers and arrays are",
+                "writing {} nodes is not supported yet; containers, arrays and tables are",
                 other.as_str()
             )));
         }
@@ -227,6 +232,34 @@ pub async fn create(
         "access_tags": created.access_tags,
     });
     json_response(req, &doc).await
+}
+
+/// The structure of the one data source a non-container is created with.
+fn single_source_structure<T: serde::de::DeserializeOwned>(
+    sources: &[Value],
+    what: &str,
+) -> Result<T, ApiError> {
+    let [source] = sources else {
+        return Err(ApiError::unprocessable(format!(
+            "{what} needs exactly one data source; {} given",
+            sources.len()
+        )));
+    };
+    if source
+        .get("assets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::unprocessable(
+            "data sources with assets are registered, not created: use /register",
+        ));
+    }
+    let structure = source
+        .get("structure")
+        .cloned()
+        .ok_or_else(|| ApiError::unprocessable("the data source has no structure"))?;
+    serde_json::from_value(structure)
+        .map_err(|e| ApiError::unprocessable(format!("the structure of {what} is invalid: {e}")))
 }
 
 /// Refuses data types numpy could not have produced (an `i3`, a zero-sized type).
@@ -700,4 +733,206 @@ pub async fn patch_array(
     }
     state.catalog.commit_data(path, commit).await?;
     json_response(req, &serde_json::to_value(&new).unwrap_or(Value::Null)).await
+}
+
+/// The writable table at `path`: its structure and location.
+async fn writable_table(
+    state: &AppState,
+    path: &[String],
+) -> Result<(TableStructure, String), ApiError> {
+    let node = state.node(path).await?;
+    let (Some(Structure::Table(s)), Some(src)) = (&node.structure, &node.source) else {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("'{}' is not a table that can be written", path.join("/")),
+        ));
+    };
+    if src.management != Management::Writable || src.mimetype != parquet_table::MIMETYPE {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("'{}' is not writable", path.join("/")),
+        ));
+    }
+    let uri = src
+        .assets
+        .first()
+        .map(|a| a.data_uri.clone())
+        .ok_or_else(|| ApiError::internal("a writable table has no location"))?;
+    Ok((s.clone(), uri))
+}
+
+/// The record batches of an Arrow IPC file body, checked against the table's columns.
+fn arrow_body(
+    req: &Request,
+    s: &TableStructure,
+) -> Result<Vec<arrow_array::RecordBatch>, ApiError> {
+    let ct = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/vnd.apache.arrow.file") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("table data must be sent as application/vnd.apache.arrow.file, not {ct:?}"),
+        ));
+    }
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(req.body.clone()), None)
+            .map_err(|e| {
+                ApiError::bad_request(format!("the body is not an Arrow IPC file: {e}"))
+            })?;
+    let got = reader.schema();
+    let want = parquet_table::schema(s).map_err(|e| ApiError::internal(e.to_string()))?;
+    // pandas' index travels as extra columns its metadata names; they are kept, not checked.
+    let index = parquet_table::index_columns(&got);
+    let fields = |schema: &arrow_schema::Schema| -> Vec<(String, arrow_schema::DataType)> {
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !index.contains(f.name()))
+            .map(|f| (f.name().clone(), logical_type(f.data_type())))
+            .collect()
+    };
+    if fields(&got) != fields(&want) {
+        let names = |schema: &arrow_schema::Schema| -> Vec<String> {
+            schema
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect()
+        };
+        return Err(ApiError::unprocessable(format!(
+            "the data's columns {:?} do not match the table's {:?}",
+            names(&got),
+            names(&want)
+        )));
+    }
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}")))?;
+    batches
+        .into_iter()
+        .map(|b| to_declared_types(b, &want))
+        .collect()
+}
+
+/// Casts columns to the table's declared types where they differ only in representation
+/// (`string` sent for a `large_string` column), so every partition reads back alike.
+fn to_declared_types(
+    batch: arrow_array::RecordBatch,
+    want: &arrow_schema::Schema,
+) -> Result<arrow_array::RecordBatch, ApiError> {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (f, col) in schema.fields().iter().zip(batch.columns()) {
+        match want.field_with_name(f.name()) {
+            Ok(w) if w.data_type() != f.data_type() => {
+                let cast = arrow_cast::cast(col, w.data_type()).map_err(|e| {
+                    ApiError::unprocessable(format!("column {:?} cannot be stored: {e}", f.name()))
+                })?;
+                fields.push(f.as_ref().clone().with_data_type(w.data_type().clone()));
+                columns.push(cast);
+            }
+            _ => {
+                fields.push(f.as_ref().clone());
+                columns.push(col.clone());
+            }
+        }
+    }
+    let schema = arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone());
+    arrow_array::RecordBatch::try_new(Arc::new(schema), columns)
+        .map_err(|e| ApiError::unprocessable(format!("the partition cannot be stored: {e}")))
+}
+
+/// Arrow types that hold the same values (pandas gives `string` or `large_string` for the
+/// same column depending on the route) compare equal.
+fn logical_type(t: &arrow_schema::DataType) -> arrow_schema::DataType {
+    use arrow_schema::DataType as T;
+    match t {
+        T::LargeUtf8 | T::Utf8View => T::Utf8,
+        T::LargeBinary | T::BinaryView => T::Binary,
+        other => other.clone(),
+    }
+}
+
+fn partition_param(req: &Request, s: &TableStructure) -> Result<usize, ApiError> {
+    let raw = req
+        .params
+        .get("partition")
+        .ok_or_else(|| ApiError::invalid_param("partition", "missing", None, "Field required"))?;
+    let i: usize = raw.parse().map_err(|_| {
+        ApiError::invalid_param(
+            "partition",
+            "int_parsing",
+            Some(raw),
+            "Input should be a valid non-negative integer",
+        )
+    })?;
+    if i >= s.npartitions {
+        return Err(ApiError::unprocessable(format!(
+            "partition {i} is out of range: the table has {} partitions",
+            s.npartitions
+        )));
+    }
+    Ok(i)
+}
+
+/// `PUT /table/full` (one partition) and `PUT /table/partition?partition=i`: replaces a
+/// partition with one atomic put, then bumps the data version.
+pub async fn put_table(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+    whole: bool,
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    let (s, uri) = writable_table(state, path).await?;
+    let i = if whole {
+        if s.npartitions != 1 {
+            return Err(ApiError::bad_request(format!(
+                "the table has {} partitions: write them one by one with /table/partition",
+                s.npartitions
+            )));
+        }
+        0
+    } else {
+        partition_param(req, &s)?
+    };
+    let batches = arrow_body(req, &s)?;
+    parquet_table::write_partition(&uri, i, &batches).await?;
+    state
+        .catalog
+        .commit_data(path, DataCommit::default())
+        .await?;
+    json_response(req, &Value::Null).await
+}
+
+/// Appends serialise per node in this process (a partition is read, extended and put back).
+static APPENDS: std::sync::LazyLock<moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+
+/// `PATCH /table/partition?partition=i`: appends rows to a partition.
+pub async fn append_table(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    let (s, uri) = writable_table(state, path).await?;
+    let i = partition_param(req, &s)?;
+    let new = arrow_body(req, &s)?;
+    let lock = APPENDS.get_with(path.join("/"), || Arc::new(tokio::sync::Mutex::new(())));
+    let _guard = lock.lock().await;
+    let mut batches = parquet_table::read_partition(&uri, i)
+        .await?
+        .unwrap_or_default();
+    batches.extend(new);
+    parquet_table::write_partition(&uri, i, &batches).await?;
+    state
+        .catalog
+        .commit_data(path, DataCommit::default())
+        .await?;
+    json_response(req, &Value::Null).await
 }

@@ -3,6 +3,7 @@
 //! [`Adapter`], whose readers decode only the chunk, partition or buffers a request needs.
 
 pub mod demo;
+pub mod parquet_table;
 pub mod table_column;
 pub mod zarr;
 
@@ -118,6 +119,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         demo::MIMETYPE => demo::open(source),
         table_column::MIMETYPE => table_column::open(source),
         zarr::MIMETYPE => zarr::open(source),
+        parquet_table::MIMETYPE => parquet_table::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),
     }
 }

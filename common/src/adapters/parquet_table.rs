@@ -1,0 +1,179 @@
+//! Tables stored as Parquet through `object_store`: one Parquet file per partition under the
+//! table's location (`partition-<i>.parquet`). Each partition is written with one atomic put,
+//! so a reader sees a partition either as it was or as it is after the write.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{Adapter, AdapterError, DataSource, TableReader};
+use crate::serializers::table::to_parquet;
+use crate::structure::TableStructure;
+
+/// The mimetype of tables kept as Parquet partitions.
+pub const MIMETYPE: &str = "application/x-parquet";
+
+/// The store and object path of partition `i` of the table at `uri`.
+fn partition_path(uri: &str, i: usize) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
+    let local = uri
+        .strip_prefix("file://localhost/")
+        .or_else(|| uri.strip_prefix("file:///"))
+        .ok_or_else(|| {
+            AdapterError::BadSource(format!(
+                "unsupported storage location '{uri}': only file:// locations are configured"
+            ))
+        })?;
+    let dir = percent_encoding::percent_decode_str(local).decode_utf8_lossy();
+    let path = StorePath::parse(format!(
+        "{}/partition-{i}.parquet",
+        dir.trim_end_matches('/')
+    ))
+    .map_err(|e| AdapterError::BadSource(format!("location {uri}: {e}")))?;
+    Ok((Arc::new(LocalFileSystem::new()), path))
+}
+
+/// The Arrow schema a table structure declares.
+pub fn schema(s: &TableStructure) -> Result<Schema, AdapterError> {
+    use base64::Engine;
+    let b64 = s
+        .arrow_schema
+        .strip_prefix("data:application/vnd.apache.arrow.file;base64,")
+        .ok_or_else(|| {
+            AdapterError::BadSource(
+                "arrow_schema must be a data:application/vnd.apache.arrow.file;base64, URI".into(),
+            )
+        })?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| AdapterError::BadSource(format!("arrow_schema is not base64: {e}")))?;
+    arrow_ipc::convert::try_schema_from_ipc_buffer(&raw)
+        .map_err(|e| AdapterError::BadSource(format!("arrow_schema is not an Arrow schema: {e}")))
+}
+
+/// Writes partition `i` (replacing it whole).
+pub async fn write_partition(
+    uri: &str,
+    i: usize,
+    batches: &[RecordBatch],
+) -> Result<(), AdapterError> {
+    let bytes = to_parquet(batches).map_err(|e| AdapterError::Read(e.to_string()))?;
+    let (store, path) = partition_path(uri, i)?;
+    store
+        .put(&path, PutPayload::from(Bytes::from(bytes)))
+        .await
+        .map_err(|e| AdapterError::Read(format!("writing {path}: {e}")))?;
+    Ok(())
+}
+
+/// Reads partition `i`; `None` if it was never written.
+pub async fn read_partition(uri: &str, i: usize) -> Result<Option<Vec<RecordBatch>>, AdapterError> {
+    let (store, path) = partition_path(uri, i)?;
+    let bytes = match store.get(&path).await {
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|e| AdapterError::Read(format!("reading {path}: {e}")))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(AdapterError::Read(format!("reading {path}: {e}"))),
+    };
+    let decode_err =
+        |e: &dyn std::fmt::Display| AdapterError::Read(format!("decoding {path}: {e}"));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decode_err(&e))?;
+    // The batches the reader yields lack the schema's metadata (pandas' index description):
+    // put the stored schema back on them.
+    let schema = builder.schema().clone();
+    let reader = builder.build().map_err(|e| decode_err(&e))?;
+    let mut batches = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| decode_err(&e))?;
+        batches.push(b.with_schema(schema.clone()).map_err(|e| decode_err(&e))?);
+    }
+    Ok(Some(batches))
+}
+
+/// The pandas index columns named in a schema's `pandas` metadata.
+pub fn index_columns(schema: &Schema) -> Vec<String> {
+    let Some(text) = schema.metadata().get("pandas") else {
+        return Vec::new();
+    };
+    let Ok(meta) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    meta["index_columns"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The data source as the read path opens it: with the node's structure in its parameters.
+pub fn with_structure(source: &DataSource, structure: &TableStructure) -> DataSource {
+    let mut s = source.clone();
+    if let Ok(v) = serde_json::to_value(structure) {
+        s.parameters.insert("structure".into(), v);
+    }
+    s
+}
+
+struct ParquetTable {
+    uri: String,
+    schema: Arc<Schema>,
+    npartitions: usize,
+    handle: tokio::runtime::Handle,
+}
+
+impl TableReader for ParquetTable {
+    fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError> {
+        if i >= self.npartitions {
+            return Err(AdapterError::PartitionOutOfRange(i));
+        }
+        let batches = self
+            .handle
+            .block_on(read_partition(&self.uri, i))?
+            .unwrap_or_default();
+        if batches.is_empty() {
+            // A partition not written yet reads as no rows.
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
+        arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
+            .map_err(|e| AdapterError::Read(e.to_string()))
+    }
+
+    fn index_columns(&self) -> Vec<String> {
+        index_columns(&self.schema)
+    }
+}
+
+/// Opens a Parquet table data source (its first asset is the table's location).
+pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let uri = source
+        .assets
+        .first()
+        .map(|a| a.data_uri.clone())
+        .ok_or_else(|| AdapterError::BadSource("a table data source needs an asset".into()))?;
+    let structure: TableStructure = source
+        .parameters
+        .get("structure")
+        .cloned()
+        .ok_or_else(|| AdapterError::BadSource("the table data source has no structure".into()))
+        .and_then(|v| {
+            serde_json::from_value(v).map_err(|e| AdapterError::BadSource(e.to_string()))
+        })?;
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| AdapterError::Read("table reads need the async runtime".into()))?;
+    Ok(Adapter::Table(Arc::new(ParquetTable {
+        uri,
+        schema: Arc::new(schema(&structure)?),
+        npartitions: structure.npartitions,
+        handle,
+    })))
+}
