@@ -27,6 +27,15 @@ enum Command {
         /// The catalog database.
         database: String,
     },
+    /// Index hot metadata keys of a PostgreSQL catalog for range filters and sorting
+    /// (e.g. `time`, `start.time`), without blocking writes.
+    Index {
+        /// The catalog database (`postgresql://...`).
+        database: String,
+        /// Dotted metadata keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +239,18 @@ async fn main() -> anyhow::Result<()> {
                 println!("the catalog is up to date");
             } else {
                 println!("applied migrations {applied:?}");
+            }
+        }
+        Command::Index { database, keys } => {
+            let cat = tessera_api::catalog::postgres::PostgresCatalog::connect(&database, 1)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail))?;
+            for key in keys {
+                let name = cat
+                    .index_key(&key)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.detail))?;
+                println!("{key}: index {name}");
             }
         }
         Command::Serve {
