@@ -3,7 +3,7 @@
 //! `fields` / `select_metadata` / `omit_links` options of metadata and search requests.
 
 use serde_json::{Map, Value, json};
-use tessera_common::adapters::{parquet_table, zarr};
+use tessera_common::adapters::{parquet_table, sparse_store, zarr};
 use tessera_common::structure::StructureFamily;
 
 use crate::catalog::Node;
@@ -183,7 +183,13 @@ pub fn resource(
     // The read path's own copy of the structure is not a parameter of the stored source.
     let public_parameters = |src: &tessera_common::adapters::DataSource| {
         let mut p = src.parameters.clone();
-        if src.mimetype == zarr::MIMETYPE || src.mimetype == parquet_table::MIMETYPE {
+        if [
+            zarr::MIMETYPE,
+            parquet_table::MIMETYPE,
+            sparse_store::MIMETYPE,
+        ]
+        .contains(&src.mimetype.as_str())
+        {
             p.remove("structure");
         }
         p

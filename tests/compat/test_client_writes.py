@@ -625,7 +625,6 @@ def test_append_partition_out_of_range_is_4xx(rc, box):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.tessera_todo("sparse writes")
 @pytest.mark.parametrize(
     "coords, data, shape",
     [
@@ -649,7 +648,6 @@ def test_write_sparse(rc, box, coords, data, shape):
     assert_array_exact(got.todense(), coo.todense())
 
 
-@pytest.mark.tessera_todo("sparse writes")
 def test_write_sparse_block_by_block(rc, box):
     sparse = pytest.importorskip("sparse")
     from tiled.structures.sparse import COOStructure

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
-use tessera_common::adapters::{Asset, DataSource, Management, parquet_table, zarr};
+use tessera_common::adapters::{Asset, DataSource, Management, parquet_table, sparse_store, zarr};
 use tessera_common::chunks::ChunkGrid;
 use tessera_common::dtype::{DataType, Kind};
-use tessera_common::structure::{ArrayStructure, Spec, Structure, StructureFamily, TableStructure};
+use tessera_common::structure::{
+    ArrayStructure, SparseStructure, Spec, Structure, StructureFamily, TableStructure,
+};
 
 use super::Request;
 use crate::catalog::{DataCommit, MetadataUpdate, NewNode, Node, read_only};
@@ -209,9 +211,38 @@ pub async fn create(
             ));
             location = Some(uri);
         }
+        StructureFamily::Sparse => {
+            let structure = single_source_structure::<SparseStructure>(&sources, "a sparse array")?;
+            ChunkGrid::new(&structure.shape, structure.chunks.clone())?;
+            if structure.layout != "COO" {
+                return Err(ApiError::unprocessable(format!(
+                    "sparse layout {:?} is not supported; COO is",
+                    structure.layout
+                )));
+            }
+            check_dtype(&structure.data_type)?;
+            let uri = storage.new_location("sparse");
+            node.data = Some((
+                Structure::Sparse(structure),
+                DataSource {
+                    structure_family: StructureFamily::Sparse,
+                    mimetype: sparse_store::MIMETYPE.into(),
+                    parameters: Map::new(),
+                    assets: vec![Asset {
+                        data_uri: uri.clone(),
+                        is_directory: true,
+                        parameter: Some("data_uris".into()),
+                        num: None,
+                    }],
+                    management: Management::Writable,
+                },
+            ));
+            location = Some(uri);
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "writing {} nodes is not supported yet; containers, arrays and tables are",
+                "writing {} nodes is not supported yet; containers, arrays, sparse arrays and \
+                 tables are",
                 other.as_str()
             )));
         }
@@ -583,6 +614,9 @@ pub async fn put_array_full(
     path: &[String],
 ) -> Result<Response, ApiError> {
     let storage = storage(state)?;
+    if is_sparse(state, path).await? {
+        return put_sparse(state, req, path, true).await;
+    }
     check_octet_stream(req)?;
     let (_, s, old) = writable_array(state, path).await?;
     check_length("an array", req.body.len(), &s.shape, s.data_type.itemsize())?;
@@ -617,6 +651,9 @@ pub async fn put_array_block(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
+    if is_sparse(state, path).await? {
+        return put_sparse(state, req, path, false).await;
+    }
     check_octet_stream(req)?;
     if req.params.has("slice") {
         return Err(ApiError::bad_request(
@@ -930,6 +967,79 @@ pub async fn append_table(
         .unwrap_or_default();
     batches.extend(new);
     parquet_table::write_partition(&uri, i, &batches).await?;
+    state
+        .catalog
+        .commit_data(path, DataCommit::default())
+        .await?;
+    json_response(req, &Value::Null).await
+}
+
+async fn is_sparse(state: &AppState, path: &[String]) -> Result<bool, ApiError> {
+    Ok(state.node(path).await?.family == StructureFamily::Sparse)
+}
+
+/// `PUT /array/full` (single-block arrays) and `PUT /array/block?block=..` of a sparse array:
+/// the block's points as an Arrow IPC file (`dim0..`, `data`), stored with one atomic put.
+async fn put_sparse(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+    whole: bool,
+) -> Result<Response, ApiError> {
+    let node = state.node(path).await?;
+    let (Some(Structure::Sparse(s)), Some(src)) = (&node.structure, &node.source) else {
+        return Err(ApiError::internal("not a sparse array"));
+    };
+    if src.management != Management::Writable || src.mimetype != sparse_store::MIMETYPE {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("'{}' is not writable", path.join("/")),
+        ));
+    }
+    let uri = src
+        .assets
+        .first()
+        .map(|a| a.data_uri.clone())
+        .ok_or_else(|| ApiError::internal("a writable sparse array has no location"))?;
+    let grid = ChunkGrid::new(&s.shape, s.chunks.clone())?;
+    let block = if whole {
+        if grid.grid_shape().iter().any(|&n| n > 1) {
+            return Err(ApiError::bad_request(
+                "the sparse array has several blocks: write them with /array/block",
+            ));
+        }
+        vec![0; s.shape.len()]
+    } else {
+        req.params
+            .usize_list("block")?
+            .ok_or_else(|| ApiError::invalid_param("block", "missing", None, "Field required"))?
+    };
+    let shape = grid.block_shape(&block)?;
+    let ct = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/vnd.apache.arrow.file") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("sparse data must be sent as application/vnd.apache.arrow.file, not {ct:?}"),
+        ));
+    }
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(req.body.clone()), None)
+            .map_err(|e| {
+                ApiError::bad_request(format!("the body is not an Arrow IPC file: {e}"))
+            })?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}")))?;
+    let batch = arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let points = sparse_store::check_block(&batch, s, &shape)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    sparse_store::write_block(&uri, &block, points).await?;
     state
         .catalog
         .commit_data(path, DataCommit::default())

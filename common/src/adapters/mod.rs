@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod parquet_table;
+pub mod sparse_store;
 pub mod table_column;
 pub mod zarr;
 
@@ -120,6 +121,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         table_column::MIMETYPE => table_column::open(source),
         zarr::MIMETYPE => zarr::open(source),
         parquet_table::MIMETYPE => parquet_table::open(source),
+        sparse_store::MIMETYPE => sparse_store::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),
     }
 }

@@ -19,8 +19,8 @@ use crate::structure::TableStructure;
 /// The mimetype of tables kept as Parquet partitions.
 pub const MIMETYPE: &str = "application/x-parquet";
 
-/// The store and object path of partition `i` of the table at `uri`.
-fn partition_path(uri: &str, i: usize) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
+/// The store and object path of the file `name` under the location `uri`.
+fn object_path(uri: &str, name: &str) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
     let local = uri
         .strip_prefix("file://localhost/")
         .or_else(|| uri.strip_prefix("file:///"))
@@ -30,11 +30,8 @@ fn partition_path(uri: &str, i: usize) -> Result<(Arc<dyn ObjectStore>, StorePat
             ))
         })?;
     let dir = percent_encoding::percent_decode_str(local).decode_utf8_lossy();
-    let path = StorePath::parse(format!(
-        "{}/partition-{i}.parquet",
-        dir.trim_end_matches('/')
-    ))
-    .map_err(|e| AdapterError::BadSource(format!("location {uri}: {e}")))?;
+    let path = StorePath::parse(format!("{}/{name}", dir.trim_end_matches('/')))
+        .map_err(|e| AdapterError::BadSource(format!("location {uri}: {e}")))?;
     Ok((Arc::new(LocalFileSystem::new()), path))
 }
 
@@ -62,8 +59,22 @@ pub async fn write_partition(
     i: usize,
     batches: &[RecordBatch],
 ) -> Result<(), AdapterError> {
+    put_parquet(uri, &format!("partition-{i}.parquet"), batches).await
+}
+
+/// Reads partition `i`; `None` if it was never written.
+pub async fn read_partition(uri: &str, i: usize) -> Result<Option<Vec<RecordBatch>>, AdapterError> {
+    get_parquet(uri, &format!("partition-{i}.parquet")).await
+}
+
+/// Writes `batches` as the Parquet file `name` under `uri`, with one atomic put.
+pub async fn put_parquet(
+    uri: &str,
+    name: &str,
+    batches: &[RecordBatch],
+) -> Result<(), AdapterError> {
     let bytes = to_parquet(batches).map_err(|e| AdapterError::Read(e.to_string()))?;
-    let (store, path) = partition_path(uri, i)?;
+    let (store, path) = object_path(uri, name)?;
     store
         .put(&path, PutPayload::from(Bytes::from(bytes)))
         .await
@@ -71,9 +82,9 @@ pub async fn write_partition(
     Ok(())
 }
 
-/// Reads partition `i`; `None` if it was never written.
-pub async fn read_partition(uri: &str, i: usize) -> Result<Option<Vec<RecordBatch>>, AdapterError> {
-    let (store, path) = partition_path(uri, i)?;
+/// Reads the Parquet file `name` under `uri`; `None` if it was never written.
+pub async fn get_parquet(uri: &str, name: &str) -> Result<Option<Vec<RecordBatch>>, AdapterError> {
+    let (store, path) = object_path(uri, name)?;
     let bytes = match store.get(&path).await {
         Ok(r) => r
             .bytes()
