@@ -671,7 +671,6 @@ def test_write_sparse_block_by_block(rc, box):
     assert_array_exact(got.todense(), expected)
 
 
-@pytest.mark.tessera_todo("awkward writes")
 @pytest.mark.parametrize(
     "values",
     [

@@ -274,6 +274,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::TableFull(p) if put => write::put_table(state, req, &p, true).await,
         Endpoint::TablePartition(p) if put => write::put_table(state, req, &p, false).await,
         Endpoint::TablePartition(p) if patch => write::append_table(state, req, &p).await,
+        Endpoint::AwkwardFull(p) if put => write::put_awkward(state, req, &p).await,
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
-use tessera_common::adapters::{Asset, DataSource, Management, parquet_table, sparse_store, zarr};
+use tessera_common::adapters::{
+    Asset, DataSource, Management, awkward_store, parquet_table, sparse_store, zarr,
+};
 use tessera_common::chunks::ChunkGrid;
 use tessera_common::dtype::{DataType, Kind};
 use tessera_common::structure::{
-    ArrayStructure, SparseStructure, Spec, Structure, StructureFamily, TableStructure,
+    ArrayStructure, AwkwardStructure, SparseStructure, Spec, Structure, StructureFamily,
+    TableStructure,
 };
 
 use super::Request;
@@ -239,10 +242,36 @@ pub async fn create(
             ));
             location = Some(uri);
         }
+        StructureFamily::Awkward => {
+            let structure =
+                single_source_structure::<AwkwardStructure>(&sources, "an awkward array")?;
+            if !structure.form.is_object() {
+                return Err(ApiError::unprocessable(
+                    "the awkward form must be a JSON object",
+                ));
+            }
+            let uri = storage.new_location("awkward");
+            node.data = Some((
+                Structure::Awkward(structure),
+                DataSource {
+                    structure_family: StructureFamily::Awkward,
+                    mimetype: awkward_store::MIMETYPE.into(),
+                    parameters: Map::new(),
+                    assets: vec![Asset {
+                        data_uri: uri.clone(),
+                        is_directory: true,
+                        parameter: Some("data_uri".into()),
+                        num: None,
+                    }],
+                    management: Management::Writable,
+                },
+            ));
+            location = Some(uri);
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "writing {} nodes is not supported yet; containers, arrays, sparse arrays and \
-                 tables are",
+                "writing {} nodes is not supported yet; containers, arrays, sparse and awkward \
+                 arrays and tables are",
                 other.as_str()
             )));
         }
@@ -1040,6 +1069,45 @@ async fn put_sparse(
     let points = sparse_store::check_block(&batch, s, &shape)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     sparse_store::write_block(&uri, &block, points).await?;
+    state
+        .catalog
+        .commit_data(path, DataCommit::default())
+        .await?;
+    json_response(req, &Value::Null).await
+}
+
+/// `PUT /awkward/full/{path}`: the zip of buffers, stored with one atomic put.
+pub async fn put_awkward(
+    state: &AppState,
+    req: &Request,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    storage(state)?;
+    let node = state.node(path).await?;
+    let Some(src) = node
+        .source
+        .as_ref()
+        .filter(|s| s.management == Management::Writable && s.mimetype == awkward_store::MIMETYPE)
+    else {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "'{}' is not an awkward array that can be written",
+                path.join("/")
+            ),
+        ));
+    };
+    let uri = src
+        .assets
+        .first()
+        .map(|a| a.data_uri.clone())
+        .ok_or_else(|| ApiError::internal("a writable awkward array has no location"))?;
+    awkward_store::write(&uri, req.body.clone())
+        .await
+        .map_err(|e| match e {
+            tessera_common::adapters::AdapterError::BadSource(m) => ApiError::bad_request(m),
+            other => other.into(),
+        })?;
     state
         .catalog
         .commit_data(path, DataCommit::default())

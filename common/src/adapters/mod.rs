@@ -2,6 +2,7 @@
 //! source (what the catalog records: a mimetype, parameters and assets) is opened into an
 //! [`Adapter`], whose readers decode only the chunk, partition or buffers a request needs.
 
+pub mod awkward_store;
 pub mod demo;
 pub mod parquet_table;
 pub mod sparse_store;
@@ -122,6 +123,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         zarr::MIMETYPE => zarr::open(source),
         parquet_table::MIMETYPE => parquet_table::open(source),
         sparse_store::MIMETYPE => sparse_store::open(source),
+        awkward_store::MIMETYPE => awkward_store::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),
     }
 }
