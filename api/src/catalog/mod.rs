@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use tessera_common::adapters::{DataSource, parquet_table, sparse_store, zarr};
+use tessera_common::adapters::{self, DataSource, parquet_table, sparse_store, zarr};
 use tessera_common::structure::{Spec, Structure, StructureFamily};
 
 use crate::error::ApiError;
@@ -175,13 +175,13 @@ pub(crate) fn node_from_parts(
     // Zarr arrays are read with the structure they were written with.
     let source = match (source, &structure) {
         (Some(src), Some(Structure::Array(s))) if src.mimetype == zarr::MIMETYPE => {
-            Some(zarr::with_structure(&src, s))
+            Some(adapters::with_structure(&src, s))
         }
         (Some(src), Some(Structure::Table(s))) if src.mimetype == parquet_table::MIMETYPE => {
-            Some(parquet_table::with_structure(&src, s))
+            Some(adapters::with_structure(&src, s))
         }
         (Some(src), Some(Structure::Sparse(s))) if src.mimetype == sparse_store::MIMETYPE => {
-            Some(sparse_store::with_structure(&src, s))
+            Some(adapters::with_structure(&src, s))
         }
         (src, _) => src,
     };

@@ -155,36 +155,19 @@ pub async fn create(
     if state.catalog.get(&target).await?.is_some() {
         return Err(crate::catalog::key_exists(&target));
     }
-    let mut location = None;
-    match family {
+    // Each family's structure, checked, with the mimetype and file extension of its storage.
+    let data: Option<(Structure, &str, &str)> = match family {
         StructureFamily::Container => {
             if !sources.is_empty() {
                 return Err(ApiError::unprocessable("a container has no data sources"));
             }
+            None
         }
         StructureFamily::Array => {
             let structure = single_source_structure::<ArrayStructure>(&sources, "an array")?;
             zarr::validate(&structure).map_err(|e| ApiError::unprocessable(e.to_string()))?;
             check_dtype(&structure.data_type)?;
-            // Data first: the empty array exists before the catalog can point at it.
-            let uri = storage.new_location("zarr");
-            zarr::create(&uri, &structure).await?;
-            node.data = Some((
-                Structure::Array(structure),
-                DataSource {
-                    structure_family: StructureFamily::Array,
-                    mimetype: zarr::MIMETYPE.into(),
-                    parameters: Map::new(),
-                    assets: vec![Asset {
-                        data_uri: uri.clone(),
-                        is_directory: true,
-                        parameter: Some("data_uri".into()),
-                        num: None,
-                    }],
-                    management: Management::Writable,
-                },
-            ));
-            location = Some(uri);
+            Some((Structure::Array(structure), zarr::MIMETYPE, "zarr"))
         }
         StructureFamily::Table => {
             let structure = single_source_structure::<TableStructure>(&sources, "a table")?;
@@ -195,24 +178,11 @@ pub async fn create(
                     "a table needs at least one partition",
                 ));
             }
-            // Partitions are written later, one object each; nothing exists until then.
-            let uri = storage.new_location("parquet");
-            node.data = Some((
+            Some((
                 Structure::Table(structure),
-                DataSource {
-                    structure_family: StructureFamily::Table,
-                    mimetype: parquet_table::MIMETYPE.into(),
-                    parameters: Map::new(),
-                    assets: vec![Asset {
-                        data_uri: uri.clone(),
-                        is_directory: true,
-                        parameter: Some("data_uris".into()),
-                        num: None,
-                    }],
-                    management: Management::Writable,
-                },
-            ));
-            location = Some(uri);
+                parquet_table::MIMETYPE,
+                "parquet",
+            ))
         }
         StructureFamily::Sparse => {
             let structure = single_source_structure::<SparseStructure>(&sources, "a sparse array")?;
@@ -224,23 +194,11 @@ pub async fn create(
                 )));
             }
             check_dtype(&structure.data_type)?;
-            let uri = storage.new_location("sparse");
-            node.data = Some((
+            Some((
                 Structure::Sparse(structure),
-                DataSource {
-                    structure_family: StructureFamily::Sparse,
-                    mimetype: sparse_store::MIMETYPE.into(),
-                    parameters: Map::new(),
-                    assets: vec![Asset {
-                        data_uri: uri.clone(),
-                        is_directory: true,
-                        parameter: Some("data_uris".into()),
-                        num: None,
-                    }],
-                    management: Management::Writable,
-                },
-            ));
-            location = Some(uri);
+                sparse_store::MIMETYPE,
+                "sparse",
+            ))
         }
         StructureFamily::Awkward => {
             let structure =
@@ -250,23 +208,11 @@ pub async fn create(
                     "the awkward form must be a JSON object",
                 ));
             }
-            let uri = storage.new_location("awkward");
-            node.data = Some((
+            Some((
                 Structure::Awkward(structure),
-                DataSource {
-                    structure_family: StructureFamily::Awkward,
-                    mimetype: awkward_store::MIMETYPE.into(),
-                    parameters: Map::new(),
-                    assets: vec![Asset {
-                        data_uri: uri.clone(),
-                        is_directory: true,
-                        parameter: Some("data_uri".into()),
-                        num: None,
-                    }],
-                    management: Management::Writable,
-                },
-            ));
-            location = Some(uri);
+                awkward_store::MIMETYPE,
+                "awkward",
+            ))
         }
         other => {
             return Err(ApiError::bad_request(format!(
@@ -275,6 +221,31 @@ pub async fn create(
                 other.as_str()
             )));
         }
+    };
+    let mut location = None;
+    if let Some((structure, mimetype, ext)) = data {
+        let uri = storage.new_location(ext);
+        // Data first: an array's empty Zarr exists before the catalog can point at it (the
+        // other families write one object per part later; nothing exists until then).
+        if let Structure::Array(s) = &structure {
+            zarr::create(&uri, s).await?;
+        }
+        node.data = Some((
+            structure,
+            DataSource {
+                structure_family: family,
+                mimetype: mimetype.into(),
+                parameters: Map::new(),
+                assets: vec![Asset {
+                    data_uri: uri.clone(),
+                    is_directory: true,
+                    parameter: Some("data_uri".into()),
+                    num: None,
+                }],
+                management: Management::Writable,
+            },
+        ));
+        location = Some(uri);
     }
     let created = match state.catalog.create(parent, node).await {
         Ok(n) => n,

@@ -5,7 +5,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -15,18 +14,7 @@ use super::{Adapter, AdapterError, AwkwardReader, DataSource};
 pub const MIMETYPE: &str = "application/x-awkward-buffers+zip";
 
 fn object(uri: &str) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
-    let local = uri
-        .strip_prefix("file://localhost/")
-        .or_else(|| uri.strip_prefix("file:///"))
-        .ok_or_else(|| {
-            AdapterError::BadSource(format!(
-                "unsupported storage location '{uri}': only file:// locations are configured"
-            ))
-        })?;
-    let dir = percent_encoding::percent_decode_str(local).decode_utf8_lossy();
-    let path = StorePath::parse(format!("{}/buffers.zip", dir.trim_end_matches('/')))
-        .map_err(|e| AdapterError::BadSource(format!("location {uri}: {e}")))?;
-    Ok((Arc::new(LocalFileSystem::new()), path))
+    super::parquet_table::object_path(uri, "buffers.zip")
 }
 
 /// The buffers of a zip body, by entry name (`<form_key>-<role>`).
@@ -91,12 +79,8 @@ impl AwkwardReader for AwkwardZip {
 
 /// Opens an awkward data source (its first asset is the array's location).
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
-    let uri = source
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| AdapterError::BadSource("an awkward data source needs an asset".into()))?;
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| AdapterError::Read("awkward reads need the async runtime".into()))?;
-    Ok(Adapter::Awkward(Arc::new(AwkwardZip { uri, handle })))
+    Ok(Adapter::Awkward(Arc::new(AwkwardZip {
+        uri: super::first_asset(source)?,
+        handle: super::runtime()?,
+    })))
 }

@@ -115,6 +115,61 @@ pub enum AdapterError {
     Read(String),
 }
 
+/// The path, relative to `/`, of a local `file://localhost/...` or `file:///...` location (the
+/// stores use object_store's local file system rooted at `/`).
+pub fn local_path(uri: &str) -> Result<String, AdapterError> {
+    let local = uri
+        .strip_prefix("file://localhost/")
+        .or_else(|| uri.strip_prefix("file:///"))
+        .ok_or_else(|| {
+            AdapterError::BadSource(format!(
+                "unsupported storage location '{uri}': only file:// locations are configured"
+            ))
+        })?;
+    let decoded = percent_encoding::percent_decode_str(local).decode_utf8_lossy();
+    Ok(decoded.trim_end_matches('/').to_string())
+}
+
+/// The location of a written data source (its first asset).
+pub fn first_asset(source: &DataSource) -> Result<String, AdapterError> {
+    source
+        .assets
+        .first()
+        .map(|a| a.data_uri.clone())
+        .ok_or_else(|| {
+            AdapterError::BadSource(format!("a {} data source needs an asset", source.mimetype))
+        })
+}
+
+/// The data source as the read path opens it: with the node's structure in its parameters
+/// (so readers need no metadata read, and a changed structure opens a new reader).
+pub fn with_structure<T: Serialize>(source: &DataSource, structure: &T) -> DataSource {
+    let mut s = source.clone();
+    if let Ok(v) = serde_json::to_value(structure) {
+        s.parameters.insert("structure".into(), v);
+    }
+    s
+}
+
+/// The structure [`with_structure`] put in a data source's parameters.
+pub fn structure_of<T: serde::de::DeserializeOwned>(
+    source: &DataSource,
+) -> Result<T, AdapterError> {
+    let v = source.parameters.get("structure").cloned().ok_or_else(|| {
+        AdapterError::BadSource(format!(
+            "the {} data source has no structure",
+            source.mimetype
+        ))
+    })?;
+    serde_json::from_value(v).map_err(|e| AdapterError::BadSource(e.to_string()))
+}
+
+/// The async runtime the store readers block on (they run on the blocking pool).
+pub fn runtime() -> Result<tokio::runtime::Handle, AdapterError> {
+    tokio::runtime::Handle::try_current()
+        .map_err(|_| AdapterError::Read("store reads need the async runtime".into()))
+}
+
 /// Opens a data source with the adapter its mimetype names.
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     match source.mimetype.as_str() {

@@ -20,17 +20,11 @@ use crate::structure::TableStructure;
 pub const MIMETYPE: &str = "application/x-parquet";
 
 /// The store and object path of the file `name` under the location `uri`.
-fn object_path(uri: &str, name: &str) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
-    let local = uri
-        .strip_prefix("file://localhost/")
-        .or_else(|| uri.strip_prefix("file:///"))
-        .ok_or_else(|| {
-            AdapterError::BadSource(format!(
-                "unsupported storage location '{uri}': only file:// locations are configured"
-            ))
-        })?;
-    let dir = percent_encoding::percent_decode_str(local).decode_utf8_lossy();
-    let path = StorePath::parse(format!("{}/{name}", dir.trim_end_matches('/')))
+pub(crate) fn object_path(
+    uri: &str,
+    name: &str,
+) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
+    let path = StorePath::parse(format!("{}/{name}", super::local_path(uri)?))
         .map_err(|e| AdapterError::BadSource(format!("location {uri}: {e}")))?;
     Ok((Arc::new(LocalFileSystem::new()), path))
 }
@@ -126,15 +120,6 @@ pub fn index_columns(schema: &Schema) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The data source as the read path opens it: with the node's structure in its parameters.
-pub fn with_structure(source: &DataSource, structure: &TableStructure) -> DataSource {
-    let mut s = source.clone();
-    if let Ok(v) = serde_json::to_value(structure) {
-        s.parameters.insert("structure".into(), v);
-    }
-    s
-}
-
 struct ParquetTable {
     uri: String,
     schema: Arc<Schema>,
@@ -166,25 +151,11 @@ impl TableReader for ParquetTable {
 
 /// Opens a Parquet table data source (its first asset is the table's location).
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
-    let uri = source
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| AdapterError::BadSource("a table data source needs an asset".into()))?;
-    let structure: TableStructure = source
-        .parameters
-        .get("structure")
-        .cloned()
-        .ok_or_else(|| AdapterError::BadSource("the table data source has no structure".into()))
-        .and_then(|v| {
-            serde_json::from_value(v).map_err(|e| AdapterError::BadSource(e.to_string()))
-        })?;
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| AdapterError::Read("table reads need the async runtime".into()))?;
+    let structure: TableStructure = super::structure_of(source)?;
     Ok(Adapter::Table(Arc::new(ParquetTable {
-        uri,
+        uri: super::first_asset(source)?,
         schema: Arc::new(schema(&structure)?),
         npartitions: structure.npartitions,
-        handle,
+        handle: super::runtime()?,
     })))
 }

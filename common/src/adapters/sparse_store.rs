@@ -72,15 +72,6 @@ pub async fn write_block(
     put_parquet(uri, &block_name(block), &[batch]).await
 }
 
-/// The data source as the read path opens it: with the node's structure in its parameters.
-pub fn with_structure(source: &DataSource, structure: &SparseStructure) -> DataSource {
-    let mut s = source.clone();
-    if let Ok(v) = serde_json::to_value(structure) {
-        s.parameters.insert("structure".into(), v);
-    }
-    s
-}
-
 struct SparseBlocks {
     uri: String,
     structure: SparseStructure,
@@ -133,27 +124,13 @@ impl SparseReader for SparseBlocks {
 
 /// Opens a sparse data source (its first asset is the array's location).
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
-    let uri = source
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| AdapterError::BadSource("a sparse data source needs an asset".into()))?;
-    let structure: SparseStructure = source
-        .parameters
-        .get("structure")
-        .cloned()
-        .ok_or_else(|| AdapterError::BadSource("the sparse data source has no structure".into()))
-        .and_then(|v| {
-            serde_json::from_value(v).map_err(|e| AdapterError::BadSource(e.to_string()))
-        })?;
+    let structure: SparseStructure = super::structure_of(source)?;
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| AdapterError::Read("sparse reads need the async runtime".into()))?;
     Ok(Adapter::Sparse(Arc::new(SparseBlocks {
-        uri,
+        uri: super::first_asset(source)?,
         structure,
         grid,
-        handle,
+        handle: super::runtime()?,
     })))
 }

@@ -30,20 +30,9 @@ type Store = AsyncObjectStore<Arc<dyn ObjectStore>>;
 ///
 /// `file://localhost/abs/dir` and `file:///abs/dir` name a local directory.
 pub fn locate(uri: &str) -> Result<(Arc<Store>, String), AdapterError> {
-    let local = uri
-        .strip_prefix("file://localhost/")
-        .or_else(|| uri.strip_prefix("file:///"));
-    let Some(path) = local else {
-        return Err(AdapterError::BadSource(format!(
-            "unsupported storage location '{uri}': only file:// locations are configured"
-        )));
-    };
-    let percent_decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let path = super::local_path(uri)?;
     let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-    Ok((
-        Arc::new(AsyncObjectStore::new(store)),
-        format!("/{}", percent_decoded.trim_end_matches('/')),
-    ))
+    Ok((Arc::new(AsyncObjectStore::new(store)), format!("/{path}")))
 }
 
 /// The Zarr data type name and fill value for a Tiled data type.
@@ -183,7 +172,7 @@ fn region(start: &[usize], shape: &[usize]) -> Result<ArraySubset, AdapterError>
 }
 
 /// Reads blocks of a Zarr array written by tessera. The read path hands the node's structure
-/// in the data source's parameters (`structure`, see [`with_structure`]), so no metadata read
+/// in the data source's parameters (`structure`, see [`super::with_structure`]), so no metadata read
 /// is needed and an array that grew gets a new reader.
 struct ZarrReader {
     uri: String,
@@ -211,39 +200,16 @@ impl ArrayReader for ZarrReader {
     }
 }
 
-/// The data source as the read path opens it: with the node's structure in its parameters.
-pub fn with_structure(source: &DataSource, structure: &ArrayStructure) -> DataSource {
-    let mut s = source.clone();
-    if let Ok(v) = serde_json::to_value(structure) {
-        s.parameters.insert("structure".into(), v);
-    }
-    s
-}
-
 /// Opens a Zarr data source (its first asset is the array's location).
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
-    let uri = source
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| AdapterError::BadSource("a zarr data source needs an asset".into()))?;
-    let structure: ArrayStructure = source
-        .parameters
-        .get("structure")
-        .cloned()
-        .ok_or_else(|| AdapterError::BadSource("the zarr data source has no structure".into()))
-        .and_then(|v| {
-            serde_json::from_value(v).map_err(|e| AdapterError::BadSource(e.to_string()))
-        })?;
+    let structure: ArrayStructure = super::structure_of(source)?;
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| AdapterError::Read("zarr reads need the async runtime".into()))?;
     Ok(Adapter::Array(Arc::new(ZarrReader {
-        uri,
+        uri: super::first_asset(source)?,
         structure,
         grid,
-        handle,
+        handle: super::runtime()?,
     })))
 }
 
