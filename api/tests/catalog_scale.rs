@@ -243,3 +243,52 @@ async fn indexed_keys_serve_ranges_and_sorts() {
     let newest = cat.search(&raw(), &latest).await.unwrap();
     assert_eq!(newest.nodes[0].key(), format!("scan_{RUNS:06}"));
 }
+
+#[tokio::test]
+async fn large_containers_count_common_matches_from_a_sample() {
+    let (_schema, cat) = loaded().await;
+    let cat = cat.with_sample_above(1_000);
+    let count = |pairs: Vec<(&'static str, &'static str)>| {
+        let cat = &cat;
+        async move {
+            let req = SearchRequest {
+                filters: filters(&pairs),
+                limit: 5,
+                ..Default::default()
+            };
+            cat.search(&raw(), &req).await.unwrap()
+        }
+    };
+    // Every run matches: the sample says so (30,000 of 30,000, within a few percent).
+    let all = count(vec![
+        ("eq][condition][key]", "sample.kind"),
+        ("eq][condition][value]", "\"powder\""),
+    ])
+    .await;
+    assert!(
+        (all.count as i64 - RUNS).abs() <= RUNS / 10,
+        "sampled count {} for {RUNS} matches",
+        all.count
+    );
+    assert_eq!(all.nodes.len(), 5);
+    // A quarter match (plan_name cycles over four names): still estimated, near 7,500 x 4.
+    let quarter = count(vec![
+        ("eq][condition][key]", "plan_name"),
+        ("eq][condition][value]", "\"scan\""),
+    ])
+    .await;
+    assert!(
+        (quarter.count as i64 - RUNS / 4).abs() <= RUNS / 20,
+        "sampled count {} for {} matches",
+        quarter.count,
+        RUNS / 4
+    );
+    // Few matches fall back to the exact count.
+    let few = count(vec![
+        ("comparison][condition][operator]", "lt"),
+        ("comparison][condition][key]", "scan_id"),
+        ("comparison][condition][value]", "51"),
+    ])
+    .await;
+    assert_eq!(few.count, 50);
+}

@@ -29,7 +29,17 @@ pub const EXACT_COUNT_LIMIT: i64 = 10_000;
 /// A catalog in one PostgreSQL database (and schema, through `search_path`).
 pub struct PostgresCatalog {
     pool: Pool,
+    /// Filtered counts in containers with more children than this start from a block
+    /// sample (see [`sample_count`]).
+    sample_above: i64,
 }
+
+/// Containers larger than this have their filtered counts estimated from a block sample
+/// first, so a filter matching most of a huge container costs a sample, not a full bitmap.
+pub const SAMPLE_ABOVE: i64 = 100_000;
+
+/// Heap pages a count sample reads (about 32 MB).
+const SAMPLE_PAGES: f64 = 4000.0;
 
 fn db_err(e: impl std::error::Error) -> ApiError {
     // tokio-postgres says only "db error" at the top; the server's message is the source.
@@ -301,7 +311,16 @@ impl PostgresCatalog {
         migrate::migrate_postgres(&mut client)
             .await
             .map_err(db_err)?;
-        Ok(PostgresCatalog { pool })
+        Ok(PostgresCatalog {
+            pool,
+            sample_above: SAMPLE_ABOVE,
+        })
+    }
+
+    /// Sets the container size above which filtered counts start from a block sample.
+    pub fn with_sample_above(mut self, children: i64) -> Self {
+        self.sample_above = children;
+        self
     }
 
     /// Indexes a hot metadata key for Comparison filters and sorts inside containers: a
@@ -513,6 +532,47 @@ fn page_sql(pid: i64, req: &SearchRequest, few_matches: bool) -> (String, Sql) {
     (sql, q)
 }
 
+/// The matches of `filters` among the children of container `pid`, estimated from a
+/// repeatable block sample of about [`SAMPLE_PAGES`] pages: the matching fraction of the
+/// sampled children times the kept child count. `None` when the sample holds too few children
+/// to say.
+async fn sample_count(
+    client: &deadpool_postgres::Object,
+    pid: i64,
+    filters: &[Filter],
+    child_count: i64,
+) -> Result<Option<i64>, ApiError> {
+    let pages: i32 = client
+        .query_one(
+            "SELECT relpages FROM pg_class WHERE oid = 'nodes'::regclass",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .get(0);
+    let percent = (SAMPLE_PAGES / f64::from(pages.max(1)) * 100.0).min(100.0) as f32;
+    let mut q = Sql::default();
+    let p = q.arg(pid);
+    let pct = q.arg(percent);
+    let conds: Vec<String> = filters
+        .iter()
+        .map(|f| format!("({})", compile(f, &mut q)))
+        .collect();
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE {}), count(*) \
+         FROM nodes n TABLESAMPLE SYSTEM ({pct}) REPEATABLE (7) WHERE n.parent = {p}",
+        conds.join(" AND ")
+    );
+    let row = client.query_one(&sql, &q.refs()).await.map_err(db_err)?;
+    let (matched, seen): (i64, i64) = (row.get(0), row.get(1));
+    if seen < 200 {
+        return Ok(None);
+    }
+    Ok(Some(
+        (matched as f64 / seen as f64 * child_count as f64).round() as i64,
+    ))
+}
+
 /// The planner's row estimate for `SELECT 1 {from}`.
 async fn estimate(
     client: &deadpool_postgres::Object,
@@ -545,8 +605,17 @@ impl Catalog for PostgresCatalog {
         let (pid, child_count) = self.container_id(&client, parent).await?;
         let (count_from, q) = search_from(pid, &req.filters, req.deep);
         let mut few_matches = false;
+        let sampled =
+            if req.deep.is_none() && !req.filters.is_empty() && child_count > self.sample_above {
+                sample_count(&client, pid, &req.filters, child_count).await?
+            } else {
+                None
+            };
         let count = if req.filters.is_empty() && req.deep.is_none() {
             child_count
+        } else if let Some(n) = sampled.filter(|&n| n > 2 * EXACT_COUNT_LIMIT) {
+            // Clearly above the exact limit: the sample's estimate stands.
+            n
         } else {
             let bounded: i64 = client
                 .query_one(
