@@ -247,7 +247,7 @@ async fn indexed_keys_serve_ranges_and_sorts() {
 #[tokio::test]
 async fn large_containers_count_common_matches_from_a_sample() {
     let (_schema, cat) = loaded().await;
-    let cat = cat.with_sample_above(1_000);
+    let cat = cat.with_sample_above(1_000, 100);
     let count = |pairs: Vec<(&'static str, &'static str)>| {
         let cat = &cat;
         async move {

@@ -30,9 +30,14 @@ pub const EXACT_COUNT_LIMIT: i64 = 10_000;
 pub struct PostgresCatalog {
     pool: Pool,
     /// Filtered counts in containers with more children than this start from a block
-    /// sample (see [`sample_count`]).
+    /// sample (see [`sample_count`]) when the planner expects more than
+    /// `sample_when_estimated` matches.
     sample_above: i64,
+    sample_when_estimated: i64,
 }
+
+/// The planner's match estimate above which a large container's count is sampled.
+pub const SAMPLE_WHEN_ESTIMATED: i64 = 1_000;
 
 /// Containers larger than this have their filtered counts estimated from a block sample
 /// first, so a filter matching most of a huge container costs a sample, not a full bitmap.
@@ -314,12 +319,14 @@ impl PostgresCatalog {
         Ok(PostgresCatalog {
             pool,
             sample_above: SAMPLE_ABOVE,
+            sample_when_estimated: SAMPLE_WHEN_ESTIMATED,
         })
     }
 
     /// Sets the container size above which filtered counts start from a block sample.
-    pub fn with_sample_above(mut self, children: i64) -> Self {
+    pub fn with_sample_above(mut self, children: i64, estimated_matches: i64) -> Self {
         self.sample_above = children;
+        self.sample_when_estimated = estimated_matches;
         self
     }
 
@@ -605,12 +612,19 @@ impl Catalog for PostgresCatalog {
         let (pid, child_count) = self.container_id(&client, parent).await?;
         let (count_from, q) = search_from(pid, &req.filters, req.deep);
         let mut few_matches = false;
-        let sampled =
-            if req.deep.is_none() && !req.filters.is_empty() && child_count > self.sample_above {
-                sample_count(&client, pid, &req.filters, child_count).await?
-            } else {
-                None
-            };
+        // In a large container, the planner's estimate (cheap, and low for correlated
+        // metadata) decides whether the filters look common enough to sample: rare matches
+        // are counted exactly through their index, common ones are sampled instead of
+        // building their whole bitmap.
+        let sampled = if req.deep.is_none()
+            && !req.filters.is_empty()
+            && child_count > self.sample_above
+            && estimate(&client, &count_from, &q).await? > self.sample_when_estimated
+        {
+            sample_count(&client, pid, &req.filters, child_count).await?
+        } else {
+            None
+        };
         let count = if req.filters.is_empty() && req.deep.is_none() {
             child_count
         } else if let Some(n) = sampled.filter(|&n| n > 2 * EXACT_COUNT_LIMIT) {
@@ -629,7 +643,10 @@ impl Catalog for PostgresCatalog {
                 .map_err(db_err)?
                 .get(0);
             if bounded > EXACT_COUNT_LIMIT {
-                estimate(&client, &count_from, &q).await?.max(bounded)
+                match sampled {
+                    Some(n) => n.max(bounded),
+                    None => estimate(&client, &count_from, &q).await?.max(bounded),
+                }
             } else {
                 few_matches = !req.filters.is_empty();
                 bounded
