@@ -495,3 +495,26 @@ async fn memory_catalog_is_read_only() {
         .unwrap_err();
     assert_eq!(err.status.as_u16(), 405);
 }
+
+#[tokio::test]
+async fn distinct_agrees_across_catalogs() {
+    let memory = MemoryCatalog::from_tree(demo::tree().unwrap());
+    let sqlite = SqliteCatalog::open(":memory:").unwrap();
+    sqlite.load_tree(demo::tree().unwrap()).unwrap();
+    let schema = PgSchema::create("distinct").await;
+    let pg = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
+    pg.load_tree(demo::tree().unwrap()).await.unwrap();
+    let req = DistinctRequest {
+        metadata: vec!["color".into(), "animal".into()],
+        structure_families: true,
+        specs: true,
+        counts: true,
+    };
+    for parent in ["", "nested", "tables", "structured_data"] {
+        let want = memory.distinct(&p(parent), &[], &req).await.unwrap();
+        for (name, cat) in [("sqlite", &sqlite as &dyn Catalog), ("postgres", &pg)] {
+            let got = cat.distinct(&p(parent), &[], &req).await.unwrap();
+            assert_eq!(got, want, "{name} in '{parent}'");
+        }
+    }
+}

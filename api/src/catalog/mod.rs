@@ -200,7 +200,8 @@ pub(crate) fn node_from_parts(
     }
 }
 
-/// The `/distinct` answer for the matching nodes, whichever catalog found them.
+/// The `/distinct` answer for nodes already in memory (the in-memory catalog; the SQL catalogs
+/// group in SQL and must agree with it).
 pub fn distinct_of(nodes: &[Arc<Node>], req: &DistinctRequest) -> Value {
     let mut metadata = Map::new();
     for key in &req.metadata {

@@ -540,13 +540,61 @@ impl Catalog for SqliteCatalog {
         filters: &[Filter],
         req: &DistinctRequest,
     ) -> Result<Value, ApiError> {
+        let parent = parent.to_vec();
         let search = SearchRequest {
             filters: filters.to_vec(),
-            limit: usize::MAX >> 1,
             ..Default::default()
         };
-        let nodes = self.search(parent, &search).await?.nodes;
-        Ok(super::distinct_of(&nodes, req))
+        let req = req.clone();
+        self.with(move |conn| {
+            let pid = find_parent(conn, &parent)?;
+            let (from, args) = search_sql(pid, &search);
+            // Each group: (JSON text of the value, count), most frequent first, ties in
+            // first-seen (id) order; values come back as JSON.
+            let grouped = |expr: &str| -> Result<Vec<(Value, i64)>, ApiError> {
+                let sql = format!(
+                    "SELECT v, count(*) FROM (SELECT {expr} AS v, n.id AS id {from}) \
+                     WHERE v IS NOT NULL GROUP BY v ORDER BY count(*) DESC, min(id)"
+                );
+                let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(db_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(text, n)| (serde_json::from_str(&text).unwrap_or(Value::Null), n))
+                    .collect())
+            };
+            let mut metadata = serde_json::Map::new();
+            for key in &req.metadata {
+                // `->` gives the JSON text of the value (numbers, strings, lists alike).
+                let path = json_path(key).replace('\'', "''");
+                let groups = grouped(&format!("n.metadata -> '{path}'"))?;
+                metadata.insert(key.clone(), super::tally_rows(groups, req.counts));
+            }
+            let families = if req.structure_families {
+                super::tally_rows(grouped("json_quote(n.structure_family)")?, req.counts)
+            } else {
+                Value::Null
+            };
+            let specs = if req.specs {
+                let names = "(SELECT json_group_array(json_extract(value, '$.name')) \
+                             FROM json_each(n.specs))";
+                super::tally_rows(grouped(names)?, req.counts)
+            } else {
+                Value::Null
+            };
+            Ok(serde_json::json!({
+                "metadata": if req.metadata.is_empty() { Value::Null } else { Value::Object(metadata) },
+                "structure_families": families,
+                "specs": specs,
+            }))
+        })
+        .await
     }
 
     async fn create(&self, parent: &[String], node: NewNode) -> Result<Arc<Node>, ApiError> {
