@@ -108,6 +108,40 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Whether a catalog database names PostgreSQL (otherwise it is an SQLite file).
+fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql")
+}
+
+/// The SQLite file a catalog database names: a path, `sqlite:PATH` or `sqlite:///abs/path`.
+fn sqlite_path(database: &str) -> String {
+    database
+        .strip_prefix("sqlite:///")
+        .map(|p| format!("/{p}"))
+        .or_else(|| database.strip_prefix("sqlite:").map(str::to_string))
+        .unwrap_or_else(|| database.to_string())
+}
+
+/// Binds, says where `what` is served and how long start-up took, and serves until a
+/// shutdown signal.
+async fn serve(
+    state: Arc<tessera_api::state::AppState>,
+    opts: &ServeOpts,
+    what: &str,
+    started: std::time::Instant,
+    url_suffix: &str,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        "tessera serving {what} at http://{addr}/api/v1/ (ready in {:.1} ms)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    println!("Serving {what} at http://{addr}{url_suffix}");
+    server::run(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
 /// `tessera serve catalog`: the catalog, optional writable storage and a single-user key.
 async fn serve_catalog(
     database: Option<String>,
@@ -132,40 +166,35 @@ async fn serve_catalog(
         (None, Some(dir)) => dir.join("catalog.db").display().to_string(),
         (None, None) => anyhow::bail!("give a catalog database or --temp"),
     };
-    let catalog: Arc<dyn Catalog> =
-        if database.starts_with("postgres://") || database.starts_with("postgresql") {
-            let cat = PostgresCatalog::connect(&database, 16)
+    let catalog: Arc<dyn Catalog> = if is_postgres(&database) {
+        let cat = PostgresCatalog::connect(&database, 16)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.detail))?;
+        if cat
+            .get(&[])
+            .await
+            .map_err(|e| anyhow::anyhow!(e.detail))?
+            .is_none()
+        {
+            cat.load_tree(empty_root())
                 .await
                 .map_err(|e| anyhow::anyhow!(e.detail))?;
-            if cat
-                .get(&[])
-                .await
-                .map_err(|e| anyhow::anyhow!(e.detail))?
-                .is_none()
-            {
-                cat.load_tree(empty_root())
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e.detail))?;
-            }
-            Arc::new(cat)
-        } else {
-            let path = database
-                .strip_prefix("sqlite:///")
-                .map(|p| format!("/{p}"))
-                .or_else(|| database.strip_prefix("sqlite:").map(str::to_string))
-                .unwrap_or_else(|| database.clone());
-            let cat = SqliteCatalog::open(&path).map_err(|e| anyhow::anyhow!(e.detail))?;
-            if cat
-                .get(&[])
-                .await
-                .map_err(|e| anyhow::anyhow!(e.detail))?
-                .is_none()
-            {
-                cat.load_tree(empty_root())
-                    .map_err(|e| anyhow::anyhow!(e.detail))?;
-            }
-            Arc::new(cat)
-        };
+        }
+        Arc::new(cat)
+    } else {
+        let cat =
+            SqliteCatalog::open(&sqlite_path(&database)).map_err(|e| anyhow::anyhow!(e.detail))?;
+        if cat
+            .get(&[])
+            .await
+            .map_err(|e| anyhow::anyhow!(e.detail))?
+            .is_none()
+        {
+            cat.load_tree(empty_root())
+                .map_err(|e| anyhow::anyhow!(e.detail))?;
+        }
+        Arc::new(cat)
+    };
     let key = api_key.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let config = Config {
         response_bytesize_limit: opts.response_bytesize_limit,
@@ -179,14 +208,8 @@ async fn serve_catalog(
         Some(dir) => server::writable_state(config, catalog, Storage::local(dir)?),
         None => server::embedded_state(config, catalog),
     };
-    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(
-        "tessera serving the catalog {database} at http://{addr}/api/v1/ (ready in {:.1} ms)",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    println!("Serving the catalog at http://{addr}?api_key={key}");
-    server::run(listener, state, shutdown_signal()).await?;
+    let what = format!("the catalog {database}");
+    serve(state, &opts, &what, started, &format!("?api_key={key}")).await?;
     if let Some(dir) = tempdir {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -218,23 +241,19 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate { database } => {
             use tessera_api::catalog::migrate;
-            let applied =
-                if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-                    let (mut client, conn) =
-                        tokio_postgres::connect(&database, tokio_postgres::NoTls).await?;
-                    tokio::spawn(conn);
-                    migrate::migrate_postgres(&mut client).await?
-                } else {
-                    let path = database
-                        .strip_prefix("sqlite:")
-                        .unwrap_or(&database)
-                        .to_string();
-                    tokio::task::spawn_blocking(move || {
-                        let mut conn = rusqlite::Connection::open(path)?;
-                        migrate::migrate_sqlite(&mut conn)
-                    })
-                    .await??
-                };
+            let applied = if is_postgres(&database) {
+                let (mut client, conn) =
+                    tokio_postgres::connect(&database, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                migrate::migrate_postgres(&mut client).await?
+            } else {
+                let path = sqlite_path(&database);
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = rusqlite::Connection::open(path)?;
+                    migrate::migrate_sqlite(&mut conn)
+                })
+                .await??
+            };
             if applied.is_empty() {
                 println!("the catalog is up to date");
             } else {
@@ -263,14 +282,7 @@ async fn main() -> anyhow::Result<()> {
                 ..Config::default()
             };
             let state = server::embedded_state(config, Arc::new(server::demo_catalog()?));
-            let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
-            let addr = listener.local_addr()?;
-            tracing::info!(
-                "tessera serving the demo tree at http://{addr}/api/v1/ (ready in {:.1} ms)",
-                started.elapsed().as_secs_f64() * 1e3
-            );
-            println!("Serving the demo tree at http://{addr}");
-            server::run(listener, state, shutdown_signal()).await?;
+            serve(state, &opts, "the demo tree", started, "").await?;
         }
         Command::Serve {
             what:

@@ -39,11 +39,10 @@ impl Storage {
 
     /// The object store path of a location of this storage, if it is one.
     fn object_path(&self, uri: &str) -> Option<object_store::path::Path> {
-        let path = uri.strip_prefix("file://localhost")?;
-        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let path = tessera_common::adapters::local_path(uri).ok()?;
         // Only locations inside the root are ours to remove.
-        Path::new(decoded.as_ref()).strip_prefix(&self.root).ok()?;
-        object_store::path::Path::parse(decoded.trim_start_matches('/')).ok()
+        Path::new("/").join(&path).strip_prefix(&self.root).ok()?;
+        object_store::path::Path::parse(path).ok()
     }
 
     /// Removes everything at `uri` (a location this storage handed out; others are left).
@@ -60,9 +59,7 @@ impl Storage {
                 .map_err(|e| ApiError::internal(format!("removing {uri}: {e}")))?;
         }
         // The local store leaves empty directories behind.
-        if let Some(dir) = uri.strip_prefix("file://localhost") {
-            let _ = tokio::fs::remove_dir_all(dir).await;
-        }
+        let _ = tokio::fs::remove_dir_all(Path::new("/").join(prefix.as_ref())).await;
         Ok(())
     }
 

@@ -550,30 +550,35 @@ pub async fn delete_revision(
     json_response(req, &Value::Null).await
 }
 
-/// The writable array at `path`: its node, structure and current location.
-async fn writable_array(
-    state: &AppState,
-    path: &[String],
-) -> Result<(Arc<Node>, ArrayStructure, String), ApiError> {
-    let node = state.node(path).await?;
-    let (Some(Structure::Array(s)), Some(src)) = (&node.structure, &node.source) else {
-        return Err(ApiError::new(
+/// Where a written node's data lives, if tessera wrote it with the store of `mimetype`
+/// (405 for anything else: external files, the demo, another family).
+fn writable_location(node: &Node, mimetype: &str, what: &str) -> Result<String, ApiError> {
+    let not_writable = || {
+        ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("'{}' is not an array that can be written", path.join("/")),
-        ));
+            format!(
+                "'{}' is not {what} that can be written",
+                node.path.join("/")
+            ),
+        )
     };
-    if src.management != Management::Writable || src.mimetype != zarr::MIMETYPE {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("'{}' is not writable", path.join("/")),
-        ));
+    let src = node
+        .source
+        .as_ref()
+        .filter(|s| s.management == Management::Writable && s.mimetype == mimetype)
+        .ok_or_else(not_writable)?;
+    tessera_common::adapters::first_asset(src).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The writable array at `path`: its structure and current location.
+fn writable_array(node: &Node) -> Result<(ArrayStructure, String), ApiError> {
+    let uri = writable_location(node, zarr::MIMETYPE, "an array")?;
+    match &node.structure {
+        Some(Structure::Array(s)) => Ok((s.clone(), uri)),
+        _ => Err(ApiError::internal(
+            "a Zarr data source without an array structure",
+        )),
     }
-    let uri = src
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| ApiError::internal("a writable array has no location"))?;
-    Ok((node.clone(), s.clone(), uri))
 }
 
 fn check_octet_stream(req: &Request) -> Result<(), ApiError> {
@@ -597,7 +602,12 @@ fn check_octet_stream(req: &Request) -> Result<(), ApiError> {
 }
 
 fn check_length(what: &str, got: usize, shape: &[usize], itemsize: usize) -> Result<(), ApiError> {
-    let want = shape.iter().product::<usize>() * itemsize;
+    let want = shape
+        .iter()
+        .try_fold(itemsize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!("{what} of shape {shape:?} is too large"))
+        })?;
     if got != want {
         return Err(ApiError::bad_request(format!(
             "{what} of shape {shape:?} takes {want} bytes ({itemsize} per element); the body has {got}"
@@ -614,11 +624,12 @@ pub async fn put_array_full(
     path: &[String],
 ) -> Result<Response, ApiError> {
     let storage = storage(state)?;
-    if is_sparse(state, path).await? {
-        return put_sparse(state, req, path, true).await;
+    let node = state.node(path).await?;
+    if node.family == StructureFamily::Sparse {
+        return put_sparse(state, req, &node, true).await;
     }
     check_octet_stream(req)?;
-    let (_, s, old) = writable_array(state, path).await?;
+    let (s, old) = writable_array(&node)?;
     check_length("an array", req.body.len(), &s.shape, s.data_type.itemsize())?;
     let uri = storage.new_location("zarr");
     let written = async {
@@ -651,8 +662,9 @@ pub async fn put_array_block(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
-    if is_sparse(state, path).await? {
-        return put_sparse(state, req, path, false).await;
+    let node = state.node(path).await?;
+    if node.family == StructureFamily::Sparse {
+        return put_sparse(state, req, &node, false).await;
     }
     check_octet_stream(req)?;
     if req.params.has("slice") {
@@ -660,7 +672,7 @@ pub async fn put_array_block(
             "writing part of a block (slice=) is not supported; write whole blocks",
         ));
     }
-    let (_, s, uri) = writable_array(state, path).await?;
+    let (s, uri) = writable_array(&node)?;
     let block = req
         .params
         .usize_list("block")?
@@ -680,11 +692,6 @@ pub async fn put_array_block(
         .commit_data(path, DataCommit::default())
         .await?;
     json_response(req, &Value::Null).await
-}
-
-/// `offset=` / `shape=` of an array patch: one integer per (leading) dimension.
-fn int_list(req: &Request, name: &str) -> Result<Option<Vec<usize>>, ApiError> {
-    req.params.usize_list(name)
 }
 
 /// Re-tiles an axis of `len` elements with the axis' first chunk size, as Zarr's regular
@@ -712,9 +719,11 @@ pub async fn patch_array(
 ) -> Result<Response, ApiError> {
     storage(state)?;
     check_octet_stream(req)?;
-    let (_, s, uri) = writable_array(state, path).await?;
+    let (s, uri) = writable_array(&*state.node(path).await?)?;
     let ndim = s.shape.len();
-    let shape = int_list(req, "shape")?
+    let shape = req
+        .params
+        .usize_list("shape")?
         .ok_or_else(|| ApiError::invalid_param("shape", "missing", None, "Field required"))?;
     if shape.len() != ndim {
         return Err(ApiError::unprocessable(format!(
@@ -722,7 +731,7 @@ pub async fn patch_array(
             shape.len()
         )));
     }
-    let mut offset = int_list(req, "offset")?.unwrap_or_default();
+    let mut offset = req.params.usize_list("offset")?.unwrap_or_default();
     if offset.len() > ndim {
         return Err(ApiError::unprocessable(format!(
             "offset {offset:?} has more dimensions than the array ({ndim})"
@@ -731,7 +740,12 @@ pub async fn patch_array(
     offset.resize(ndim, 0);
     let extend = req.params.bool("extend", false)?;
     check_length("the patch", req.body.len(), &shape, s.data_type.itemsize())?;
-    let end: Vec<usize> = offset.iter().zip(&shape).map(|(o, n)| o + n).collect();
+    let end = offset
+        .iter()
+        .zip(&shape)
+        .map(|(o, n)| o.checked_add(*n))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| ApiError::unprocessable("offset + shape overflows"))?;
     let fits = end.iter().zip(&s.shape).all(|(e, n)| e <= n);
     let mut new = s.clone();
     if !fits {
@@ -778,31 +792,20 @@ async fn writable_table(
     path: &[String],
 ) -> Result<(TableStructure, String), ApiError> {
     let node = state.node(path).await?;
-    let (Some(Structure::Table(s)), Some(src)) = (&node.structure, &node.source) else {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("'{}' is not a table that can be written", path.join("/")),
-        ));
-    };
-    if src.management != Management::Writable || src.mimetype != parquet_table::MIMETYPE {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("'{}' is not writable", path.join("/")),
-        ));
+    let uri = writable_location(&node, parquet_table::MIMETYPE, "a table")?;
+    match &node.structure {
+        Some(Structure::Table(s)) => Ok((s.clone(), uri)),
+        _ => Err(ApiError::internal(
+            "a Parquet data source without a table structure",
+        )),
     }
-    let uri = src
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| ApiError::internal("a writable table has no location"))?;
-    Ok((s.clone(), uri))
 }
 
-/// The record batches of an Arrow IPC file body, checked against the table's columns.
-fn arrow_body(
+/// The schema and record batches of an Arrow IPC file body.
+fn arrow_ipc_body(
     req: &Request,
-    s: &TableStructure,
-) -> Result<Vec<arrow_array::RecordBatch>, ApiError> {
+    what: &str,
+) -> Result<(arrow_schema::SchemaRef, Vec<arrow_array::RecordBatch>), ApiError> {
     let ct = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -811,7 +814,7 @@ fn arrow_body(
     if !ct.starts_with("application/vnd.apache.arrow.file") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("table data must be sent as application/vnd.apache.arrow.file, not {ct:?}"),
+            format!("{what} must be sent as application/vnd.apache.arrow.file, not {ct:?}"),
         ));
     }
     let reader =
@@ -819,7 +822,19 @@ fn arrow_body(
             .map_err(|e| {
                 ApiError::bad_request(format!("the body is not an Arrow IPC file: {e}"))
             })?;
-    let got = reader.schema();
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}")))?;
+    Ok((schema, batches))
+}
+
+/// The record batches of an Arrow IPC file body, checked against the table's columns.
+fn arrow_body(
+    req: &Request,
+    s: &TableStructure,
+) -> Result<Vec<arrow_array::RecordBatch>, ApiError> {
+    let (got, batches) = arrow_ipc_body(req, "table data")?;
     let want = parquet_table::schema(s).map_err(|e| ApiError::internal(e.to_string()))?;
     // pandas' index travels as extra columns its metadata names; they are kept, not checked.
     let index = parquet_table::index_columns(&got);
@@ -845,9 +860,6 @@ fn arrow_body(
             names(&want)
         )));
     }
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}")))?;
     batches
         .into_iter()
         .map(|b| to_declared_types(b, &want))
@@ -974,33 +986,20 @@ pub async fn append_table(
     json_response(req, &Value::Null).await
 }
 
-async fn is_sparse(state: &AppState, path: &[String]) -> Result<bool, ApiError> {
-    Ok(state.node(path).await?.family == StructureFamily::Sparse)
-}
-
 /// `PUT /array/full` (single-block arrays) and `PUT /array/block?block=..` of a sparse array:
 /// the block's points as an Arrow IPC file (`dim0..`, `data`), stored with one atomic put.
 async fn put_sparse(
     state: &AppState,
     req: &Request,
-    path: &[String],
+    node: &Node,
     whole: bool,
 ) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
-    let (Some(Structure::Sparse(s)), Some(src)) = (&node.structure, &node.source) else {
-        return Err(ApiError::internal("not a sparse array"));
-    };
-    if src.management != Management::Writable || src.mimetype != sparse_store::MIMETYPE {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("'{}' is not writable", path.join("/")),
+    let uri = writable_location(node, sparse_store::MIMETYPE, "a sparse array")?;
+    let Some(Structure::Sparse(s)) = &node.structure else {
+        return Err(ApiError::internal(
+            "a sparse data source without a sparse structure",
         ));
-    }
-    let uri = src
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| ApiError::internal("a writable sparse array has no location"))?;
+    };
     let grid = ChunkGrid::new(&s.shape, s.chunks.clone())?;
     let block = if whole {
         if grid.grid_shape().iter().any(|&n| n > 1) {
@@ -1015,26 +1014,7 @@ async fn put_sparse(
             .ok_or_else(|| ApiError::invalid_param("block", "missing", None, "Field required"))?
     };
     let shape = grid.block_shape(&block)?;
-    let ct = req
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.starts_with("application/vnd.apache.arrow.file") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("sparse data must be sent as application/vnd.apache.arrow.file, not {ct:?}"),
-        ));
-    }
-    let reader =
-        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(req.body.clone()), None)
-            .map_err(|e| {
-                ApiError::bad_request(format!("the body is not an Arrow IPC file: {e}"))
-            })?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}")))?;
+    let (schema, batches) = arrow_ipc_body(req, "sparse data")?;
     let batch = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let points = sparse_store::check_block(&batch, s, &shape)
@@ -1042,7 +1022,7 @@ async fn put_sparse(
     sparse_store::write_block(&uri, &block, points).await?;
     state
         .catalog
-        .commit_data(path, DataCommit::default())
+        .commit_data(&node.path, DataCommit::default())
         .await?;
     json_response(req, &Value::Null).await
 }
@@ -1055,24 +1035,7 @@ pub async fn put_awkward(
 ) -> Result<Response, ApiError> {
     storage(state)?;
     let node = state.node(path).await?;
-    let Some(src) = node
-        .source
-        .as_ref()
-        .filter(|s| s.management == Management::Writable && s.mimetype == awkward_store::MIMETYPE)
-    else {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "'{}' is not an awkward array that can be written",
-                path.join("/")
-            ),
-        ));
-    };
-    let uri = src
-        .assets
-        .first()
-        .map(|a| a.data_uri.clone())
-        .ok_or_else(|| ApiError::internal("a writable awkward array has no location"))?;
+    let uri = writable_location(&node, awkward_store::MIMETYPE, "an awkward array")?;
     awkward_store::write(&uri, req.body.clone())
         .await
         .map_err(|e| match e {
