@@ -166,32 +166,17 @@ async fn serve_catalog(
         (None, Some(dir)) => dir.join("catalog.db").display().to_string(),
         (None, None) => anyhow::bail!("give a catalog database or --temp"),
     };
+    // A new catalog gets its root container.
     let catalog: Arc<dyn Catalog> = if is_postgres(&database) {
-        let cat = PostgresCatalog::connect(&database, 16)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.detail))?;
-        if cat
-            .get(&[])
-            .await
-            .map_err(|e| anyhow::anyhow!(e.detail))?
-            .is_none()
-        {
-            cat.load_tree(empty_root())
-                .await
-                .map_err(|e| anyhow::anyhow!(e.detail))?;
+        let cat = PostgresCatalog::connect(&database, 16).await?;
+        if cat.get(&[]).await?.is_none() {
+            cat.load_tree(empty_root()).await?;
         }
         Arc::new(cat)
     } else {
-        let cat =
-            SqliteCatalog::open(&sqlite_path(&database)).map_err(|e| anyhow::anyhow!(e.detail))?;
-        if cat
-            .get(&[])
-            .await
-            .map_err(|e| anyhow::anyhow!(e.detail))?
-            .is_none()
-        {
-            cat.load_tree(empty_root())
-                .map_err(|e| anyhow::anyhow!(e.detail))?;
+        let cat = SqliteCatalog::open(&sqlite_path(&database))?;
+        if cat.get(&[]).await?.is_none() {
+            cat.load_tree(empty_root())?;
         }
         Arc::new(cat)
     };
@@ -261,14 +246,10 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Index { database, keys } => {
-            let cat = tessera_api::catalog::postgres::PostgresCatalog::connect(&database, 1)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.detail))?;
+            let cat =
+                tessera_api::catalog::postgres::PostgresCatalog::connect(&database, 1).await?;
             for key in keys {
-                let name = cat
-                    .index_key(&key)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e.detail))?;
+                let name = cat.index_key(&key).await?;
                 println!("{key}: index {name}");
             }
         }
