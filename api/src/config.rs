@@ -22,6 +22,9 @@ pub struct Config {
     pub api_key: Option<String>,
     /// With an API key: whether reads are open to anonymous clients.
     pub public: bool,
+    /// Directories whose files may be registered (Tiled's `readable_storage`); canonical
+    /// paths. Empty: registration is refused.
+    pub readable: Vec<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             request_bytesize_limit: 1 << 30,
             api_key: None,
             public: true,
+            readable: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod negotiate;
 pub mod params;
 pub mod planner;
+pub mod register_client;
 pub mod resource;
 pub mod respond;
 pub mod routes;

@@ -27,6 +27,21 @@ enum Command {
         /// The catalog database.
         database: String,
     },
+    /// Register the files under PATH (or the file PATH) with a running server, without
+    /// copying them: directories become containers, each HDF5, Zarr, Parquet or CSV file a
+    /// node. The server must be started with `--read` covering PATH.
+    Register {
+        /// The server, e.g. http://127.0.0.1:8000
+        url: String,
+        /// A file, a Zarr store or a directory.
+        path: std::path::PathBuf,
+        /// Where in the tree to put them (containers are created as needed).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The server's API key.
+        #[arg(long, env = "TESSERA_API_KEY")]
+        api_key: Option<String>,
+    },
     /// Index hot metadata keys of a PostgreSQL catalog for range filters and sorting
     /// (e.g. `time`, `start.time`), without blocking writes.
     Index {
@@ -67,6 +82,9 @@ enum Serve {
         /// Let anonymous clients read; writes still need the API key.
         #[arg(long)]
         public: bool,
+        /// A directory whose files may be registered (POST /register); repeatable.
+        #[arg(long = "read", value_name = "DIR")]
+        read: Vec<std::path::PathBuf>,
         #[command(flatten)]
         opts: ServeOpts,
     },
@@ -149,6 +167,7 @@ async fn serve_catalog(
     write: Option<std::path::PathBuf>,
     api_key: Option<String>,
     public: bool,
+    read: Vec<std::path::PathBuf>,
     opts: ServeOpts,
 ) -> anyhow::Result<()> {
     use tessera_api::catalog::Catalog;
@@ -186,6 +205,13 @@ async fn serve_catalog(
         cache_bytes: opts.cache_bytes,
         api_key: Some(key.clone()),
         public,
+        readable: read
+            .iter()
+            .map(|d| {
+                d.canonicalize()
+                    .map_err(|e| anyhow::anyhow!("--read {}: {e}", d.display()))
+            })
+            .collect::<anyhow::Result<_>>()?,
         ..Config::default()
     };
     let write = write.or_else(|| tempdir.as_ref().map(|d| d.join("data")));
@@ -274,10 +300,22 @@ async fn main() -> anyhow::Result<()> {
                     write,
                     api_key,
                     public,
+                    read,
                     opts,
                 },
         } => {
-            serve_catalog(database, temp, write, api_key, public, opts).await?;
+            serve_catalog(database, temp, write, api_key, public, read, opts).await?;
+        }
+        Command::Register {
+            url,
+            path,
+            prefix,
+            api_key,
+        } => {
+            let summary =
+                tessera_api::register_client::register(&url, &path, &prefix, api_key.as_deref())
+                    .await?;
+            println!("{summary}");
         }
     }
     Ok(())

@@ -323,6 +323,7 @@ fn new_node(key: &str, family: &str, metadata: serde_json::Value) -> NewNode {
         specs: Vec::new(),
         access_tags: Vec::new(),
         data: None,
+        children: Vec::new(),
     }
 }
 

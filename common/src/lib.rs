@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod array;
 pub mod chunks;
 pub mod dtype;
+pub mod inspect;
 pub mod node;
 pub mod rng;
 pub mod serializers;

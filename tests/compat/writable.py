@@ -76,8 +76,10 @@ def tessera_binary():
 class WritableServer:
     """One writable server; may be killed and started again on the same storage."""
 
-    def __init__(self, tmpdir, *, persistent=False, database=None, api_key=None):
+    def __init__(self, tmpdir, *, persistent=False, database=None, api_key=None, read=()):
         self.tmpdir = str(tmpdir)
+        # Directories whose files may be registered (`--read DIR`, the same flag in both).
+        self.read = [str(d) for d in read]
         self.data_dir = os.path.join(self.tmpdir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
         self.log_dir = os.path.join(self.tmpdir, "logs")
@@ -110,6 +112,8 @@ class WritableServer:
             "--api-key",
             self.api_key,
         ]
+        for d in self.read:
+            common += ["--read", d]
         if ON_TILED:
             tabular = "duckdb:///" + os.path.join(self.tmpdir, "tabular.duckdb")
             common[2:2] = ["--write", tabular]
@@ -207,12 +211,14 @@ class WritableServer:
 
 
 @contextlib.contextmanager
-def writable_server(tmpdir=None, *, persistent=False, database=None, api_key=None):
+def writable_server(tmpdir=None, *, persistent=False, database=None, api_key=None, read=()):
     """Start a writable server; yield it (unpacks as ``url, api_key, tmpdir``)."""
     own_tmpdir = tmpdir is None
     if own_tmpdir:
         tmpdir = tempfile.mkdtemp(prefix="tessera-writable-")
-    server = WritableServer(tmpdir, persistent=persistent, database=database, api_key=api_key)
+    server = WritableServer(
+        tmpdir, persistent=persistent, database=database, api_key=api_key, read=read
+    )
     try:
         server.start()
         yield server

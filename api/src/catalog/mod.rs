@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use tessera_common::adapters::{self, DataSource, parquet_table, sparse_store, zarr};
+use tessera_common::adapters::{self, DataSource};
 use tessera_common::structure::{Spec, Structure, StructureFamily};
 
 use crate::error::ApiError;
@@ -172,17 +172,12 @@ pub(crate) fn node_from_parts(
     child_count: u64,
 ) -> Node {
     let structure = structure.and_then(|v| Structure::from_json(family, v));
-    // Zarr arrays are read with the structure they were written with.
+    // Data is read with the structure the node declares (what it was written or registered
+    // with), so readers need no metadata read and a changed structure opens a new reader.
     let source = match (source, &structure) {
-        (Some(src), Some(Structure::Array(s))) if src.mimetype == zarr::MIMETYPE => {
-            Some(adapters::with_structure(&src, s))
-        }
-        (Some(src), Some(Structure::Table(s))) if src.mimetype == parquet_table::MIMETYPE => {
-            Some(adapters::with_structure(&src, s))
-        }
-        (Some(src), Some(Structure::Sparse(s))) if src.mimetype == sparse_store::MIMETYPE => {
-            Some(adapters::with_structure(&src, s))
-        }
+        (Some(src), Some(Structure::Array(s))) => Some(adapters::with_structure(&src, s)),
+        (Some(src), Some(Structure::Table(s))) => Some(adapters::with_structure(&src, s)),
+        (Some(src), Some(Structure::Sparse(s))) => Some(adapters::with_structure(&src, s)),
         (src, _) => src,
     };
     let inline_contents = specs.iter().any(|s| s.name == "xarray_dataset");
@@ -241,6 +236,9 @@ pub struct NewNode {
     pub access_tags: Vec<String>,
     /// Everything but containers: the structure and where the data lives.
     pub data: Option<(Structure, DataSource)>,
+    /// A registered file's inner tree (an HDF5 file's groups and datasets), created in the
+    /// same transaction as the node itself.
+    pub children: Vec<tessera_common::node::TreeNode>,
 }
 
 /// A node's new metadata, specs and access tags (all three, as they will be stored).

@@ -430,20 +430,9 @@ impl PostgresCatalog {
     pub async fn load_tree(&self, root: TreeNode) -> Result<(), ApiError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
-        // Depth-first with an explicit stack: (parent id, ancestor ids, node).
-        let mut stack: Vec<(Option<i64>, Vec<i64>, TreeNode)> = vec![(None, Vec::new(), root)];
-        while let Some((parent, ancestors, mut t)) = stack.pop() {
-            let children = std::mem::take(&mut t.children);
-            let id = insert_tree_node(&tx, parent, &ancestors, &t)
-                .await
-                .map_err(db_err)?;
-            let mut chain = ancestors;
-            chain.push(id);
-            // Reversed, so the stack pops children in their natural order (ids follow it).
-            for child in children.into_iter().rev() {
-                stack.push((Some(id), chain.clone(), child));
-            }
-        }
+        insert_trees(&tx, None, Vec::new(), vec![root])
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -779,6 +768,21 @@ impl Catalog for PostgresCatalog {
                 .await
                 .map_err(db_err)?;
         }
+        if !node.children.is_empty() {
+            let ancestors: Vec<i64> = tx
+                .query(
+                    "SELECT ancestor FROM node_closure WHERE descendant = $1 ORDER BY depth DESC",
+                    &[&id],
+                )
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            insert_trees(&tx, Some(id), ancestors, node.children)
+                .await
+                .map_err(db_err)?;
+        }
         tx.commit().await.map_err(db_err)?;
         self.get(&path)
             .await?
@@ -1050,6 +1054,32 @@ async fn insert_source(
             &[&ds, &asset_id, &asset.parameter, &num],
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Inserts static trees under `parent` (whose ancestors, itself last, are `ancestors`),
+/// depth-first with an explicit stack.
+async fn insert_trees(
+    tx: &deadpool_postgres::Transaction<'_>,
+    parent: Option<i64>,
+    ancestors: Vec<i64>,
+    trees: Vec<TreeNode>,
+) -> Result<(), tokio_postgres::Error> {
+    // Reversed, so the stack pops children in their natural order (ids follow it).
+    let mut stack: Vec<(Option<i64>, Vec<i64>, TreeNode)> = trees
+        .into_iter()
+        .rev()
+        .map(|t| (parent, ancestors.clone(), t))
+        .collect();
+    while let Some((parent, chain, mut t)) = stack.pop() {
+        let children = std::mem::take(&mut t.children);
+        let id = insert_tree_node(tx, parent, &chain, &t).await?;
+        let mut chain = chain;
+        chain.push(id);
+        for child in children.into_iter().rev() {
+            stack.push((Some(id), chain.clone(), child));
+        }
     }
     Ok(())
 }

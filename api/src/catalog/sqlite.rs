@@ -265,36 +265,7 @@ impl SqliteCatalog {
     pub fn load_tree(&self, root: TreeNode) -> Result<(), ApiError> {
         let mut conn = self.conn.lock().map_err(|_| db_err("lock poisoned"))?;
         let tx = conn.transaction().map_err(db_err)?;
-        fn insert(
-            tx: &rusqlite::Transaction<'_>,
-            parent: Option<i64>,
-            ancestors: &[i64],
-            t: TreeNode,
-        ) -> rusqlite::Result<()> {
-            let specs = serde_json::to_string(&t.specs).unwrap_or_else(|_| "[]".into());
-            tx.execute(
-                "INSERT INTO nodes (parent, key, structure_family, metadata, specs) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![parent, t.key, t.family.as_str(), Value::Object(t.metadata).to_string(), specs],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.execute("INSERT INTO node_closure VALUES (?1, ?1, 0)", params![id])?;
-            for (depth, a) in ancestors.iter().rev().enumerate() {
-                tx.execute(
-                    "INSERT INTO node_closure VALUES (?1, ?2, ?3)",
-                    params![a, id, depth as i64 + 1],
-                )?;
-            }
-            if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
-                insert_source(tx, id, structure, src)?;
-            }
-            let mut chain = ancestors.to_vec();
-            chain.push(id);
-            for child in t.children {
-                insert(tx, Some(id), &chain, child)?;
-            }
-            Ok(())
-        }
-        insert(&tx, None, &[], root).map_err(db_err)?;
+        insert_under(&tx, None, root).map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
 
@@ -313,6 +284,30 @@ impl SqliteCatalog {
 }
 
 /// Inserts a node's data source with its assets.
+/// Inserts a static tree under the node `parent` (as the root when `None`), with closure
+/// rows taken from the parent's.
+fn insert_under(conn: &Connection, parent: Option<i64>, t: TreeNode) -> rusqlite::Result<()> {
+    let specs = serde_json::to_string(&t.specs).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "INSERT INTO nodes (parent, key, structure_family, metadata, specs) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![parent, t.key, t.family.as_str(), Value::Object(t.metadata).to_string(), specs],
+    )?;
+    let id = conn.last_insert_rowid();
+    conn.execute(
+        "INSERT INTO node_closure (ancestor, descendant, depth) \
+         SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
+         UNION ALL SELECT ?1, ?1, 0",
+        params![id, parent],
+    )?;
+    if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
+        insert_source(conn, id, structure, src)?;
+    }
+    for child in t.children {
+        insert_under(conn, Some(id), child)?;
+    }
+    Ok(())
+}
+
 fn insert_source(
     conn: &Connection,
     node_id: i64,
@@ -636,6 +631,9 @@ impl Catalog for SqliteCatalog {
             .map_err(db_err)?;
             if let Some((structure, source)) = &node.data {
                 insert_source(&tx, id, structure, source).map_err(db_err)?;
+            }
+            for child in node.children {
+                insert_under(&tx, Some(id), child).map_err(db_err)?;
             }
             let (_, created) = node_row(&tx, &path)?;
             tx.commit().map_err(db_err)?;

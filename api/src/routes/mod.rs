@@ -4,6 +4,7 @@
 mod array;
 mod container;
 mod node;
+mod register;
 mod table;
 mod write;
 
@@ -41,6 +42,7 @@ pub enum Endpoint {
     RaggedFull(Vec<String>),
     ContainerFull(Vec<String>),
     Revisions(Vec<String>),
+    Register(Vec<String>),
 }
 
 /// Splits a node path on `/`, percent-decodes each segment and drops empty ones (the client
@@ -85,7 +87,7 @@ impl Endpoint {
         let not_found = || ApiError::not_found("Not Found");
         let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
         type Make = fn(Vec<String>) -> Endpoint;
-        let routes: [(&str, Make); 13] = [
+        let routes: [(&str, Make); 14] = [
             ("metadata", Endpoint::Metadata),
             ("search", Endpoint::Search),
             ("search-deep", Endpoint::SearchDeep),
@@ -99,6 +101,7 @@ impl Endpoint {
             ("ragged/full", Endpoint::RaggedFull),
             ("container/full", Endpoint::ContainerFull),
             ("revisions", Endpoint::Revisions),
+            ("register", Endpoint::Register),
         ];
         for (prefix, make) in routes {
             if let Some(tail) = rest.strip_prefix(prefix)
@@ -215,7 +218,10 @@ fn authorize(state: &AppState, endpoint: &Endpoint, req: &Request) -> Result<(),
     // POSTs to data routes are reads with a body (column and buffer lists).
     let read = matches!(req.method, Method::GET | Method::HEAD)
         || (req.method == Method::POST
-            && !matches!(endpoint, Endpoint::Metadata(_) | Endpoint::Revisions(_)));
+            && !matches!(
+                endpoint,
+                Endpoint::Metadata(_) | Endpoint::Revisions(_) | Endpoint::Register(_)
+            ));
     let unauthorized = |detail: String| {
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, detail);
         e.www_authenticate = true;
@@ -263,6 +269,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
     );
     match endpoint {
         Endpoint::Metadata(p) if post => write::create(state, req, &p).await,
+        Endpoint::Register(p) if post => register::register(state, req, &p).await,
         Endpoint::Metadata(p) if put => write::replace_metadata(state, req, &p).await,
         Endpoint::Metadata(p) if patch => write::patch_metadata(state, req, &p).await,
         Endpoint::Metadata(p) if delete => write::delete(state, req, &p).await,
@@ -298,6 +305,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         }
         Endpoint::Metadata(_) => Err(method_not_allowed(req, "GET, POST, PUT, PATCH, DELETE")),
         Endpoint::Revisions(_) => Err(method_not_allowed(req, "GET, DELETE")),
+        Endpoint::Register(_) => Err(method_not_allowed(req, "POST")),
         Endpoint::ArrayFull(_) => Err(method_not_allowed(req, "GET, PUT, PATCH")),
         Endpoint::ArrayBlock(_) => Err(method_not_allowed(req, "GET, PUT")),
         _ => Err(method_not_allowed(req, "GET")),

@@ -32,7 +32,7 @@ fn storage(state: &AppState) -> Result<&Arc<Storage>, ApiError> {
     state.storage.as_ref().ok_or_else(read_only)
 }
 
-fn json_body(req: &Request) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn json_body(req: &Request) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::unprocessable(
@@ -44,12 +44,35 @@ fn json_body(req: &Request) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-async fn json_response(req: &Request, doc: &Value) -> Result<Response, ApiError> {
+pub(super) async fn json_response(req: &Request, doc: &Value) -> Result<Response, ApiError> {
     respond::document(&req.headers, doc).await
 }
 
+/// The key (`id`, a new UUID when absent) and family of a node to create.
+pub(super) fn key_and_family(
+    body: &Map<String, Value>,
+) -> Result<(String, StructureFamily), ApiError> {
+    let key = match body.get("id") {
+        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
+        Some(Value::String(s)) if s.is_empty() => uuid::Uuid::new_v4().to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::unprocessable("'id' must be a string")),
+    };
+    check_key(&key)?;
+    let family = body
+        .get("structure_family")
+        .and_then(Value::as_str)
+        .and_then(StructureFamily::parse)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "'structure_family' must be one of array, awkward, container, ragged, sparse, table",
+            )
+        })?;
+    Ok((key, family))
+}
+
 /// Validates a new key: not empty, no `/`, not `.` or `..`.
-fn check_key(key: &str) -> Result<(), ApiError> {
+pub(super) fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key == "." || key == ".." || key.contains('/') {
         return Err(ApiError::unprocessable(format!(
             "invalid key {key:?}: a key cannot be empty, '.' or '..', or contain '/'"
@@ -58,7 +81,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_metadata(v: Option<&Value>) -> Result<Option<Map<String, Value>>, ApiError> {
+pub(super) fn parse_metadata(v: Option<&Value>) -> Result<Option<Map<String, Value>>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m.clone())),
@@ -84,7 +107,7 @@ fn check_specs(specs: &[Spec]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_specs(v: Option<&Value>) -> Result<Option<Vec<Spec>>, ApiError> {
+pub(super) fn parse_specs(v: Option<&Value>) -> Result<Option<Vec<Spec>>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
@@ -99,7 +122,7 @@ fn parse_specs(v: Option<&Value>) -> Result<Option<Vec<Spec>>, ApiError> {
     }
 }
 
-fn parse_tags(v: Option<&Value>) -> Result<Option<Vec<String>>, ApiError> {
+pub(super) fn parse_tags(v: Option<&Value>) -> Result<Option<Vec<String>>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_json::from_value(v.clone())
@@ -116,22 +139,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let storage = storage(state)?;
     let body = json_body(req)?;
-    let key = match body.get("id") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) if s.is_empty() => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::unprocessable("'id' must be a string")),
-    };
-    check_key(&key)?;
-    let family = body
-        .get("structure_family")
-        .and_then(Value::as_str)
-        .and_then(StructureFamily::parse)
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "'structure_family' must be one of array, awkward, container, ragged, sparse, table",
-            )
-        })?;
+    let (key, family) = key_and_family(&body)?;
     let metadata = parse_metadata(body.get("metadata"))?.unwrap_or_default();
     let specs = parse_specs(body.get("specs"))?.unwrap_or_default();
     let access_tags = parse_tags(body.get("access_tags"))?.unwrap_or_default();
@@ -147,6 +155,7 @@ pub async fn create(
         specs,
         access_tags,
         data: None,
+        children: Vec::new(),
     };
     // A taken key is a conflict whatever else the request holds (the catalog checks again,
     // atomically, when it inserts).
@@ -317,14 +326,17 @@ fn check_dtype(dtype: &DataType) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn created_sources(node: &Node) -> Value {
+pub(super) fn created_sources(node: &Node) -> Value {
     match (&node.source, &node.structure) {
         (Some(src), Some(s)) => json!([{
             "id": null,
             "structure_family": node.family.as_str(),
             "structure": s.to_json(),
             "mimetype": src.mimetype,
-            "parameters": {},
+            "parameters": src.parameters.iter()
+                .filter(|(k, _)| k.as_str() != "structure")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Map<_, _>>(),
             "properties": {},
             "assets": src.assets,
             "management": src.management,

@@ -4,10 +4,14 @@
 
 pub mod awkward_store;
 pub mod demo;
+#[cfg(feature = "hdf5")]
+pub mod hdf5_file;
 pub mod parquet_table;
 pub mod sparse_store;
 pub mod table_column;
+pub mod table_files;
 pub mod zarr;
+pub mod zarr_tree;
 
 use std::sync::Arc;
 
@@ -74,6 +78,18 @@ pub trait SparseReader: Send + Sync {
 pub trait TableReader: Send + Sync {
     /// Partition `i` (all columns, including any index column), as one record batch.
     fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError>;
+    /// Only the named columns of partition `i` (formats that store columns apart decode only
+    /// those); unknown names are left out.
+    fn read_columns(&self, i: usize, columns: &[String]) -> Result<RecordBatch, AdapterError> {
+        let b = self.read_partition(i)?;
+        let schema = b.schema();
+        let idx: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        b.project(&idx)
+            .map_err(|e| AdapterError::Read(e.to_string()))
+    }
     /// Names of the columns that hold the (pandas) index rather than data.
     fn index_columns(&self) -> Vec<String>;
 }
@@ -130,6 +146,73 @@ pub fn local_path(uri: &str) -> Result<String, AdapterError> {
     Ok(decoded.trim_end_matches('/').to_string())
 }
 
+/// A `file://localhost/...` URI for an absolute local path.
+pub fn file_uri(path: &std::path::Path) -> String {
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'?')
+        .add(b'<')
+        .add(b'>')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    let p = path.to_string_lossy();
+    format!(
+        "file://localhost/{}",
+        percent_encoding::utf8_percent_encode(p.trim_start_matches('/'), PATH)
+    )
+}
+
+/// `n` elements cut into blocks of `c` (the last one shorter); `[0]` for an empty axis.
+pub fn regular_chunks(n: usize, c: usize) -> Vec<usize> {
+    if n == 0 {
+        return vec![0];
+    }
+    let c = c.max(1);
+    let mut v = vec![c; n / c];
+    if !n.is_multiple_of(c) {
+        v.push(n % c);
+    }
+    v
+}
+
+/// Puts native-order (little-endian) elements into the byte order `dtype` declares.
+pub fn to_declared_order(dtype: &crate::dtype::DataType, bytes: &mut [u8]) {
+    if let Some(b) = dtype.builtin()
+        && b.is_byte_swapped()
+    {
+        // Complex numbers swap each of their two halves.
+        let unit = if b.kind == crate::dtype::Kind::Complex {
+            b.itemsize / 2
+        } else {
+            b.itemsize
+        };
+        if unit > 1 {
+            for v in bytes.chunks_exact_mut(unit) {
+                v.reverse();
+            }
+        }
+    }
+}
+
+/// The origin and shape of block `block` of `grid`, or why there is no such block.
+pub fn block_region(
+    grid: &crate::chunks::ChunkGrid,
+    block: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), AdapterError> {
+    let out_of_range = |e: crate::chunks::ChunkError| AdapterError::BlockOutOfRange {
+        block: block.to_vec(),
+        reason: e.to_string(),
+    };
+    Ok((
+        grid.block_origin(block).map_err(out_of_range)?,
+        grid.block_shape(block).map_err(out_of_range)?,
+    ))
+}
+
 /// The location of a written data source (its first asset).
 pub fn first_asset(source: &DataSource) -> Result<String, AdapterError> {
     source
@@ -176,7 +259,13 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         demo::MIMETYPE => demo::open(source),
         table_column::MIMETYPE => table_column::open(source),
         zarr::MIMETYPE => zarr::open(source),
+        parquet_table::MIMETYPE if source.management == Management::External => {
+            table_files::open_parquet(source)
+        }
         parquet_table::MIMETYPE => parquet_table::open(source),
+        table_files::CSV_MIMETYPE => table_files::open_csv(source),
+        #[cfg(feature = "hdf5")]
+        hdf5_file::MIMETYPE => hdf5_file::open(source),
         sparse_store::MIMETYPE => sparse_store::open(source),
         awkward_store::MIMETYPE => awkward_store::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),

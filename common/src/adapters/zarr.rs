@@ -183,12 +183,7 @@ struct ZarrReader {
 
 impl ArrayReader for ZarrReader {
     fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
-        let out_of_range = |e: crate::chunks::ChunkError| AdapterError::BlockOutOfRange {
-            block: block.to_vec(),
-            reason: e.to_string(),
-        };
-        let start = self.grid.block_origin(block).map_err(out_of_range)?;
-        let shape = self.grid.block_shape(block).map_err(out_of_range)?;
+        let (start, shape) = super::block_region(&self.grid, block)?;
         let bytes =
             self.handle
                 .block_on(read_region(&self.uri, &self.structure, &start, &shape))?;
@@ -200,16 +195,93 @@ impl ArrayReader for ZarrReader {
     }
 }
 
-/// Opens a Zarr data source (its first asset is the array's location).
+/// Reads blocks of a Zarr v2 or v3 array that tessera did not write (a registered store): the
+/// array's own metadata (codecs, chunk grid, sharding) is read once, on the first block.
+struct ExternalReader {
+    uri: String,
+    structure: ArrayStructure,
+    grid: ChunkGrid,
+    array: tokio::sync::OnceCell<Array<Store>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl ArrayReader for ExternalReader {
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        let (start, shape) = super::block_region(&self.grid, block)?;
+        let uri = &self.uri;
+        let mut bytes = self.handle.block_on(async {
+            let a = self
+                .array
+                .get_or_try_init(|| async {
+                    let (store, path) = locate(uri)?;
+                    Array::async_open(store, &path).await.map_err(|e| {
+                        AdapterError::BadSource(format!("{uri}: not a readable Zarr array ({e})"))
+                    })
+                })
+                .await?;
+            if a.shape()
+                != self
+                    .structure
+                    .shape
+                    .iter()
+                    .map(|&n| n as u64)
+                    .collect::<Vec<_>>()
+            {
+                return Err(AdapterError::BadSource(format!(
+                    "{uri}: the array has shape {:?} but the node declares {:?}",
+                    a.shape(),
+                    self.structure.shape
+                )));
+            }
+            let bytes: ArrayBytes<'static> = a
+                .async_retrieve_array_subset(&region(&start, &shape)?)
+                .await
+                .map_err(|e| AdapterError::BadSource(format!("{uri}: cannot be read ({e})")))?;
+            bytes
+                .into_fixed()
+                .map(|b| b.into_owned())
+                .map_err(|e| AdapterError::BadSource(format!("{uri}: {e}")))
+        })?;
+        if bytes.len() != shape.iter().product::<usize>() * self.structure.data_type.itemsize() {
+            return Err(AdapterError::BadSource(format!(
+                "{uri}: the array's elements are not {} as the node declares",
+                self.structure
+                    .data_type
+                    .builtin()
+                    .map_or("structured".into(), |b| b.numpy_str())
+            )));
+        }
+        super::to_declared_order(&self.structure.data_type, &mut bytes);
+        Ok(ArrayData::new(
+            self.structure.data_type.clone(),
+            shape,
+            bytes,
+        ))
+    }
+}
+
+/// Opens a Zarr data source (its first asset is the array's location). Arrays tessera wrote
+/// are read with the metadata their structure implies; registered arrays with their own.
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let structure: ArrayStructure = super::structure_of(source)?;
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
+    let uri = super::first_asset(source)?;
+    let handle = super::runtime()?;
+    if source.management == super::Management::External {
+        return Ok(Adapter::Array(Arc::new(ExternalReader {
+            uri,
+            structure,
+            grid,
+            array: tokio::sync::OnceCell::new(),
+            handle,
+        })));
+    }
     Ok(Adapter::Array(Arc::new(ZarrReader {
-        uri: super::first_asset(source)?,
+        uri,
         structure,
         grid,
-        handle: super::runtime()?,
+        handle,
     })))
 }
 

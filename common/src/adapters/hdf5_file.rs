@@ -1,0 +1,571 @@
+//! HDF5 files (and NeXus, which is HDF5 with conventions): groups are containers, datasets are
+//! arrays, attributes are metadata. A dataset's blocks follow its native chunks, so a request
+//! for one frame of a chunked detector stack reads (and decompresses) only that frame's chunks;
+//! every filter the linked libhdf5 knows (gzip, shuffle, lzf, szip, ...) is applied by libhdf5.
+//!
+//! The data source of a dataset names the file (its first asset) and the dataset's path inside
+//! it (`parameters.dataset`), as Tiled's does, so nodes registered by the Tiled client read too.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Hyperslab, Selection, SliceOrIndex};
+use serde_json::{Map, Value, json};
+
+use super::{Adapter, AdapterError, ArrayReader, Asset, DataSource, Management};
+use crate::array::{ArrayData, encode_unicode};
+use crate::chunks::ChunkGrid;
+use crate::dtype::{BuiltinDType, DataType, Kind};
+use crate::node::TreeNode;
+use crate::structure::{ArrayStructure, Spec, Structure, StructureFamily};
+
+/// The mimetype of HDF5 data sources.
+pub const MIMETYPE: &str = "application/x-hdf5";
+
+/// Blocks of contiguous (unchunked) datasets are cut along the first axis to about this size.
+const CONTIGUOUS_BLOCK_BYTES: usize = 8 << 20;
+
+/// Native chunks (or contiguous slabs) decoded by this process, for tests and metrics.
+pub static BLOCKS_READ: AtomicU64 = AtomicU64::new(0);
+
+/// A file that cannot be read is a problem with the data, reported as such (a 4xx, naming the
+/// file), not as a server fault the client would retry.
+fn read_err(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::BadSource(format!("{}: {what}: {e}", path.display()))
+}
+
+/// Opens an HDF5 file for reading, with an error that names the file and the reason.
+pub fn open_file(path: &Path) -> Result<hdf5::File, AdapterError> {
+    if !path.is_file() {
+        return Err(AdapterError::BadSource(format!(
+            "{}: no such file",
+            path.display()
+        )));
+    }
+    hdf5::File::open(path).map_err(|e| {
+        AdapterError::BadSource(format!(
+            "{}: not a readable HDF5 file ({e})",
+            path.display()
+        ))
+    })
+}
+
+/// How the elements of a dataset are read into our bytes.
+#[derive(Clone, Copy, Debug)]
+enum ReadAs {
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+    Bool,
+    /// Fixed-width byte strings of this width (`|S<n>`).
+    Fixed(usize, bool),
+    /// Variable-length strings, served as `<U<chars>`.
+    VarLen(bool),
+}
+
+/// The data type a dataset is served as, and how to read it. `dataset` is needed only for
+/// variable-length strings, whose width is the longest value.
+fn data_type(
+    td: &TypeDescriptor,
+    dataset: Option<&hdf5::Dataset>,
+) -> Result<(DataType, ReadAs), String> {
+    use TypeDescriptor as T;
+    let b = |kind, size| DataType::Builtin(BuiltinDType::new(kind, size));
+    let int = |size: IntSize, signed: bool| {
+        let (n, r) = match (size, signed) {
+            (IntSize::U1, true) => (1, ReadAs::I8),
+            (IntSize::U2, true) => (2, ReadAs::I16),
+            (IntSize::U4, true) => (4, ReadAs::I32),
+            (IntSize::U8, true) => (8, ReadAs::I64),
+            (IntSize::U1, false) => (1, ReadAs::U8),
+            (IntSize::U2, false) => (2, ReadAs::U16),
+            (IntSize::U4, false) => (4, ReadAs::U32),
+            (IntSize::U8, false) => (8, ReadAs::U64),
+        };
+        (b(if signed { Kind::Int } else { Kind::UInt }, n), r)
+    };
+    Ok(match td {
+        T::Integer(s) => int(*s, true),
+        T::Unsigned(s) => int(*s, false),
+        T::Float(s) => match *s as usize {
+            4 => (b(Kind::Float, 4), ReadAs::F32),
+            8 => (b(Kind::Float, 8), ReadAs::F64),
+            n => return Err(format!("{n}-byte floats are not supported")),
+        },
+        T::Boolean => (b(Kind::Bool, 1), ReadAs::Bool),
+        T::Enum(e) if is_bool_enum(e) => (b(Kind::Bool, 1), ReadAs::Bool),
+        T::Enum(e) => int(e.size, e.signed),
+        T::FixedAscii(n) | T::FixedUnicode(n) => (
+            b(Kind::Bytes, *n),
+            ReadAs::Fixed(*n, matches!(td, T::FixedUnicode(_))),
+        ),
+        T::VarLenAscii | T::VarLenUnicode => {
+            let unicode = matches!(td, T::VarLenUnicode);
+            let chars = match dataset {
+                Some(ds) => read_strings(ds, &Selection::All, ReadAs::VarLen(unicode))
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(1),
+                None => 1,
+            };
+            (DataType::unicode(chars), ReadAs::VarLen(unicode))
+        }
+        T::Compound(_) => {
+            return Err("compound (structured) datasets are not served yet".into());
+        }
+        other => return Err(format!("datasets of HDF5 type {other} are not served")),
+    })
+}
+
+fn is_bool_enum(e: &hdf5::types::EnumType) -> bool {
+    e.members.len() == 2
+        && e.members
+            .iter()
+            .all(|m| m.name.eq_ignore_ascii_case("true") || m.name.eq_ignore_ascii_case("false"))
+}
+
+fn read_strings(
+    ds: &hdf5::Dataset,
+    sel: &Selection,
+    how: ReadAs,
+) -> Result<Vec<String>, hdf5::Error> {
+    let r = ds.as_reader();
+    macro_rules! fixed {
+        ($t:ident, $n:literal) => {
+            r.read_slice::<$t<$n>, _, ndarray::IxDyn>(sel)?
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect()
+        };
+    }
+    // libhdf5 converts between fixed string widths: read through the narrowest buffer type
+    // that holds the stored width.
+    macro_rules! fixed_any {
+        ($t:ident, $width:expr) => {
+            match $width {
+                0..=16 => fixed!($t, 16),
+                17..=64 => fixed!($t, 64),
+                65..=256 => fixed!($t, 256),
+                257..=1024 => fixed!($t, 1024),
+                _ => fixed!($t, 4096),
+            }
+        };
+    }
+    Ok(match how {
+        ReadAs::VarLen(true) => r
+            .read_slice::<VarLenUnicode, _, ndarray::IxDyn>(sel)?
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
+        ReadAs::VarLen(false) => r
+            .read_slice::<VarLenAscii, _, ndarray::IxDyn>(sel)?
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
+        ReadAs::Fixed(n, true) => fixed_any!(FixedUnicode, n),
+        ReadAs::Fixed(n, _) => fixed_any!(FixedAscii, n),
+        _ => Vec::new(),
+    })
+}
+
+/// A data type as numpy writes it, for messages.
+fn describe(dt: &DataType) -> String {
+    dt.builtin()
+        .map(|b| b.numpy_str())
+        .unwrap_or_else(|| "structured".into())
+}
+
+/// The structure of a dataset: its native chunks (regular, the last one per axis clipped), or
+/// slabs of about [`CONTIGUOUS_BLOCK_BYTES`] along the first axis when it is not chunked.
+fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
+    let td = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| e.to_string())?;
+    let (data_type, _) = data_type(&td, Some(ds))?;
+    let shape = ds.shape();
+    let block: Vec<usize> = match ds.chunk() {
+        Some(c) if c.len() == shape.len() => c,
+        _ => {
+            let row: usize = shape.iter().skip(1).product::<usize>() * data_type.itemsize();
+            let rows = (CONTIGUOUS_BLOCK_BYTES / row.max(1)).max(1);
+            shape
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| if i == 0 { rows.min(n) } else { n })
+                .collect()
+        }
+    };
+    let chunks = shape
+        .iter()
+        .zip(&block)
+        .map(|(&n, &c)| super::regular_chunks(n, c))
+        .collect();
+    Ok(ArrayStructure {
+        data_type,
+        chunks,
+        shape,
+        dims: None,
+        resizable: false,
+    })
+}
+
+/// An attribute's value as JSON (`None` for types that have no JSON form).
+fn attr_value(attr: &hdf5::Attribute) -> Option<Value> {
+    let td = attr.dtype().ok()?.to_descriptor().ok()?;
+    let scalar = attr.is_scalar();
+    let shape = attr.shape();
+    let values: Vec<Value> = match &td {
+        TypeDescriptor::Integer(_) => attr
+            .read_raw::<i64>()
+            .ok()?
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        TypeDescriptor::Unsigned(_) => attr
+            .read_raw::<u64>()
+            .ok()?
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        TypeDescriptor::Enum(e) if !is_bool_enum(e) => attr
+            .read_raw::<i64>()
+            .ok()?
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        TypeDescriptor::Float(_) => attr
+            .read_raw::<f64>()
+            .ok()?
+            .into_iter()
+            .map(|v| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+            .collect(),
+        TypeDescriptor::Boolean | TypeDescriptor::Enum(_) => attr
+            .read_raw::<bool>()
+            .ok()?
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        TypeDescriptor::VarLenUnicode => strings(attr.read_raw::<VarLenUnicode>().ok()?),
+        TypeDescriptor::VarLenAscii => strings(attr.read_raw::<VarLenAscii>().ok()?),
+        TypeDescriptor::FixedUnicode(_) => strings(attr.read_raw::<FixedUnicode<4096>>().ok()?),
+        TypeDescriptor::FixedAscii(_) => strings(attr.read_raw::<FixedAscii<4096>>().ok()?),
+        _ => return None,
+    };
+    if scalar {
+        return values.into_iter().next();
+    }
+    Some(nest(&values, &shape))
+}
+
+fn strings<S: AsRef<str>>(v: Vec<S>) -> Vec<Value> {
+    v.iter().map(|s| Value::from(s.as_ref())).collect()
+}
+
+/// Flat C-order values as nested JSON lists of `shape`.
+fn nest(values: &[Value], shape: &[usize]) -> Value {
+    match shape {
+        [] | [_] => Value::Array(values.to_vec()),
+        [_, rest @ ..] => {
+            let step = rest.iter().product::<usize>().max(1);
+            Value::Array(values.chunks(step).map(|c| nest(c, rest)).collect())
+        }
+    }
+}
+
+/// The attributes of an object as metadata.
+fn attributes(loc: &hdf5::Location) -> Map<String, Value> {
+    let mut m = Map::new();
+    for name in loc.attr_names().unwrap_or_default() {
+        if let Some(v) = loc.attr(&name).ok().as_ref().and_then(attr_value) {
+            m.insert(name, v);
+        }
+    }
+    m
+}
+
+/// NeXus classes (`NX_class`) become specs, so clients can search and dispatch on them.
+fn specs_of(metadata: &Map<String, Value>) -> Vec<Spec> {
+    match metadata.get("NX_class") {
+        Some(Value::String(s)) if !s.is_empty() => vec![Spec::named(s)],
+        _ => Vec::new(),
+    }
+}
+
+/// The data source of dataset `dataset` (an absolute path inside the file) of file `uri`.
+pub fn data_source(uri: &str, dataset: &str) -> DataSource {
+    let mut parameters = Map::new();
+    parameters.insert("dataset".into(), json!(dataset));
+    DataSource {
+        structure_family: StructureFamily::Array,
+        mimetype: MIMETYPE.into(),
+        parameters,
+        assets: vec![Asset {
+            data_uri: uri.to_string(),
+            is_directory: false,
+            parameter: Some("data_uri".into()),
+            num: None,
+        }],
+        management: Management::External,
+    }
+}
+
+/// The tree of an HDF5 file: a container keyed `key` mirroring its groups, with its datasets
+/// as arrays. Datasets of types that cannot be served are skipped with a log line in `skipped`.
+pub fn inspect(
+    path: &Path,
+    key: &str,
+    skipped: &mut Vec<String>,
+) -> Result<TreeNode, AdapterError> {
+    let file = open_file(path)?;
+    let uri = super::file_uri(path);
+    let root = file
+        .as_group()
+        .map_err(|e| read_err(path, "opening the root group", e))?;
+    let mut ancestors = Vec::new();
+    group_node(&root, key, "", &uri, &mut ancestors, skipped)
+        .map_err(|e| read_err(path, "reading its layout", e))
+}
+
+fn group_node(
+    g: &hdf5::Group,
+    key: &str,
+    at: &str,
+    uri: &str,
+    ancestors: &mut Vec<(u64, hdf5::LocationToken)>,
+    skipped: &mut Vec<String>,
+) -> Result<TreeNode, hdf5::Error> {
+    let info = g.loc_info()?;
+    ancestors.push((info.fileno, info.token));
+    let metadata = attributes(g);
+    let mut node = TreeNode::container(key, Value::Object(metadata.clone()), Vec::new());
+    node.specs = specs_of(&metadata);
+    for name in g.member_names()? {
+        let child_at = format!("{at}/{name}");
+        let Ok(kind) = g.loc_type_by_name(&name) else {
+            // A dangling soft link or an external link to a missing file.
+            skipped.push(format!("{child_at}: the link cannot be resolved"));
+            continue;
+        };
+        match kind {
+            hdf5::LocationType::Group => {
+                let child = g.group(&name)?;
+                let ci = child.loc_info()?;
+                if ancestors.contains(&(ci.fileno, ci.token)) {
+                    skipped.push(format!("{child_at}: links back to one of its parents"));
+                    continue;
+                }
+                node.children.push(group_node(
+                    &child, &name, &child_at, uri, ancestors, skipped,
+                )?);
+            }
+            hdf5::LocationType::Dataset => {
+                let ds = g.dataset(&name)?;
+                match array_structure(&ds) {
+                    Ok(s) => {
+                        let metadata = attributes(&ds);
+                        let mut child =
+                            TreeNode::data(&name, Structure::Array(s), data_source(uri, &child_at));
+                        child.specs = specs_of(&metadata);
+                        child.metadata = metadata;
+                        node.children.push(child);
+                    }
+                    Err(why) => skipped.push(format!("{child_at}: {why}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    ancestors.pop();
+    Ok(node)
+}
+
+/// The structure of dataset `dataset` in the file at `path` (for registration).
+pub fn dataset_structure(path: &Path, dataset: &str) -> Result<ArrayStructure, AdapterError> {
+    let file = open_file(path)?;
+    let ds = file.dataset(dataset).map_err(|e| {
+        AdapterError::BadSource(format!("{}: no dataset {dataset:?} ({e})", path.display()))
+    })?;
+    array_structure(&ds).map_err(|e| AdapterError::BadSource(format!("{}: {e}", path.display())))
+}
+
+/// Reads blocks of one dataset, each a hyperslab of the declared chunk grid (the native chunks
+/// when tessera inferred the structure).
+struct DatasetReader {
+    path: std::path::PathBuf,
+    dataset: hdf5::Dataset,
+    read_as: ReadAs,
+    structure: ArrayStructure,
+    grid: ChunkGrid,
+}
+
+impl ArrayReader for DatasetReader {
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        let (start, shape) = super::block_region(&self.grid, block)?;
+        let sel = if shape.is_empty() {
+            Selection::All
+        } else {
+            Selection::from(Hyperslab::from(
+                start
+                    .iter()
+                    .zip(&shape)
+                    .map(|(&s, &n)| SliceOrIndex::SliceCount {
+                        start: s,
+                        step: 1,
+                        count: n,
+                        block: 1,
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        BLOCKS_READ.fetch_add(1, Ordering::Relaxed);
+        let bytes = self
+            .read(&sel)
+            .map_err(|e| read_err(&self.path, "reading a block", e))?;
+        let mut bytes = bytes;
+        super::to_declared_order(&self.structure.data_type, &mut bytes);
+        Ok(ArrayData::new(
+            self.structure.data_type.clone(),
+            shape,
+            bytes,
+        ))
+    }
+}
+
+impl DatasetReader {
+    fn read(&self, sel: &Selection) -> Result<Vec<u8>, hdf5::Error> {
+        let r = self.dataset.as_reader();
+        macro_rules! pod {
+            ($t:ty) => {{
+                let a = r.read_slice::<$t, _, ndarray::IxDyn>(sel)?;
+                let (v, _) = a.into_raw_vec_and_offset();
+                bytemuck::cast_slice::<$t, u8>(&v).to_vec()
+            }};
+        }
+        Ok(match self.read_as {
+            ReadAs::I8 => pod!(i8),
+            ReadAs::I16 => pod!(i16),
+            ReadAs::I32 => pod!(i32),
+            ReadAs::I64 => pod!(i64),
+            ReadAs::U8 => pod!(u8),
+            ReadAs::U16 => pod!(u16),
+            ReadAs::U32 => pod!(u32),
+            ReadAs::U64 => pod!(u64),
+            ReadAs::F32 => pod!(f32),
+            ReadAs::F64 => pod!(f64),
+            ReadAs::Bool => r
+                .read_slice::<bool, _, ndarray::IxDyn>(sel)?
+                .iter()
+                .map(|&b| u8::from(b))
+                .collect(),
+            ReadAs::Fixed(n, _) => {
+                let mut out = Vec::new();
+                for s in read_strings(&self.dataset, sel, self.read_as)? {
+                    let mut b = s.into_bytes();
+                    b.resize(n, 0);
+                    out.extend_from_slice(&b);
+                }
+                out
+            }
+            ReadAs::VarLen(..) => {
+                let chars = match &self.structure.data_type {
+                    DataType::Builtin(b) if b.kind == Kind::Unicode => b.itemsize / 4,
+                    _ => 1,
+                };
+                let mut out = Vec::new();
+                for s in read_strings(&self.dataset, sel, self.read_as)? {
+                    encode_unicode(&s, chars, &mut out);
+                }
+                out
+            }
+        })
+    }
+}
+
+/// The dataset a data source names (`dataset`: a path, or its parts as a list).
+pub fn dataset_parameter(parameters: &Map<String, Value>) -> Option<String> {
+    match parameters.get("dataset") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(parts)) => Some(
+            parts
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
+        _ => None,
+    }
+}
+
+/// Opens an HDF5 dataset data source. The structure it is served with is the node's (which a
+/// registering client may have chosen); its element type must match the dataset's.
+pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let uri = super::first_asset(source)?;
+    let path = std::path::PathBuf::from(format!("/{}", super::local_path(&uri)?));
+    let dataset = dataset_parameter(&source.parameters).ok_or_else(|| {
+        AdapterError::BadSource(format!(
+            "{}: the data source names no dataset; only datasets are read as arrays",
+            path.display()
+        ))
+    })?;
+    let file = open_file(&path)?;
+    let ds = file.dataset(&dataset).map_err(|e| {
+        AdapterError::BadSource(format!("{}: no dataset {dataset:?} ({e})", path.display()))
+    })?;
+    let td = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| read_err(&path, "reading the dataset's type", e))?;
+    let structure: ArrayStructure = match super::structure_of(source) {
+        Ok(s) => s,
+        Err(_) => array_structure(&ds)
+            .map_err(|e| AdapterError::BadSource(format!("{}: {e}", path.display())))?,
+    };
+    let declared_size = structure.data_type.itemsize();
+    let (native, read_as) = data_type(&td, None)
+        .map_err(|e| AdapterError::BadSource(format!("{}: {dataset}: {e}", path.display())))?;
+    let compatible = match read_as {
+        ReadAs::VarLen(..) => matches!(
+            &structure.data_type,
+            DataType::Builtin(b) if b.kind == Kind::Unicode
+        ),
+        _ => native.itemsize() == declared_size,
+    };
+    if !compatible {
+        return Err(AdapterError::BadSource(format!(
+            "{}: dataset {dataset} holds {} values but the node declares {}",
+            path.display(),
+            describe(&native),
+            describe(&structure.data_type)
+        )));
+    }
+    if ds.shape() != structure.shape {
+        return Err(AdapterError::BadSource(format!(
+            "{}: dataset {dataset} has shape {:?} but the node declares {:?}",
+            path.display(),
+            ds.shape(),
+            structure.shape
+        )));
+    }
+    let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
+        .map_err(|e| AdapterError::BadSource(e.to_string()))?;
+    Ok(Adapter::Array(Arc::new(DatasetReader {
+        path,
+        dataset: ds,
+        read_as,
+        structure,
+        grid,
+    })))
+}

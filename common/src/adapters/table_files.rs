@@ -1,0 +1,468 @@
+//! Tables in files tessera did not write: Parquet (row groups are partitions, so a partition
+//! read decodes one row group, and a column request decodes only that column) and CSV (one
+//! partition per file, column types inferred as pandas' `read_csv` infers them).
+//!
+//! The data source lists the files as assets (`data_uris`, numbered), as Tiled's does; a
+//! Parquet source that tessera described has `partitions = "row_groups"`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType as ArrowType, Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value, json};
+
+use super::{Adapter, AdapterError, Asset, DataSource, Management, TableReader};
+use crate::serializers::table::arrow_schema_data_uri;
+use crate::structure::{StructureFamily, TableStructure};
+
+/// The mimetype of CSV data sources.
+pub const CSV_MIMETYPE: &str = "text/csv";
+
+fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
+    AdapterError::BadSource(format!("{}: {why}", path.display()))
+}
+
+/// The files of a data source, in `num` order.
+fn files(source: &DataSource) -> Result<Vec<PathBuf>, AdapterError> {
+    let mut assets: Vec<&Asset> = source.assets.iter().collect();
+    assets.sort_by_key(|a| a.num.unwrap_or(0));
+    let files = assets
+        .iter()
+        .map(|a| {
+            Ok(PathBuf::from(format!(
+                "/{}",
+                super::local_path(&a.data_uri)?
+            )))
+        })
+        .collect::<Result<Vec<_>, AdapterError>>()?;
+    if files.is_empty() {
+        return Err(AdapterError::BadSource(format!(
+            "a {} data source needs at least one file",
+            source.mimetype
+        )));
+    }
+    Ok(files)
+}
+
+/// An external data source reading `paths` as one table.
+pub fn data_source(
+    mimetype: &str,
+    paths: &[PathBuf],
+    parameters: Map<String, Value>,
+) -> DataSource {
+    DataSource {
+        structure_family: StructureFamily::Table,
+        mimetype: mimetype.into(),
+        parameters,
+        assets: paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Asset {
+                data_uri: super::file_uri(p),
+                is_directory: false,
+                parameter: Some("data_uris".into()),
+                num: Some(i as i64),
+            })
+            .collect(),
+        management: Management::External,
+    }
+}
+
+fn table_structure(schema: &Schema, npartitions: usize) -> Result<TableStructure, AdapterError> {
+    let index = super::parquet_table::index_columns(schema);
+    Ok(TableStructure {
+        arrow_schema: arrow_schema_data_uri(schema)
+            .map_err(|e| AdapterError::Read(e.to_string()))?,
+        npartitions,
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| !index.contains(n))
+            .collect(),
+        resizable: false,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet
+
+fn parquet_builder(
+    path: &Path,
+) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, AdapterError> {
+    let f = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| bad(path, format!("not a readable Parquet file ({e})")))
+}
+
+/// The structure and data source of the Parquet files `paths` read as one table whose
+/// partitions are their row groups.
+pub fn inspect_parquet(paths: &[PathBuf]) -> Result<(TableStructure, DataSource), AdapterError> {
+    let mut schema: Option<SchemaRef> = None;
+    let mut groups = 0;
+    for p in paths {
+        let b = parquet_builder(p)?;
+        let s = b.schema().clone();
+        match &schema {
+            Some(first) if first.fields() != s.fields() => {
+                return Err(bad(p, "its columns differ from the first file's"));
+            }
+            Some(_) => {}
+            None => schema = Some(s),
+        }
+        groups += b.metadata().num_row_groups().max(1);
+    }
+    let schema = schema.ok_or_else(|| AdapterError::BadSource("no Parquet files".into()))?;
+    let mut params = Map::new();
+    params.insert("partitions".into(), json!("row_groups"));
+    Ok((
+        table_structure(&schema, groups)?,
+        data_source(super::parquet_table::MIMETYPE, paths, params),
+    ))
+}
+
+struct ParquetFiles {
+    files: Vec<PathBuf>,
+    /// (file, row group, rows of the file before it) of each partition; no row group for a
+    /// whole-file partition.
+    partitions: Vec<(usize, Option<usize>, usize)>,
+    schema: SchemaRef,
+}
+
+/// The schema metadata of a partition that starts `offset` rows into a file: pandas' range
+/// index description (which pyarrow rebuilds the index from) is moved to the partition's
+/// rows, so the partitions of one file concatenate into the file's index.
+fn shift_range_index(schema: &Schema, offset: usize, rows: usize) -> Schema {
+    let Some(meta) = schema
+        .metadata()
+        .get("pandas")
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    else {
+        return schema.clone();
+    };
+    let mut meta = meta;
+    let mut changed = false;
+    if let Some(cols) = meta["index_columns"].as_array_mut() {
+        // Written without its index (`index=False`): readers number the rows from 0, so
+        // give each partition the numbers of its rows in the file.
+        if cols.is_empty() {
+            cols.push(json!({"kind": "range", "name": null, "start": 0, "stop": 0, "step": 1}));
+        }
+        for c in cols.iter_mut() {
+            if c["kind"] == "range" {
+                let start = c["start"].as_i64().unwrap_or(0);
+                let step = c["step"].as_i64().unwrap_or(1);
+                c["start"] = json!(start + step * offset as i64);
+                c["stop"] = json!(start + step * (offset + rows) as i64);
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return schema.clone();
+    }
+    let mut md = schema.metadata().clone();
+    md.insert("pandas".to_string(), meta.to_string());
+    schema.clone().with_metadata(md)
+}
+
+impl ParquetFiles {
+    fn read(&self, i: usize, columns: Option<&[String]>) -> Result<RecordBatch, AdapterError> {
+        let &(f, group, offset) = self
+            .partitions
+            .get(i)
+            .ok_or(AdapterError::PartitionOutOfRange(i))?;
+        let path = &self.files[f];
+        let mut b = parquet_builder(path)?;
+        let schema = b.schema().clone();
+        if let Some(g) = group {
+            b = b.with_row_groups(vec![g]);
+        }
+        let mut out_schema = schema.clone();
+        if let Some(cols) = columns {
+            let roots: Vec<usize> = cols
+                .iter()
+                .filter_map(|c| schema.index_of(c).ok())
+                .collect();
+            let mask = ProjectionMask::roots(b.parquet_schema(), roots.iter().copied());
+            b = b.with_projection(mask);
+            out_schema = Arc::new(
+                schema
+                    .project(&roots)
+                    .map_err(|e| AdapterError::Read(e.to_string()))?,
+            );
+        }
+        let reader = b
+            .build()
+            .map_err(|e| bad(path, format!("cannot be decoded ({e})")))?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(path, format!("cannot be decoded ({e})")))?;
+        let batch = arrow_select::concat::concat_batches(&out_schema, &batches)
+            .map_err(|e| AdapterError::Read(e.to_string()))?;
+        // Keep the file's schema metadata (pandas' index description) on what we serve.
+        let out_schema = Arc::new(shift_range_index(&out_schema, offset, batch.num_rows()));
+        RecordBatch::try_new(out_schema, batch.columns().to_vec())
+            .map_err(|e| AdapterError::Read(e.to_string()))
+    }
+}
+
+impl TableReader for ParquetFiles {
+    fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError> {
+        self.read(i, None)
+    }
+
+    fn read_columns(&self, i: usize, columns: &[String]) -> Result<RecordBatch, AdapterError> {
+        self.read(i, Some(columns))
+    }
+
+    fn index_columns(&self) -> Vec<String> {
+        super::parquet_table::index_columns(&self.schema)
+    }
+}
+
+/// Opens registered Parquet files.
+pub fn open_parquet(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let files = files(source)?;
+    let by_group = source.parameters.get("partitions") == Some(&json!("row_groups"));
+    let first = parquet_builder(&files[0])?;
+    let schema = first.schema().clone();
+    let mut partitions = Vec::new();
+    for (f, path) in files.iter().enumerate() {
+        if by_group {
+            let b = parquet_builder(path)?;
+            let groups = b.metadata().row_groups();
+            if groups.is_empty() {
+                partitions.push((f, None, 0));
+            }
+            let mut offset = 0;
+            for (g, rg) in groups.iter().enumerate() {
+                partitions.push((f, Some(g), offset));
+                offset += usize::try_from(rg.num_rows()).unwrap_or(0);
+            }
+        } else {
+            partitions.push((f, None, 0));
+        }
+    }
+    Ok(Adapter::Table(Arc::new(ParquetFiles {
+        files,
+        partitions,
+        schema,
+    })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+/// Strings pandas reads as missing values by default.
+const NA: [&str; 17] = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+];
+
+fn is_na(s: &str) -> bool {
+    NA.contains(&s) || s == "nan" || s == "null"
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "True" | "TRUE" | "true" => Some(true),
+        "False" | "FALSE" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// One column's values, typed as pandas would type them: integers (floats if any is missing),
+/// floats, booleans (when none is missing), else strings.
+fn column(values: &[Option<&str>]) -> (ArrowType, ArrayRef) {
+    let present = || values.iter().flatten();
+    let missing = values.iter().any(Option::is_none);
+    let all_missing = values.iter().all(Option::is_none);
+    if !all_missing && !missing && present().all(|s| s.trim().parse::<i64>().is_ok()) {
+        let v: Int64Array = values
+            .iter()
+            .map(|s| s.and_then(|s| s.trim().parse().ok()))
+            .collect();
+        return (ArrowType::Int64, Arc::new(v));
+    }
+    if all_missing || present().all(|s| s.trim().parse::<f64>().is_ok()) {
+        let v: Float64Array = values
+            .iter()
+            .map(|s| s.and_then(|s| s.trim().parse().ok()))
+            .collect();
+        return (ArrowType::Float64, Arc::new(v));
+    }
+    if !missing && present().all(|s| parse_bool(s.trim()).is_some()) {
+        let v: BooleanArray = values
+            .iter()
+            .map(|s| s.and_then(|s| parse_bool(s.trim())))
+            .collect();
+        return (ArrowType::Boolean, Arc::new(v));
+    }
+    let v: StringArray = values.iter().copied().collect();
+    (ArrowType::Utf8, Arc::new(v))
+}
+
+/// Reads a CSV file into one record batch (header on the first line, `sep` between fields).
+pub fn read_csv(path: &Path, sep: u8) -> Result<RecordBatch, AdapterError> {
+    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot be read ({e})")))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(sep)
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(bytes.as_slice());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| bad(path, format!("not valid CSV ({e})")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header.is_empty() || header.iter().all(String::is_empty) {
+        return Err(bad(path, "the CSV file is empty: it has no header row"));
+    }
+    let mut rows = Vec::new();
+    for r in reader.records() {
+        rows.push(r.map_err(|e| bad(path, format!("not valid CSV ({e})")))?);
+    }
+    let mut fields = Vec::with_capacity(header.len());
+    let mut arrays = Vec::with_capacity(header.len());
+    for (j, name) in header.iter().enumerate() {
+        let values: Vec<Option<&str>> = rows
+            .iter()
+            .map(|r| r.get(j).filter(|s| !is_na(s)))
+            .collect();
+        let (t, a) = column(&values);
+        fields.push(Field::new(name, t, true));
+        arrays.push(a);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| bad(path, format!("cannot be read as a table ({e})")))
+}
+
+fn separator(params: &Map<String, Value>) -> Result<u8, AdapterError> {
+    match params.get("sep").or_else(|| params.get("delimiter")) {
+        None | Some(Value::Null) => Ok(b','),
+        Some(Value::String(s)) if s.len() == 1 => Ok(s.as_bytes()[0]),
+        Some(other) => Err(AdapterError::BadSource(format!(
+            "CSV separator {other} is not supported: give one ASCII character"
+        ))),
+    }
+}
+
+/// The structure and data source of the CSV files `paths` read as one table (one partition
+/// per file).
+pub fn inspect_csv(
+    paths: &[PathBuf],
+    parameters: Map<String, Value>,
+) -> Result<(TableStructure, DataSource), AdapterError> {
+    let sep = separator(&parameters)?;
+    let first = paths
+        .first()
+        .ok_or_else(|| AdapterError::BadSource("no CSV files".into()))?;
+    let batch = read_csv(first, sep)?;
+    Ok((
+        table_structure(&batch.schema(), paths.len())?,
+        data_source(CSV_MIMETYPE, paths, parameters),
+    ))
+}
+
+struct CsvFiles {
+    files: Vec<PathBuf>,
+    sep: u8,
+    /// The schema the node declares (a registering client's inference may differ from ours);
+    /// columns are cast to it.
+    schema: Option<SchemaRef>,
+}
+
+impl TableReader for CsvFiles {
+    fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError> {
+        let path = self
+            .files
+            .get(i)
+            .ok_or(AdapterError::PartitionOutOfRange(i))?;
+        let batch = read_csv(path, self.sep)?;
+        let Some(schema) = &self.schema else {
+            return Ok(batch);
+        };
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("has no column {:?}, which the node declares", f.name()),
+                    )
+                })?;
+                arrow_cast::cast(c, f.data_type()).map_err(|e| {
+                    bad(
+                        path,
+                        format!("column {:?} is not {} ({e})", f.name(), f.data_type()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| bad(path, e))
+    }
+
+    fn index_columns(&self) -> Vec<String> {
+        self.schema
+            .as_ref()
+            .map(|s| super::parquet_table::index_columns(s))
+            .unwrap_or_default()
+    }
+}
+
+/// Opens registered CSV files.
+pub fn open_csv(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let schema = super::structure_of::<TableStructure>(source)
+        .ok()
+        .and_then(|s| super::parquet_table::schema(&s).ok())
+        .map(|s| {
+            // Columns only: pandas' index columns are not in a CSV file.
+            let index = super::parquet_table::index_columns(&s);
+            let fields: Vec<_> = s
+                .fields()
+                .iter()
+                .filter(|f| !index.contains(f.name()))
+                .cloned()
+                .collect();
+            Arc::new(Schema::new(fields))
+        });
+    Ok(Adapter::Table(Arc::new(CsvFiles {
+        files: files(source)?,
+        sep: separator(&source.parameters)?,
+        schema,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_columns_are_typed_as_pandas_types_them() {
+        let (t, _) = column(&[Some("1"), Some(" 2")]);
+        assert_eq!(t, ArrowType::Int64);
+        let (t, a) = column(&[Some("1"), None]);
+        assert_eq!(
+            t,
+            ArrowType::Float64,
+            "a missing integer makes the column float"
+        );
+        assert_eq!(a.null_count(), 1);
+        let (t, _) = column(&[Some("1.5"), Some("1e3"), Some("inf")]);
+        assert_eq!(t, ArrowType::Float64);
+        let (t, _) = column(&[Some("True"), Some("false")]);
+        assert_eq!(t, ArrowType::Boolean);
+        let (t, _) = column(&[Some("True"), None]);
+        assert_eq!(t, ArrowType::Utf8);
+        let (t, _) = column(&[Some("2024-01-01"), Some("x")]);
+        assert_eq!(t, ArrowType::Utf8);
+        let (t, _) = column(&[None, None]);
+        assert_eq!(t, ArrowType::Float64);
+    }
+}

@@ -1,0 +1,272 @@
+//! What a file or directory holds, as a tree of nodes ready for a catalog: the adapter is
+//! chosen by file extension (configurable, like Tiled's `file_extensions`), keys follow
+//! `tiled serve directory` (the name with every suffix removed), and anything that cannot be
+//! served is reported, not guessed at.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::adapters::{AdapterError, DataSource, Management, parquet_table, table_files, zarr};
+use crate::node::TreeNode;
+use crate::structure::{Structure, StructureFamily};
+
+/// File formats tessera reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Hdf5,
+    Zarr,
+    Parquet,
+    Csv,
+}
+
+impl Format {
+    /// The mimetype data sources of this format carry.
+    pub fn mimetype(self) -> &'static str {
+        match self {
+            Format::Hdf5 => "application/x-hdf5",
+            Format::Zarr => zarr::MIMETYPE,
+            Format::Parquet => parquet_table::MIMETYPE,
+            Format::Csv => table_files::CSV_MIMETYPE,
+        }
+    }
+
+    /// The format a mimetype names.
+    pub fn from_mimetype(m: &str) -> Option<Format> {
+        let base = m.split(';').next().unwrap_or("").trim();
+        Some(match base {
+            "application/x-hdf5" | "application/x-nexus" => Format::Hdf5,
+            "application/x-zarr" => Format::Zarr,
+            "application/x-parquet" => Format::Parquet,
+            "text/csv" | "text/x-comma-separated-values" => Format::Csv,
+            _ => return None,
+        })
+    }
+}
+
+/// Which format each file extension is read as.
+#[derive(Clone, Debug)]
+pub struct Formats {
+    by_extension: BTreeMap<String, Format>,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        let mut by_extension = BTreeMap::new();
+        for (ext, f) in [
+            ("h5", Format::Hdf5),
+            ("hdf5", Format::Hdf5),
+            ("hdf", Format::Hdf5),
+            ("nxs", Format::Hdf5),
+            ("zarr", Format::Zarr),
+            ("parquet", Format::Parquet),
+            ("csv", Format::Csv),
+        ] {
+            by_extension.insert(ext.to_string(), f);
+        }
+        Formats { by_extension }
+    }
+}
+
+impl Formats {
+    /// Reads files ending in `.ext` as the format `mimetype` names.
+    pub fn set(&mut self, ext: &str, mimetype: &str) -> Result<(), String> {
+        let f = Format::from_mimetype(mimetype)
+            .ok_or_else(|| format!("no adapter reads {mimetype:?}"))?;
+        self.by_extension
+            .insert(ext.trim_start_matches('.').to_ascii_lowercase(), f);
+        Ok(())
+    }
+
+    /// The format of `path`, by its last extension (Zarr stores are also recognised by
+    /// their metadata files).
+    pub fn of(&self, path: &Path) -> Option<Format> {
+        if path.is_dir() {
+            return zarr_tree_store(path).then_some(Format::Zarr);
+        }
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        self.by_extension.get(&ext).copied()
+    }
+}
+
+fn zarr_tree_store(path: &Path) -> bool {
+    crate::adapters::zarr_tree::is_store(path)
+}
+
+/// The key `tiled serve directory` gives a file: its name with every suffix removed
+/// (`scan.v2.h5` -> `scan`); dot-files have none.
+pub fn key_of(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with('.') {
+        return None;
+    }
+    let key = name.split('.').next().unwrap_or(name);
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+/// The tree of one file or store of `format`, keyed `key`. Parts that cannot be served are
+/// listed in `skipped`.
+pub fn file(
+    path: &Path,
+    format: Format,
+    key: &str,
+    skipped: &mut Vec<String>,
+) -> Result<TreeNode, AdapterError> {
+    let mut node = match format {
+        #[cfg(feature = "hdf5")]
+        Format::Hdf5 => crate::adapters::hdf5_file::inspect(path, key, skipped)?,
+        #[cfg(not(feature = "hdf5"))]
+        Format::Hdf5 => {
+            return Err(AdapterError::BadSource(format!(
+                "{}: this build of tessera has no HDF5 support",
+                path.display()
+            )));
+        }
+        Format::Zarr => crate::adapters::zarr_tree::inspect(path, key, skipped)?,
+        Format::Parquet => {
+            let (s, src) = table_files::inspect_parquet(&[path.to_path_buf()])?;
+            TreeNode::data(key, Structure::Table(s), src)
+        }
+        Format::Csv => {
+            let (s, src) = table_files::inspect_csv(&[path.to_path_buf()], Map::new())?;
+            TreeNode::data(key, Structure::Table(s), src)
+        }
+    };
+    if node.family == StructureFamily::Container {
+        // Remember where a container came from (for registration and re-scans).
+        node.source = Some(DataSource {
+            structure_family: StructureFamily::Container,
+            mimetype: format.mimetype().into(),
+            parameters: Map::new(),
+            assets: vec![crate::adapters::Asset {
+                data_uri: crate::adapters::file_uri(path),
+                is_directory: path.is_dir(),
+                parameter: Some("data_uri".into()),
+                num: None,
+            }],
+            management: Management::External,
+        });
+    }
+    Ok(node)
+}
+
+/// What a directory walk found that it did not serve.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Files and parts skipped, each with the reason.
+    pub skipped: Vec<String>,
+    /// Files that could not be read, each with the reason (their nodes are left out).
+    pub broken: Vec<String>,
+    /// Files served.
+    pub files: usize,
+}
+
+/// The tree of directory `dir`: subdirectories are containers, each file the tree its
+/// format gives. Symlinks that lead outside `root` are refused, as are symlink loops.
+pub fn directory(
+    root: &Path,
+    dir: &Path,
+    key: &str,
+    formats: &Formats,
+    report: &mut Report,
+) -> TreeNode {
+    let mut node = TreeNode::container(key, Value::Object(Map::new()), Vec::new());
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(it) => it.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(e) => {
+            report
+                .broken
+                .push(format!("{}: cannot be listed ({e})", dir.display()));
+            return node;
+        }
+    };
+    entries.sort();
+    let mut taken: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in entries {
+        let Some(key) = key_of(&path) else {
+            continue;
+        };
+        let real = match path.canonicalize() {
+            Ok(r) => r,
+            Err(e) => {
+                report
+                    .skipped
+                    .push(format!("{}: cannot be resolved ({e})", path.display()));
+                continue;
+            }
+        };
+        if !real.starts_with(root) {
+            report.skipped.push(format!(
+                "{}: leads outside the served directory",
+                path.display()
+            ));
+            continue;
+        }
+        let format = formats.of(&real);
+        if format.is_none() && !real.is_dir() {
+            report
+                .skipped
+                .push(format!("{}: no adapter for this file type", path.display()));
+            continue;
+        }
+        if let Some(first) = taken.get(&key) {
+            report.skipped.push(format!(
+                "{}: its key {key:?} is already taken by {}",
+                path.display(),
+                first.display()
+            ));
+            continue;
+        }
+        let child = match format {
+            Some(f) => match file(&real, f, &key, &mut report.skipped) {
+                Ok(n) => {
+                    report.files += 1;
+                    n
+                }
+                Err(e) => {
+                    report.broken.push(e.to_string());
+                    continue;
+                }
+            },
+            None => {
+                // A directory: refuse to walk into one of its own ancestors (a symlink loop).
+                if dir.canonicalize().is_ok_and(|d| d.starts_with(&real)) {
+                    report
+                        .skipped
+                        .push(format!("{}: a symlink loop", path.display()));
+                    continue;
+                }
+                directory(root, &real, &key, formats, report)
+            }
+        };
+        taken.insert(key, path);
+        node.children.push(child);
+    }
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_drop_every_suffix() {
+        assert_eq!(key_of(Path::new("/d/scan.h5")).as_deref(), Some("scan"));
+        assert_eq!(
+            key_of(Path::new("/d/v0.7.1.parquet")).as_deref(),
+            Some("v0")
+        );
+        assert_eq!(key_of(Path::new("/d/.hidden.h5")), None);
+    }
+
+    #[test]
+    fn formats_follow_extensions_and_can_be_changed() {
+        let mut f = Formats::default();
+        assert_eq!(f.of(Path::new("/nonexistent/a.NXS")), Some(Format::Hdf5));
+        assert_eq!(f.of(Path::new("/nonexistent/a.txt")), None);
+        f.set(".txt", "text/csv").unwrap();
+        assert_eq!(f.of(Path::new("/nonexistent/a.txt")), Some(Format::Csv));
+        assert!(f.set("x", "image/x-unknown").is_err());
+    }
+}

@@ -1,0 +1,247 @@
+"""Registering files tessera does not own: `POST /register` (what the Tiled client's
+`register()` sends) and `tessera register URL PATH`. Every node is read back through the
+real client and compared with what h5py, zarr and pandas read from the files directly."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from writable import ON_TILED, tessera_binary, writable_server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "fixtures", "make_files.py")
+
+
+@pytest.fixture(scope="module")
+def files():
+    root = tempfile.mkdtemp(prefix="tessera-files-")
+    out = os.path.join(root, "files")
+    subprocess.run([sys.executable, FIXTURES, out], check=True)
+    # A directory the server may not read, with a file in it.
+    outside = os.path.join(root, "outside")
+    os.makedirs(outside)
+    pd.DataFrame({"x": [1]}).to_csv(os.path.join(outside, "secret.csv"), index=False)
+    yield out, outside
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(files):
+    with writable_server(read=[files[0]]) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def cli_tree(server, files):
+    """The fixture directory registered by `tessera register` under /cli."""
+    if ON_TILED:
+        pytest.skip("`tessera register` is tessera's command")
+    run = subprocess.run(
+        [tessera_binary(), "register", server.url, files[0], "--prefix", "cli",
+         "--api-key", server.api_key],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return server.client()["cli"], run.stdout
+
+
+def h5(files, dataset):
+    with h5py.File(os.path.join(files[0], "raw", "scan_0042.nxs")) as f:
+        return f[dataset][()]
+
+
+NUMERIC_DATASETS = [
+    "entry/instrument/detector/data",
+    "entry/instrument/detector/mask",
+    "entry/sample/temperature",
+    "entry/sample/positions",
+    "entry/sample/labels",
+    "entry/data/frame",
+    "big_endian",
+    "entry/scan_id",
+    "entry/instrument/detector/exposure_time",
+]
+
+
+@pytest.mark.parametrize("dataset", NUMERIC_DATASETS)
+def test_hdf5_datasets_read_as_h5py_reads_them(cli_tree, files, dataset):
+    node = cli_tree[0]["raw"]["scan_0042"]
+    for part in dataset.split("/"):
+        node = node[part]
+    got, want = node.read(), h5(files, dataset)
+    assert got.shape == want.shape
+    assert got.dtype.kind == want.dtype.kind and got.dtype.itemsize == want.dtype.itemsize
+    assert np.array_equal(got, want)
+
+
+def test_hdf5_slices_and_blocks(cli_tree, files):
+    stack = cli_tree[0]["raw"]["scan_0042"]["entry"]["instrument"]["detector"]["data"]
+    want = h5(files, "entry/instrument/detector/data")
+    assert np.array_equal(stack[2], want[2])
+    assert np.array_equal(stack[1:4, 10:20, ::3], want[1:4, 10:20, ::3])
+    # Blocks are the native chunks: one frame each.
+    assert stack.structure().chunks[0] == (1,) * want.shape[0]
+    assert np.array_equal(stack.read_block((3, 0, 0)), want[3:4])
+
+
+def test_hdf5_soft_links_strings_and_attributes(cli_tree, files):
+    scan = cli_tree[0]["raw"]["scan_0042"]
+    entry = scan["entry"]
+    assert entry.metadata["NX_class"] == "NXentry"
+    assert [s.name for s in entry.specs] == ["NXentry"]
+    # The NXdata group's soft link reads the detector stack.
+    assert np.array_equal(entry["data"]["data"].read(), h5(files, "entry/instrument/detector/data"))
+    assert entry["data"].metadata["axes"] == ["frame", ".", "."]
+    det = entry["instrument"]["detector"]["data"]
+    assert det.metadata["units"] == "counts"
+    assert det.metadata["long_name"] == "detector counts"
+    assert str(entry["title"].read()) == h5(files, "entry/title").decode()
+    assert entry["sample"]["name"].read().item() == h5(files, "entry/sample/name")
+
+
+@pytest.mark.parametrize("store", ["images_v2", "images_v3"])
+def test_zarr_groups_read_as_zarr_reads_them(cli_tree, files, store):
+    z = zarr.open_group(os.path.join(files[0], f"{store}.zarr"), mode="r")
+    node = cli_tree[0][store]
+    assert dict(node.metadata) == dict(z.attrs)
+    names = sorted(k for k, _ in z.arrays())
+    assert names and all(k in node for k in names)
+    for k, arr in z.arrays():
+        got = node[k].read()
+        assert got.dtype == arr.dtype and np.array_equal(got, arr[:])
+        assert dict(node[k].metadata) == dict(arr.attrs)
+    if store == "images_v3":
+        assert tuple(node["frames"].dims) == ("t", "y", "x")
+        # Sharded: blocks are the inner chunks.
+        assert node["sharded"].structure().chunks[0] == (10, 10, 10, 10)
+        assert np.array_equal(node["sharded"][5:25, 3], z["sharded"][5:25, 3])
+    else:
+        assert np.array_equal(node["nested"]["flags"].read(), z["nested"]["flags"][:])
+
+
+def test_lone_zarr_array(cli_tree, files):
+    z = zarr.open_array(os.path.join(files[0], "lone.zarr"), mode="r")
+    assert np.array_equal(cli_tree[0]["lone"].read(), z[:])
+
+
+def test_parquet_row_groups_are_partitions(cli_tree, files):
+    node = cli_tree[0]["runs"]
+    want = pd.read_parquet(os.path.join(files[0], "runs.parquet"))
+    assert node.structure().npartitions == 4  # 1000 rows in groups of 300
+    pd.testing.assert_frame_equal(node.read(), want, check_dtype=False)
+    pd.testing.assert_frame_equal(node.read(["energy", "ok"]), want[["energy", "ok"]])
+    part = node.read_partition(1)
+    pd.testing.assert_frame_equal(part, want.iloc[300:600], check_dtype=False)
+    assert np.array_equal(node["counts"].read(), want["counts"].to_numpy())
+
+
+def test_csv_columns_are_typed_as_pandas_types_them(cli_tree, files):
+    got = cli_tree[0]["log"].read()
+    want = pd.read_csv(os.path.join(files[0], "log.csv"))
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    for col in ["a", "b", "flag"]:
+        assert got[col].dtype == want[col].dtype
+
+
+def test_broken_files_are_reported_and_the_rest_serves(cli_tree):
+    tree, report = cli_tree
+    assert "truncated.h5" in report and "not a readable HDF5 file" in report
+    assert "empty.csv" in report and "empty" in report
+    assert "loop: a symlink loop" in report
+    assert "notes.txt: no adapter" in report
+    assert sorted(tree["broken"]) == []
+
+
+def test_the_client_register_method(server, files):
+    """The Tiled client's own `register()` infers the structure client-side and POSTs it."""
+    c = server.client()
+    c.create_container("by_client")
+    node = c["by_client"]
+    path = os.path.join(files[0], "raw", "scan_0042.nxs")
+    scan = node.register(path, key="scan")
+    want = h5(files, "entry/instrument/detector/data")
+    assert np.array_equal(scan["entry"]["instrument"]["detector"]["data"].read(), want)
+    one = node.register(path, key="frames", parameters={"dataset": "entry/instrument/detector/data"})
+    assert np.array_equal(one[1], want[1])
+    table = node.register(os.path.join(files[0], "runs.parquet"), key="runs")
+    pd.testing.assert_frame_equal(
+        table.read(), pd.read_parquet(os.path.join(files[0], "runs.parquet")), check_dtype=False
+    )
+    log = node.register(os.path.join(files[0], "log.csv"), key="log")
+    pd.testing.assert_frame_equal(
+        log.read(), pd.read_csv(os.path.join(files[0], "log.csv")), check_dtype=False
+    )
+    arr = node.register(
+        os.path.join(files[0], "images_v3.zarr", "frames"), key="zframes", mimetype="application/x-zarr"
+    )
+    z = zarr.open_array(os.path.join(files[0], "images_v3.zarr", "frames"), mode="r")
+    assert np.array_equal(arr.read(), z[:])
+
+
+def _register(server, body, path="bad"):
+    with server.http() as h:
+        h.post("/api/v1/metadata/", json={"id": "bad", "structure_family": "container"})
+        return h.post(f"/api/v1/register/{path}", json=body)
+
+
+def _body(uri, family="table", mimetype="text/csv", key="x", parameters=None):
+    return {
+        "id": key,
+        "structure_family": family,
+        "metadata": {},
+        "specs": [],
+        "data_sources": [{
+            "mimetype": mimetype,
+            "structure_family": family,
+            "structure": None,
+            "parameters": parameters or {},
+            "management": "external",
+            "assets": [{"data_uri": uri, "is_directory": False, "parameter": "data_uris", "num": 0}],
+        }],
+    }
+
+
+def test_registration_refuses_bad_input(server, files):
+    if ON_TILED:
+        pytest.skip("tessera's messages")
+    good = "file://localhost" + os.path.join(files[0], "log.csv")
+    outside = "file://localhost" + os.path.join(files[1], "secret.csv")
+    r = _register(server, _body(outside))
+    assert r.status_code == 403 and "outside the directories" in r.json()["detail"]
+    escape = "file://localhost" + os.path.join(files[0], "..", "outside", "secret.csv")
+    assert _register(server, _body(escape)).status_code == 403
+    r = _register(server, _body(good, mimetype="image/x-unknown"))
+    assert r.status_code == 415
+    r = _register(server, _body("file://localhost" + os.path.join(files[0], "nope.csv")))
+    assert r.status_code == 422 and "cannot be opened" in r.json()["detail"]
+    r = _register(server, _body("file://localhost" + os.path.join(files[0], "broken", "empty.csv")))
+    assert r.status_code == 422 and "empty.csv" in r.json()["detail"]
+    h5uri = "file://localhost" + os.path.join(files[0], "raw", "scan_0042.nxs")
+    r = _register(server, _body(h5uri, family="array", mimetype="application/x-hdf5",
+                                parameters={"dataset": "entry/nope"}))
+    assert r.status_code == 422 and "entry/nope" in r.json()["detail"]
+    r = _register(server, _body(good, key="a/b"))
+    assert r.status_code == 422
+    assert _register(server, _body(good, key="ok")).status_code == 200
+    r = _register(server, _body(good, key="ok"))
+    assert r.status_code == 409
+    # Nothing half-made: only the good node is there.
+    assert list(server.client()["bad"]) == ["ok"]
+
+
+def test_registration_needs_readable_directories(files):
+    if ON_TILED:
+        pytest.skip("tessera's message")
+    with writable_server() as s:
+        with s.http() as h:
+            r = h.post("/api/v1/register/", json=_body("file://localhost" + os.path.join(files[0], "log.csv")))
+    assert r.status_code == 403 and "--read" in r.json()["detail"]
