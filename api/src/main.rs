@@ -42,6 +42,16 @@ enum Command {
         #[arg(long, env = "TESSERA_API_KEY")]
         api_key: Option<String>,
     },
+    /// Keep per-container value counts of metadata keys of a PostgreSQL catalog (e.g.
+    /// `plan_name`), so `distinct` on them stays fast in containers of millions of nodes.
+    /// For keys with few distinct values; existing nodes are counted once, holding writes.
+    Facet {
+        /// The catalog database (`postgresql://...`).
+        database: String,
+        /// Dotted metadata keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
     /// Index hot metadata keys of a PostgreSQL catalog for range filters and sorting
     /// (e.g. `time`, `start.time`), without blocking writes.
     Index {
@@ -277,6 +287,14 @@ async fn main() -> anyhow::Result<()> {
             for key in keys {
                 let name = cat.index_key(&key).await?;
                 println!("{key}: index {name}");
+            }
+        }
+        Command::Facet { database, keys } => {
+            let cat =
+                tessera_api::catalog::postgres::PostgresCatalog::connect(&database, 1).await?;
+            for key in keys {
+                let n = cat.facet_key(&key).await?;
+                println!("{key}: counting values ({n} container/value pairs so far)");
             }
         }
         Command::Serve {

@@ -519,3 +519,84 @@ async fn distinct_agrees_across_catalogs() {
         }
     }
 }
+
+#[tokio::test]
+async fn faceted_distinct_counts_follow_every_write() {
+    let schema = PgSchema::create("facets").await;
+    let pg = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
+    pg.load_tree(demo::tree().unwrap()).await.unwrap();
+    let req = DistinctRequest {
+        metadata: vec!["color".into(), "animal".into(), "plan.name".into()],
+        structure_families: false,
+        specs: false,
+        counts: true,
+    };
+    // The answer grouping gives, before any facet exists.
+    let before = pg.distinct(&p(""), &[], &req).await.unwrap();
+    pg.facet_key("color").await.unwrap();
+    pg.facet_key("plan.name").await.unwrap();
+    assert_eq!(
+        pg.distinct(&p(""), &[], &req).await.unwrap(),
+        before,
+        "backfilled counts equal grouping"
+    );
+
+    // Inserts, a metadata change and deletes keep the kept counts equal to what SQLite's
+    // grouping answers after the same writes.
+    let memory = SqliteCatalog::open(":memory:").unwrap();
+    memory.load_tree(demo::tree().unwrap()).unwrap();
+    for (i, (color, plan)) in [
+        ("red", "count"),
+        ("blue", "scan"),
+        ("red", "scan"),
+        ("teal", "scan"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let md = serde_json::json!({"color": color, "plan": {"name": plan}});
+        let node = new_node(&format!("new{i}"), "container", md);
+        pg.create(&p(""), node.clone()).await.unwrap();
+        memory.create(&p(""), node).await.unwrap();
+    }
+    assert_eq!(
+        pg.distinct(&p(""), &[], &req).await.unwrap(),
+        memory.distinct(&p(""), &[], &req).await.unwrap()
+    );
+    for cat in [&pg as &dyn Catalog, &memory] {
+        let update: tessera_api::catalog::Updater = Box::new(|n| {
+            let mut metadata = n.metadata.clone();
+            metadata.insert("color".into(), serde_json::json!("blue"));
+            metadata.remove("plan");
+            Ok(tessera_api::catalog::MetadataUpdate {
+                metadata,
+                specs: n.specs.clone(),
+                access_tags: n.access_tags.clone(),
+            })
+        });
+        cat.update_metadata(&p("new3"), update, false)
+            .await
+            .unwrap();
+        cat.delete(&p("new0"), true, false).await.unwrap();
+    }
+    let got = pg.distinct(&p(""), &[], &req).await.unwrap();
+    assert_eq!(got, memory.distinct(&p(""), &[], &req).await.unwrap());
+    // The faceted answer came from the kept counts: make them disagree and see it.
+    let sql = schema.connect().await;
+    let kept = sql
+        .execute(
+            "UPDATE facet_counts SET count = count + 1000 WHERE key = 'color' \
+             AND value = '\"red\"' AND parent = (SELECT id FROM nodes WHERE parent IS NULL)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "the root's red children are counted once");
+    let tampered = pg.distinct(&p(""), &[], &req).await.unwrap();
+    assert_ne!(tampered["metadata"]["color"], got["metadata"]["color"]);
+    assert_eq!(tampered["metadata"]["animal"], got["metadata"]["animal"]);
+    assert!(
+        !got["metadata"]["color"].to_string().contains("teal"),
+        "a value no child has any more is gone: {got}"
+    );
+}

@@ -42,7 +42,7 @@ async fn postgres_migrates_once_under_concurrent_starts() {
     applied.sort();
     assert_eq!(
         applied,
-        vec![1, 2],
+        vec![1, 2, 3],
         "each migration is applied exactly once"
     );
 
@@ -116,7 +116,7 @@ fn sqlite_migrates_once_and_enforces_the_tree() {
     let path = dir.join("catalog.db");
     let _ = std::fs::remove_file(&path);
     let mut conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1, 2]);
+    assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1, 2, 3]);
     let mut other = rusqlite::Connection::open(&path).unwrap();
     assert!(migrate_sqlite(&mut other).unwrap().is_empty());
     for table in TABLES {

@@ -23,6 +23,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0002_child_count.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0002_child_count.sql"),
     },
+    Migration {
+        version: 3,
+        name: "facets",
+        postgres: include_str!("../../../migrations/postgres/0003_facets.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0003_facets.sql"),
+    },
 ];
 
 /// The advisory lock that serialises migrations across API nodes ("tessera" in ASCII).

@@ -368,6 +368,43 @@ impl PostgresCatalog {
         Ok(name)
     }
 
+    /// Keeps per-container counts of each value of the dotted metadata key `key` (see
+    /// migration 3), so `distinct` on it reads one row per value. Existing nodes are counted
+    /// under a lock that holds writes back for the time of one grouping pass over `nodes`.
+    /// Returns how many (container, value) pairs were counted.
+    pub async fn facet_key(&self, key: &str) -> Result<u64, ApiError> {
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(ApiError::bad_request(format!("bad metadata key {key:?}")));
+        }
+        let path: Vec<String> = key.split('.').map(str::to_string).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.batch_execute("LOCK TABLE nodes IN SHARE MODE")
+            .await
+            .map_err(db_err)?;
+        let added = tx
+            .execute(
+                "INSERT INTO facet_keys (key, path) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &path],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut counted = 0;
+        if added == 1 {
+            counted = tx
+                .execute(
+                    "INSERT INTO facet_counts (parent, key, value, count, first_id) \
+                     SELECT parent, $1, metadata #> $2, count(*), min(id) FROM nodes \
+                     WHERE parent IS NOT NULL AND metadata #> $2 IS NOT NULL GROUP BY 1, 3",
+                    &[&key, &path],
+                )
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(counted)
+    }
+
     /// The plans (`EXPLAIN` text) of a search's count and page queries (both page shapes),
     /// so tests and operators can see which indexes a query uses. With `indexes_only` the
     /// planner is told to avoid sequential scans: a plan that still has one cannot be served
@@ -686,11 +723,38 @@ impl Catalog for PostgresCatalog {
         };
         let mut metadata = Map::new();
         for key in &req.metadata {
-            let rows = client
-                .query(&grouped(json_at(key)), &q.refs())
-                .await
-                .map_err(db_err)?;
-            metadata.insert(key.clone(), tally_rows(pg_groups(&rows)?, req.counts));
+            // A faceted key, with no filters: its counts are kept, one row per value.
+            let kept = if filters.is_empty() {
+                let rows = client
+                    .query(
+                        "SELECT c.value, c.count FROM facet_keys f \
+                         LEFT JOIN facet_counts c ON c.key = f.key AND c.parent = $1 \
+                         WHERE f.key = $2 ORDER BY c.count DESC, c.first_id",
+                        &[&pid, key],
+                    )
+                    .await
+                    .map_err(db_err)?;
+                (!rows.is_empty()).then(|| {
+                    rows.iter()
+                        .filter_map(|r| {
+                            Some((r.get::<_, Option<Value>>(0)?, r.get::<_, Option<i64>>(1)?))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            } else {
+                None
+            };
+            let groups = match kept {
+                Some(g) => g,
+                None => {
+                    let rows = client
+                        .query(&grouped(json_at(key)), &q.refs())
+                        .await
+                        .map_err(db_err)?;
+                    pg_groups(&rows)?
+                }
+            };
+            metadata.insert(key.clone(), tally_rows(groups, req.counts));
         }
         let mut families = Value::Null;
         if req.structure_families {
