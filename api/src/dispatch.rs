@@ -106,6 +106,9 @@ impl Dispatcher for Inline {
         let Adapter::Array(r) = self.adapter(source)? else {
             return Err(wrong_family("an array"));
         };
+        crate::metrics::BLOCKS_DECODED
+            .with_label_values(&[source.mimetype.as_str()])
+            .inc();
         let block = block.to_vec();
         self.run(move || Ok(r.read_block(&block)?)).await
     }
@@ -114,6 +117,9 @@ impl Dispatcher for Inline {
         let Adapter::Table(r) = self.adapter(source)? else {
             return Err(wrong_family("a table"));
         };
+        crate::metrics::PARTITIONS_READ
+            .with_label_values(&[source.mimetype.as_str()])
+            .inc();
         self.run(move || Ok(r.read_partition(i)?)).await
     }
 

@@ -70,6 +70,14 @@ enum Serve {
         #[command(flatten)]
         opts: ServeOpts,
     },
+    /// Serve a directory of files (HDF5, Zarr, Parquet, CSV) as a tree, as `tiled serve
+    /// directory` does: the root answers at once, files are indexed in the background.
+    Directory {
+        #[command(flatten)]
+        dir: DirectoryOpts,
+        #[command(flatten)]
+        opts: ServeOpts,
+    },
     /// Serve a catalog (SQLite file or PostgreSQL), writable with --write, as
     /// `tiled serve catalog` does.
     Catalog {
@@ -98,6 +106,30 @@ enum Serve {
         #[command(flatten)]
         opts: ServeOpts,
     },
+}
+
+#[derive(clap::Args)]
+struct DirectoryOpts {
+    /// The directory to serve.
+    directory: std::path::PathBuf,
+    /// Rescan the directory and pick up files added, changed and removed.
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between rescans with --watch.
+    #[arg(long, default_value_t = 2.0)]
+    watch_interval: f64,
+    /// Read files ending in EXT as MIMETYPE (e.g. `--ext nx5=application/x-hdf5`); repeatable.
+    #[arg(long = "ext", value_name = "EXT=MIMETYPE")]
+    extensions: Vec<String>,
+    /// The catalog database (SQLite file); a temporary one by default.
+    #[arg(long)]
+    catalog: Option<std::path::PathBuf>,
+    /// The single-user API key (one is generated and printed if not given).
+    #[arg(long, env = "TESSERA_API_KEY")]
+    api_key: Option<String>,
+    /// Let anonymous clients read.
+    #[arg(long)]
+    public: bool,
 }
 
 #[derive(clap::Args)]
@@ -237,6 +269,74 @@ async fn serve_catalog(
     Ok(())
 }
 
+/// `tessera serve directory`.
+async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<()> {
+    use tessera_api::catalog::sqlite::SqliteCatalog;
+    use tessera_api::directory::Indexer;
+    let started = std::time::Instant::now();
+    let root = dir
+        .directory
+        .canonicalize()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.directory.display()))?;
+    if !root.is_dir() {
+        anyhow::bail!("{} is not a directory", root.display());
+    }
+    let mut formats = tessera_common::inspect::Formats::default();
+    for spec in &dir.extensions {
+        let (ext, mimetype) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--ext {spec:?}: give EXT=MIMETYPE"))?;
+        formats
+            .set(ext, mimetype)
+            .map_err(|e| anyhow::anyhow!("--ext {spec:?}: {e}"))?;
+    }
+    // A fresh catalog each start: the directory is the source of truth.
+    let tempdir = std::env::temp_dir().join(format!("tessera-{}", uuid::Uuid::new_v4().simple()));
+    let db = match &dir.catalog {
+        Some(path) => {
+            if path.exists() {
+                std::fs::remove_file(path)?;
+            }
+            path.clone()
+        }
+        None => {
+            std::fs::create_dir_all(&tempdir)?;
+            tempdir.join("catalog.db")
+        }
+    };
+    let cat = SqliteCatalog::open(&db.display().to_string())?;
+    cat.load_tree(empty_root())?;
+    let catalog: Arc<dyn tessera_api::catalog::Catalog> = Arc::new(cat);
+    let indexer = Indexer::new(catalog.clone(), &root, formats)?;
+    let watch = dir
+        .watch
+        .then(|| std::time::Duration::from_secs_f64(dir.watch_interval.max(0.1)));
+    tokio::spawn(indexer.run(watch));
+    let (key, public) = match dir.api_key {
+        Some(k) => (Some(k), dir.public),
+        None => (None, true),
+    };
+    let config = Config {
+        response_bytesize_limit: opts.response_bytesize_limit,
+        cache_bytes: opts.cache_bytes,
+        api_key: key.clone(),
+        public,
+        ..Config::default()
+    };
+    let state = server::embedded_state(config, catalog);
+    let suffix = key.map(|k| format!("?api_key={k}")).unwrap_or_default();
+    serve(
+        state,
+        &opts,
+        &format!("the directory {}", root.display()),
+        started,
+        &suffix,
+    )
+    .await?;
+    let _ = std::fs::remove_dir_all(tempdir);
+    Ok(())
+}
+
 /// The root container of a new catalog.
 fn empty_root() -> tessera_common::node::TreeNode {
     tessera_common::node::TreeNode {
@@ -297,6 +397,9 @@ async fn main() -> anyhow::Result<()> {
                 println!("{key}: counting values ({n} container/value pairs so far)");
             }
         }
+        Command::Serve {
+            what: Serve::Directory { dir, opts },
+        } => serve_directory(dir, opts).await?,
         Command::Serve {
             what: Serve::Demo { opts },
         } => {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tessera_common::adapters::file_uri;
-use tessera_common::inspect::{Format, Formats, key_of};
+use tessera_common::inspect::{EntryKind, Format, Formats, entries, key_of};
 
 struct Client {
     http: reqwest::Client,
@@ -113,52 +113,20 @@ impl Client {
         dir: &Path,
         formats: &Formats,
     ) -> anyhow::Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("listing {}", dir.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        let mut taken = std::collections::BTreeSet::new();
-        let here = dir.canonicalize()?;
-        for path in entries {
-            let Some(key) = key_of(&path) else { continue };
-            let Ok(real) = path.canonicalize() else {
-                self.skipped
-                    .push(format!("{}: cannot be resolved", path.display()));
-                continue;
-            };
-            if !real.starts_with(&self.root) {
-                self.skipped.push(format!(
-                    "{}: leads outside {}",
-                    path.display(),
-                    self.root.display()
-                ));
-                continue;
-            }
-            if real.is_dir() && here.starts_with(&real) {
-                self.skipped
-                    .push(format!("{}: a symlink loop", path.display()));
-                continue;
-            }
-            if !taken.insert(key.clone()) {
-                self.skipped.push(format!(
-                    "{}: key {key:?} is taken by another file",
-                    path.display()
-                ));
-                continue;
-            }
-            match formats.of(&path) {
-                Some(f) => self.file(parent, &path, f, &key).await?,
-                None if path.is_dir() => {
-                    self.container(parent, &key).await?;
+        let list = entries(&self.root, dir, formats)
+            .with_context(|| format!("listing {}", dir.display()))?;
+        for e in list {
+            match e.kind {
+                EntryKind::File(f) => self.file(parent, &e.real, f, &e.key).await?,
+                EntryKind::Directory => {
+                    self.container(parent, &e.key).await?;
                     let mut sub = parent.to_vec();
-                    sub.push(key);
-                    Box::pin(self.walk(&sub, &path, formats)).await?;
+                    sub.push(e.key);
+                    Box::pin(self.walk(&sub, &e.real, formats)).await?;
                 }
-                None => self
-                    .skipped
-                    .push(format!("{}: no adapter for this file type", path.display())),
+                EntryKind::Skipped(why) => {
+                    self.skipped.push(format!("{}: {why}", e.path.display()))
+                }
             }
         }
         Ok(())

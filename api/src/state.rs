@@ -28,6 +28,9 @@ impl AppState {
     /// The node at `path`; a table's column is resolved as a 1-D array child of the table.
     pub async fn node(&self, path: &[String]) -> Result<Arc<Node>, ApiError> {
         if let Some(n) = self.catalog.get(path).await? {
+            if let Some(e) = crate::directory::unreadable_error(n.family, &n.specs, &n.metadata) {
+                return Err(e);
+            }
             return Ok(n);
         }
         let Some((column, parent)) = path.split_last() else {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use crate::adapters::{AdapterError, DataSource, Management, parquet_table, table_files, zarr};
 use crate::node::TreeNode;
@@ -151,99 +151,83 @@ pub fn file(
     Ok(node)
 }
 
-/// What a directory walk found that it did not serve.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Files and parts skipped, each with the reason.
-    pub skipped: Vec<String>,
-    /// Files that could not be read, each with the reason (their nodes are left out).
-    pub broken: Vec<String>,
-    /// Files served.
-    pub files: usize,
+/// What one entry of a directory is to a walk.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntryKind {
+    /// A file (or Zarr store) of this format.
+    File(Format),
+    /// A directory to walk into.
+    Directory,
+    /// Left out, with the reason.
+    Skipped(String),
 }
 
-/// The tree of directory `dir`: subdirectories are containers, each file the tree its
-/// format gives. Symlinks that lead outside `root` are refused, as are symlink loops.
-pub fn directory(
-    root: &Path,
-    dir: &Path,
-    key: &str,
-    formats: &Formats,
-    report: &mut Report,
-) -> TreeNode {
-    let mut node = TreeNode::container(key, Value::Object(Map::new()), Vec::new());
-    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(it) => it.filter_map(Result::ok).map(|e| e.path()).collect(),
-        Err(e) => {
-            report
-                .broken
-                .push(format!("{}: cannot be listed ({e})", dir.display()));
-            return node;
-        }
-    };
-    entries.sort();
+/// One entry of a directory, with the key it is served under.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// `path` with symlinks resolved.
+    pub real: PathBuf,
+    pub key: String,
+    pub kind: EntryKind,
+}
+
+/// The entries of directory `dir` (inside the served directory `root`, both canonical), in
+/// name order. Dot-files are left out silently; symlinks that lead outside `root`, symlink
+/// loops, files no adapter reads and keys taken by an earlier name are [`EntryKind::Skipped`].
+pub fn entries(root: &Path, dir: &Path, formats: &Formats) -> std::io::Result<Vec<Entry>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
     let mut taken: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for path in entries {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
         let Some(key) = key_of(&path) else {
             continue;
         };
-        let real = match path.canonicalize() {
-            Ok(r) => r,
-            Err(e) => {
-                report
-                    .skipped
-                    .push(format!("{}: cannot be resolved ({e})", path.display()));
-                continue;
+        let (real, kind) = match path.canonicalize() {
+            Err(e) => (
+                path.clone(),
+                EntryKind::Skipped(format!("cannot be resolved ({e})")),
+            ),
+            Ok(real) if !real.starts_with(root) => (
+                real,
+                EntryKind::Skipped("leads outside the served directory".into()),
+            ),
+            Ok(real) => {
+                let kind = match formats.of(&real) {
+                    Some(f) => EntryKind::File(f),
+                    // A directory that is one of its own ancestors is a symlink loop.
+                    None if real.is_dir() && dir.starts_with(&real) => {
+                        EntryKind::Skipped("a symlink loop".into())
+                    }
+                    None if real.is_dir() => EntryKind::Directory,
+                    None => EntryKind::Skipped("no adapter for this file type".into()),
+                };
+                (real, kind)
             }
         };
-        if !real.starts_with(root) {
-            report.skipped.push(format!(
-                "{}: leads outside the served directory",
-                path.display()
-            ));
-            continue;
-        }
-        let format = formats.of(&real);
-        if format.is_none() && !real.is_dir() {
-            report
-                .skipped
-                .push(format!("{}: no adapter for this file type", path.display()));
-            continue;
-        }
-        if let Some(first) = taken.get(&key) {
-            report.skipped.push(format!(
-                "{}: its key {key:?} is already taken by {}",
-                path.display(),
+        let kind = match (kind, taken.get(&key)) {
+            (EntryKind::Skipped(why), _) => EntryKind::Skipped(why),
+            (_, Some(first)) => EntryKind::Skipped(format!(
+                "its key {key:?} is already taken by {}",
                 first.display()
-            ));
-            continue;
-        }
-        let child = match format {
-            Some(f) => match file(&real, f, &key, &mut report.skipped) {
-                Ok(n) => {
-                    report.files += 1;
-                    n
-                }
-                Err(e) => {
-                    report.broken.push(e.to_string());
-                    continue;
-                }
-            },
-            None => {
-                // A directory: refuse to walk into one of its own ancestors (a symlink loop).
-                if dir.canonicalize().is_ok_and(|d| d.starts_with(&real)) {
-                    report
-                        .skipped
-                        .push(format!("{}: a symlink loop", path.display()));
-                    continue;
-                }
-                directory(root, &real, &key, formats, report)
+            )),
+            (kind, None) => {
+                taken.insert(key.clone(), path.clone());
+                kind
             }
         };
-        taken.insert(key, path);
-        node.children.push(child);
+        out.push(Entry {
+            path,
+            real,
+            key,
+            kind,
+        });
     }
-    node
+    Ok(out)
 }
 
 #[cfg(test)]

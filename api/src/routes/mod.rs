@@ -27,6 +27,7 @@ const MAX_PATH: usize = 4096;
 pub enum Endpoint {
     WebRoot,
     Healthz,
+    Metrics,
     ApiRootRedirect,
     ApiRoot,
     Metadata(Vec<String>),
@@ -80,6 +81,7 @@ impl Endpoint {
         match path {
             "/" | "" => return Ok(Endpoint::WebRoot),
             "/healthz" => return Ok(Endpoint::Healthz),
+            "/metrics" => return Ok(Endpoint::Metrics),
             "/api/v1" => return Ok(Endpoint::ApiRootRedirect),
             "/api/v1/" => return Ok(Endpoint::ApiRoot),
             _ => {}
@@ -211,7 +213,11 @@ fn authorize(state: &AppState, endpoint: &Endpoint, req: &Request) -> Result<(),
     };
     if matches!(
         endpoint,
-        Endpoint::WebRoot | Endpoint::Healthz | Endpoint::ApiRootRedirect | Endpoint::ApiRoot
+        Endpoint::WebRoot
+            | Endpoint::Healthz
+            | Endpoint::Metrics
+            | Endpoint::ApiRootRedirect
+            | Endpoint::ApiRoot
     ) {
         return Ok(());
     }
@@ -284,6 +290,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::AwkwardFull(p) if put => write::put_awkward(state, req, &p).await,
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
+        Endpoint::Metrics if read => Ok(node::metrics()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
         Endpoint::ApiRoot if read => node::root(state, req).await,
         Endpoint::Metadata(p) if read => node::metadata(state, req, &p).await,

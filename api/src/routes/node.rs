@@ -22,6 +22,18 @@ pub fn healthz() -> Response {
     axum::Json(json!({"status": "ready"})).into_response()
 }
 
+/// `GET /metrics`: Prometheus' text format.
+pub fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
 pub fn web_root() -> Response {
     Html(concat!(
         "<!doctype html><html><head><title>tessera</title></head><body>",

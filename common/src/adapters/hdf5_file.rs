@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Hyperslab, Selection, SliceOrIndex};
@@ -26,9 +25,6 @@ pub const MIMETYPE: &str = "application/x-hdf5";
 
 /// Blocks of contiguous (unchunked) datasets are cut along the first axis to about this size.
 const CONTIGUOUS_BLOCK_BYTES: usize = 8 << 20;
-
-/// Native chunks (or contiguous slabs) decoded by this process, for tests and metrics.
-pub static BLOCKS_READ: AtomicU64 = AtomicU64::new(0);
 
 /// A file that cannot be read is a problem with the data, reported as such (a 4xx, naming the
 /// file), not as a server fault the client would retry.
@@ -430,7 +426,6 @@ impl ArrayReader for DatasetReader {
                     .collect::<Vec<_>>(),
             ))
         };
-        BLOCKS_READ.fetch_add(1, Ordering::Relaxed);
         let bytes = self
             .read(&sel)
             .map_err(|e| read_err(&self.path, "reading a block", e))?;

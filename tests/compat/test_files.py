@@ -1,19 +1,24 @@
-"""Registering files tessera does not own: `POST /register` (what the Tiled client's
-`register()` sends) and `tessera register URL PATH`. Every node is read back through the
-real client and compared with what h5py, zarr and pandas read from the files directly."""
+"""Files tessera does not own, served two ways: registered (`tessera register URL PATH`, and
+`POST /register` as the Tiled client's `register()` sends it) and `tessera serve directory`.
+Every node is read back through the real client and compared with what h5py, zarr and
+pandas read from the files directly, and with what the real Tiled server serves."""
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import httpx
 import zarr
 
-from writable import ON_TILED, tessera_binary, writable_server
+from writable import ON_TILED, tessera_binary, tiled_binary, writable_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures", "make_files.py")
@@ -40,11 +45,69 @@ def server(files):
         yield s
 
 
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def directory_server(command, root, expect, timeout=90):
+    """Runs `command` (which serves `root` on the port it is given) until every top-level
+    key in `expect` is listed; yields (url, process)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(command(port), stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None, _log(log)
+            try:
+                r = httpx.get(f"{url}/api/v1/search/", params={"page[limit]": 300, "fields": ""})
+                if r.status_code == 200 and expect <= {d["id"] for d in r.json()["data"]}:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the directory was not indexed in time\n" + _log(log)
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _log(f):
+    f.seek(0)
+    return f.read().decode(errors="replace")[-5000:]
+
+
+TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken"}
+
+
 @pytest.fixture(scope="module")
-def cli_tree(server, files):
-    """The fixture directory registered by `tessera register` under /cli."""
+def served_directory(files):
     if ON_TILED:
-        pytest.skip("`tessera register` is tessera's command")
+        pytest.skip("`tessera serve directory` is tessera's command")
+    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--port", str(port)]
+    with directory_server(cmd, files[0], TOP) as (url, proc):
+        yield url
+
+
+@pytest.fixture(scope="module", params=["register", "directory"])
+def cli_tree(request, files):
+    """The fixture directory as tessera serves it: registered by `tessera register` under
+    /cli, or served by `tessera serve directory`. Returns (tree, report)."""
+    if ON_TILED:
+        pytest.skip("tessera's commands")
+    if request.param == "directory":
+        from tiled.client import from_uri
+
+        return from_uri(request.getfixturevalue("served_directory")), None
+    server = request.getfixturevalue("server")
     run = subprocess.run(
         [tessera_binary(), "register", server.url, files[0], "--prefix", "cli",
          "--api-key", server.api_key],
@@ -154,6 +217,8 @@ def test_csv_columns_are_typed_as_pandas_types_them(cli_tree, files):
 
 def test_broken_files_are_reported_and_the_rest_serves(cli_tree):
     tree, report = cli_tree
+    if report is None:
+        pytest.skip("the served directory keeps broken files as nodes (tested below)")
     assert "truncated.h5" in report and "not a readable HDF5 file" in report
     assert "empty.csv" in report and "empty" in report
     assert "loop: a symlink loop" in report
@@ -245,3 +310,133 @@ def test_registration_needs_readable_directories(files):
         with s.http() as h:
             r = h.post("/api/v1/register/", json=_body("file://localhost" + os.path.join(files[0], "log.csv")))
     assert r.status_code == 403 and "--read" in r.json()["detail"]
+
+
+def test_served_directory_keeps_broken_files_as_errors(served_directory, files):
+    from tiled.client import from_uri
+    from tiled.client.utils import ClientError
+
+    tree = from_uri(served_directory)
+    # Unreadable files are listed, and reading one answers a 4xx naming the file and why
+    # (the client would retry a 5xx for a long time).
+    assert sorted(tree["broken"]) == ["empty", "truncated"]
+    for key, name, why in [("truncated", "truncated.h5", "not a readable HDF5 file"),
+                           ("empty", "empty.csv", "empty")]:
+        with pytest.raises(ClientError) as e:
+            tree["broken"][key]
+        assert e.value.response.status_code == 422
+        assert name in str(e.value) and why in str(e.value)
+    # The symlink loop and the text file are not served; the rest is.
+    assert "loop" not in tree["broken"] and "notes" not in tree["broken"]
+    assert np.array_equal(tree["lone"].read(), zarr.open_array(os.path.join(files[0], "lone.zarr"))[:])
+    # Paths never leave the directory.
+    r = httpx.get(f"{served_directory}/api/v1/metadata/raw/../../etc")
+    assert r.status_code in (400, 404)
+
+
+def _decoded(url, mimetype):
+    text = httpx.get(f"{url}/metrics").text
+    for line in text.splitlines():
+        if line.startswith("tessera_blocks_decoded_total") and f'mimetype="{mimetype}"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def test_one_frame_decodes_only_its_chunk(files):
+    if ON_TILED:
+        pytest.skip("tessera's metrics")
+    from tiled.client import from_uri
+
+    # A server of its own, so no earlier read has cached the frame.
+    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--port", str(port)]
+    with directory_server(cmd, files[0], TOP) as (url, _):
+        stack = from_uri(url)["raw"]["scan_0042"]["entry"]["instrument"]["detector"]["data"]
+        before = _decoded(url, "application/x-hdf5")
+        frame = stack[3]
+        after = _decoded(url, "application/x-hdf5")
+        assert np.array_equal(frame, h5(files, "entry/instrument/detector/data")[3])
+        # The stack is chunked one frame per chunk: one frame is one chunk decoded.
+        assert after - before == 1
+        stack[3]
+        assert _decoded(url, "application/x-hdf5") == after, "the second read is cached"
+        stack[1:3, 5:9]
+        assert _decoded(url, "application/x-hdf5") == after + 2
+
+
+def test_watch_picks_up_added_changed_and_removed_files(tmp_path):
+    if ON_TILED:
+        pytest.skip("tessera's command")
+    from tiled.client import from_uri
+
+    root = tmp_path / "watched"
+    root.mkdir()
+    pd.DataFrame({"x": [1, 2]}).to_csv(root / "first.csv", index=False)
+    cmd = lambda port: [tessera_binary(), "serve", "directory", str(root), "--port", str(port),
+                        "--watch", "--watch-interval", "0.2"]
+    with directory_server(cmd, str(root), {"first"}) as (url, proc):
+        c = from_uri(url)
+
+        def wait_for(check):
+            # A changed file is indexed again: for a moment it may be missing.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if check():
+                        return
+                except Exception:
+                    pass
+                assert time.monotonic() < deadline, "the change was not picked up"
+                time.sleep(0.1)
+
+        pd.DataFrame({"y": [3.5]}).to_csv(root / "second.csv", index=False)
+        wait_for(lambda: "second" in c)
+        assert c["second"].read()["y"].tolist() == [3.5]
+        time.sleep(0.05)  # a later modification time
+        pd.DataFrame({"x": [7, 8, 9]}).to_csv(root / "first.csv", index=False)
+        wait_for(lambda: len(from_uri(url)["first"].read()) == 3)
+        assert from_uri(url)["first"].read()["x"].tolist() == [7, 8, 9]
+        os.remove(root / "second.csv")
+        wait_for(lambda: "second" not in from_uri(url))
+
+
+def _tiled_tree(files):
+    # Without the broken files: Tiled walks the symlink loop until the OS refuses (minutes).
+    clean = tempfile.mkdtemp(prefix="tessera-tiled-")
+    for name in ["raw", "images_v2.zarr", "images_v3.zarr", "runs.parquet", "log.csv"]:
+        os.symlink(os.path.join(files[0], name), os.path.join(clean, name))
+    cmd = lambda port: [tiled_binary(), "serve", "directory", clean, "--public",
+                        "--port", str(port)]
+    return directory_server(cmd, clean, {"raw", "images_v2", "runs", "log"}, timeout=180)
+
+
+COMPARED = [
+    ("raw", "scan_0042", "entry", "instrument", "detector", "data"),
+    ("raw", "scan_0042", "entry", "sample", "temperature"),
+    ("raw", "scan_0042", "entry", "sample", "positions"),
+    ("images_v2", "blosc"),
+    ("images_v2", "ints"),
+    ("images_v3", "frames"),
+    ("runs",),
+    ("log",),
+]
+
+
+def test_the_same_values_as_tiled_serve_directory(served_directory, files):
+    """The real Tiled server and tessera, serving the same directory, give equal values."""
+    from tiled.client import from_uri
+
+    ours = from_uri(served_directory)
+    with _tiled_tree(files) as (url, _):
+        theirs = from_uri(url)
+        compared = 0
+        for path in COMPARED:
+            a, b = ours, theirs
+            for k in path:
+                a, b = a[k], b[k]
+            x, y = a.read(), b.read()
+            if isinstance(x, pd.DataFrame):
+                pd.testing.assert_frame_equal(x, y, check_dtype=False)
+            else:
+                assert x.dtype == y.dtype and np.array_equal(x, y), path
+            compared += 1
+    assert compared == len(COMPARED)

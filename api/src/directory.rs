@@ -1,0 +1,305 @@
+//! `tessera serve directory`: a directory of files served as a tree. The root answers at once;
+//! the files are indexed into the (SQLite) catalog in the background, each file as soon as its
+//! adapter has described it, so the listing grows while indexing runs. With `--watch` the
+//! directory is rescanned and files added, changed or removed are indexed again.
+//!
+//! A file that cannot be read stays in the tree as an empty container with the spec
+//! [`UNREADABLE`] and its error in the metadata; reading it answers that error (a 4xx).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+use tessera_common::inspect::{self, EntryKind, Formats};
+use tessera_common::node::TreeNode;
+use tessera_common::structure::{Spec, StructureFamily};
+
+use crate::catalog::{Catalog, NewNode};
+use crate::error::ApiError;
+
+/// The spec of a node standing for a file that could not be read.
+pub const UNREADABLE: &str = "unreadable";
+
+/// What a file looked like when it was indexed; a change means it is indexed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    size: u64,
+}
+
+fn stamp(path: &Path) -> Stamp {
+    // A Zarr store's metadata file changes when the store is rewritten.
+    let probe = ["zarr.json", ".zarray", ".zgroup", ".zmetadata"]
+        .iter()
+        .map(|f| path.join(f))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| path.to_path_buf());
+    let md = std::fs::metadata(&probe).ok();
+    Stamp {
+        modified: md.as_ref().and_then(|m| m.modified().ok()),
+        size: md.map_or(0, |m| m.len()),
+    }
+}
+
+impl Stamp {
+    fn text(&self) -> String {
+        let nanos = self
+            .modified
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        format!("{nanos}-{}", self.size)
+    }
+}
+
+/// Counters of an indexing pass, shown as progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: usize,
+    pub unreadable: usize,
+    pub skipped: usize,
+    pub removed: usize,
+}
+
+/// Indexes a directory into a catalog and keeps it in step.
+pub struct Indexer {
+    catalog: Arc<dyn Catalog>,
+    root: PathBuf,
+    formats: Formats,
+    /// Every indexed file (or store) by its path in the tree, with its stamp.
+    known: BTreeMap<Vec<String>, (PathBuf, Stamp)>,
+    /// Directories indexed, by their path in the tree.
+    dirs: BTreeMap<Vec<String>, PathBuf>,
+    pub progress: Progress,
+    last_report: Instant,
+}
+
+impl Indexer {
+    /// An indexer of `root` (canonicalized) into `catalog`, whose root container exists.
+    pub fn new(catalog: Arc<dyn Catalog>, root: &Path, formats: Formats) -> std::io::Result<Self> {
+        Ok(Indexer {
+            catalog,
+            root: root.canonicalize()?,
+            formats,
+            known: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+            progress: Progress::default(),
+            last_report: Instant::now(),
+        })
+    }
+
+    /// One pass over the directory: indexes what is new or changed, removes what is gone.
+    pub async fn scan(&mut self) -> Result<(), ApiError> {
+        let mut seen_files = Vec::new();
+        let mut seen_dirs = Vec::new();
+        let root = self.root.clone();
+        self.scan_dir(&[], &root, &mut seen_files, &mut seen_dirs)
+            .await?;
+        // Removed files and directories (a directory's removal takes its files with it).
+        let gone_files: Vec<Vec<String>> = self
+            .known
+            .keys()
+            .filter(|k| !seen_files.contains(k))
+            .cloned()
+            .collect();
+        for path in gone_files {
+            self.known.remove(&path);
+            self.remove(&path).await?;
+        }
+        let gone_dirs: Vec<Vec<String>> = self
+            .dirs
+            .keys()
+            .filter(|k| !seen_dirs.contains(k))
+            .cloned()
+            .collect();
+        for path in gone_dirs {
+            self.dirs.remove(&path);
+            self.known.retain(|k, _| !k.starts_with(&path));
+            self.remove(&path).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove(&mut self, path: &[String]) -> Result<(), ApiError> {
+        match self.catalog.delete(path, true, false).await {
+            Ok(_) => {
+                self.progress.removed += 1;
+                tracing::info!(path = %path.join("/"), "removed from the tree");
+                Ok(())
+            }
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn report(&mut self, force: bool) {
+        if force || self.last_report.elapsed() >= Duration::from_secs(2) {
+            self.last_report = Instant::now();
+            let p = &self.progress;
+            tracing::info!(
+                files = p.files,
+                unreadable = p.unreadable,
+                skipped = p.skipped,
+                "indexing {}",
+                self.root.display()
+            );
+        }
+    }
+
+    async fn scan_dir(
+        &mut self,
+        parent: &[String],
+        dir: &Path,
+        seen_files: &mut Vec<Vec<String>>,
+        seen_dirs: &mut Vec<Vec<String>>,
+    ) -> Result<(), ApiError> {
+        let (root, d, formats) = (self.root.clone(), dir.to_path_buf(), self.formats.clone());
+        let list = tokio::task::spawn_blocking(move || inspect::entries(&root, &d, &formats))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let list = match list {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("{}: cannot be listed ({e})", dir.display());
+                return Ok(());
+            }
+        };
+        for e in list {
+            let mut path = parent.to_vec();
+            path.push(e.key.clone());
+            match e.kind {
+                EntryKind::Skipped(why) => {
+                    if !self.known.contains_key(&path) {
+                        self.progress.skipped += 1;
+                        tracing::info!("skipped {}: {why}", e.path.display());
+                    }
+                }
+                EntryKind::Directory => {
+                    seen_dirs.push(path.clone());
+                    if !self.dirs.contains_key(&path) {
+                        let node = TreeNode::container(&e.key, json!({}), Vec::new());
+                        self.create(parent, node).await?;
+                        self.dirs.insert(path.clone(), e.real.clone());
+                    }
+                    Box::pin(self.scan_dir(&path, &e.real, seen_files, seen_dirs)).await?;
+                }
+                EntryKind::File(format) => {
+                    seen_files.push(path.clone());
+                    let now = stamp(&e.real);
+                    match self.known.get(&path) {
+                        Some((_, then)) if *then == now => continue,
+                        Some(_) => {
+                            tracing::info!("{} changed: indexing it again", e.path.display());
+                            self.remove(&path).await?;
+                        }
+                        None => {}
+                    }
+                    let (real, key) = (e.real.clone(), e.key.clone());
+                    let described = tokio::task::spawn_blocking(move || {
+                        let mut skipped = Vec::new();
+                        let t = inspect::file(&real, format, &key, &mut skipped);
+                        (t, skipped)
+                    })
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                    let node = match described {
+                        (Ok(mut t), skipped) => {
+                            for s in skipped {
+                                tracing::info!("left out {s}");
+                            }
+                            stamp_sources(&mut t, &now.text());
+                            self.progress.files += 1;
+                            t
+                        }
+                        (Err(err), _) => {
+                            tracing::warn!("unreadable: {err}");
+                            self.progress.unreadable += 1;
+                            unreadable(&e.key, &e.path, &err.to_string())
+                        }
+                    };
+                    self.create(parent, node).await?;
+                    self.known.insert(path, (e.real.clone(), now));
+                    self.report(false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, parent: &[String], t: TreeNode) -> Result<(), ApiError> {
+        let node = NewNode {
+            key: t.key,
+            family: t.family,
+            metadata: t.metadata,
+            specs: t.specs,
+            access_tags: Vec::new(),
+            data: t.structure.zip(t.source),
+            children: t.children,
+        };
+        match self.catalog.create(parent, node).await {
+            Ok(_) => Ok(()),
+            // Indexed by an earlier pass that was interrupted: keep it.
+            Err(e) if e.status == axum::http::StatusCode::CONFLICT => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Indexes everything once, then (with `watch`) rescans every `interval` forever.
+    pub async fn run(mut self, watch: Option<Duration>) {
+        let started = Instant::now();
+        if let Err(e) = self.scan().await {
+            tracing::error!("indexing {} failed: {e}", self.root.display());
+        }
+        self.report(true);
+        tracing::info!(
+            "indexed {} in {:.1} s",
+            self.root.display(),
+            started.elapsed().as_secs_f64()
+        );
+        let Some(interval) = watch else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = self.scan().await {
+                tracing::error!("rescanning {} failed: {e}", self.root.display());
+            }
+        }
+    }
+}
+
+/// Marks every data source of a file's tree with the file's stamp, so cached chunks of an
+/// earlier version of the file are never served for the new one.
+fn stamp_sources(t: &mut TreeNode, stamp: &str) {
+    if let Some(src) = &mut t.source {
+        src.parameters.insert("stamp".into(), json!(stamp));
+    }
+    for c in &mut t.children {
+        stamp_sources(c, stamp);
+    }
+}
+
+/// The node standing for a file that cannot be read.
+fn unreadable(key: &str, path: &Path, error: &str) -> TreeNode {
+    let mut t = TreeNode::container(
+        key,
+        json!({"file": path.display().to_string(), "error": error}),
+        Vec::new(),
+    );
+    t.specs = vec![Spec::named(UNREADABLE)];
+    t
+}
+
+/// The error a node standing for an unreadable file answers, if it is one.
+pub fn unreadable_error(
+    family: StructureFamily,
+    specs: &[Spec],
+    metadata: &serde_json::Map<String, Value>,
+) -> Option<ApiError> {
+    if family != StructureFamily::Container || !specs.iter().any(|s| s.name == UNREADABLE) {
+        return None;
+    }
+    let error = metadata.get("error").and_then(Value::as_str).unwrap_or("");
+    Some(ApiError::unprocessable(error.to_string()))
+}
