@@ -43,6 +43,16 @@ fn stamp(path: &Path) -> Stamp {
     }
 }
 
+/// One stamp for several files (a sequence): the latest change and the total size, so
+/// adding, removing or rewriting any of them changes it.
+fn stamp_all(files: &[PathBuf]) -> Stamp {
+    let stamps: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
+    Stamp {
+        modified: stamps.iter().filter_map(|s| s.modified).max(),
+        size: stamps.iter().map(|s| s.size).sum::<u64>() + files.len() as u64,
+    }
+}
+
 impl Stamp {
     fn text(&self) -> String {
         let nanos = self
@@ -184,9 +194,9 @@ impl Indexer {
                     }
                     Box::pin(self.scan_dir(&path, &e.real, seen_files, seen_dirs)).await?;
                 }
-                EntryKind::File(format) => {
+                EntryKind::File(_) | EntryKind::Sequence(..) => {
                     seen_files.push(path.clone());
-                    let now = stamp(&e.real);
+                    let now = stamp_all(&e.files());
                     match self.known.get(&path) {
                         Some((_, then)) if *then == now => continue,
                         Some(_) => {
@@ -195,10 +205,10 @@ impl Indexer {
                         }
                         None => {}
                     }
-                    let (real, key) = (e.real.clone(), e.key.clone());
+                    let entry = e.clone();
                     let described = tokio::task::spawn_blocking(move || {
                         let mut skipped = Vec::new();
-                        let t = inspect::file(&real, format, &key, &mut skipped);
+                        let t = inspect::describe(&entry, &mut skipped);
                         (t, skipped)
                     })
                     .await

@@ -7,6 +7,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tessera_common::adapters::file_uri;
+use tessera_common::adapters::image_stack::{
+    NPY_SEQUENCE_MIMETYPE, TIFF_SEQUENCE_MIMETYPE, sequence_stem,
+};
 use tessera_common::inspect::{EntryKind, Format, Formats, entries, key_of};
 
 struct Client {
@@ -68,36 +71,53 @@ impl Client {
         Ok(())
     }
 
-    async fn file(
+    /// Registers one file, or a sequence of numbered images as one array.
+    async fn files(
         &mut self,
         parent: &[String],
-        path: &Path,
+        paths: &[std::path::PathBuf],
         format: Format,
         key: &str,
     ) -> anyhow::Result<()> {
+        let path = &paths[0];
         let family = match format {
             Format::Hdf5 => "container",
             Format::Zarr if is_zarr_array(path) => "array",
             Format::Zarr => "container",
             Format::Parquet | Format::Csv => "table",
+            Format::Tiff | Format::Npy => "array",
         };
+        let sequence = paths.len() > 1 || sequence_stem(path).is_some();
+        let mimetype = match format {
+            Format::Tiff if sequence => TIFF_SEQUENCE_MIMETYPE,
+            Format::Npy if sequence => NPY_SEQUENCE_MIMETYPE,
+            f => f.mimetype(),
+        };
+        let numbered = sequence || matches!(format, Format::Parquet | Format::Csv);
+        let assets: Vec<Value> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                json!({
+                    "data_uri": file_uri(p),
+                    "is_directory": p.is_dir(),
+                    "parameter": if numbered { "data_uris" } else { "data_uri" },
+                    "num": if numbered { json!(i) } else { Value::Null },
+                })
+            })
+            .collect();
         let body = json!({
             "id": key,
             "structure_family": family,
             "metadata": {},
             "specs": [],
             "data_sources": [{
-                "mimetype": format.mimetype(),
+                "mimetype": mimetype,
                 "structure_family": family,
                 "structure": null,
                 "parameters": {},
                 "management": "external",
-                "assets": [{
-                    "data_uri": file_uri(path),
-                    "is_directory": path.is_dir(),
-                    "parameter": if matches!(format, Format::Parquet | Format::Csv) { "data_uris" } else { "data_uri" },
-                    "num": if matches!(format, Format::Parquet | Format::Csv) { json!(0) } else { Value::Null },
-                }],
+                "assets": assets,
             }],
         });
         match self.post("register", parent, &body).await? {
@@ -117,7 +137,8 @@ impl Client {
             .with_context(|| format!("listing {}", dir.display()))?;
         for e in list {
             match e.kind {
-                EntryKind::File(f) => self.file(parent, &e.real, f, &e.key).await?,
+                EntryKind::File(f) => self.files(parent, &[e.real], f, &e.key).await?,
+                EntryKind::Sequence(f, files) => self.files(parent, &files, f, &e.key).await?,
                 EntryKind::Directory => {
                     self.container(parent, &e.key).await?;
                     let mut sub = parent.to_vec();
@@ -181,7 +202,8 @@ pub async fn register(
     match formats.of(&root) {
         Some(f) => {
             let key = key_of(&root).context("the file has no usable name")?;
-            c.file(&parent, &root, f, &key).await?;
+            c.files(&parent, std::slice::from_ref(&root), f, &key)
+                .await?;
         }
         None if root.is_dir() => c.walk(&parent, &root, &formats).await?,
         None => bail!("{}: no adapter reads this file type", root.display()),

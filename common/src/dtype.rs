@@ -151,6 +151,59 @@ impl BuiltinDType {
         )
     }
 
+    /// Parses a numpy type string (`<f8`, `|u1`, `>i4`, `<U5`, `|S3`, `<M8[ns]`), the inverse
+    /// of [`BuiltinDType::numpy_str`]. `=` means this machine's order.
+    pub fn parse_numpy(s: &str) -> Option<Self> {
+        let mut chars = s.chars();
+        let first = chars.next()?;
+        let (endianness, rest) = match first {
+            '<' => (Endianness::Little, chars.as_str()),
+            '>' => (Endianness::Big, chars.as_str()),
+            '|' => (Endianness::NotApplicable, chars.as_str()),
+            '=' if cfg!(target_endian = "big") => (Endianness::Big, chars.as_str()),
+            '=' => (Endianness::Little, chars.as_str()),
+            _ => (Endianness::Little, s),
+        };
+        let mut rc = rest.chars();
+        let kind = match rc.next()? {
+            't' => Kind::Bit,
+            'b' => Kind::Bool,
+            'i' => Kind::Int,
+            'u' => Kind::UInt,
+            'f' => Kind::Float,
+            'c' => Kind::Complex,
+            'm' => Kind::TimeDelta,
+            'M' => Kind::DateTime,
+            'S' => Kind::Bytes,
+            'U' => Kind::Unicode,
+            'V' => Kind::Void,
+            _ => return None,
+        };
+        let body = rc.as_str();
+        let (digits, units) = match body.find('[') {
+            Some(i) => (&body[..i], Some(body[i..].to_string())),
+            None => (body, None),
+        };
+        let n: usize = digits.parse().ok()?;
+        let itemsize = if kind == Kind::Unicode { n * 4 } else { n };
+        if itemsize == 0 {
+            return None;
+        }
+        let endianness = if itemsize == 1 && kind != Kind::Unicode {
+            Endianness::NotApplicable
+        } else if endianness == Endianness::NotApplicable && kind == Kind::Unicode {
+            Endianness::Little
+        } else {
+            endianness
+        };
+        Some(BuiltinDType {
+            endianness,
+            kind,
+            itemsize,
+            dt_units: units,
+        })
+    }
+
     /// True when values are stored in the opposite byte order of this machine.
     pub fn is_byte_swapped(&self) -> bool {
         match self.endianness {
@@ -276,6 +329,19 @@ mod tests {
         assert_eq!(DataType::u1().builtin().unwrap().numpy_str(), "|u1");
         assert_eq!(DataType::b1().builtin().unwrap().numpy_str(), "|b1");
         assert_eq!(DataType::unicode(5).builtin().unwrap().numpy_str(), "<U5");
+    }
+
+    #[test]
+    fn numpy_strings_parse_back() {
+        for s in [
+            "<f8", "|u1", ">i4", "<U5", "|S3", "<M8[ns]", "<c16", "|b1", ">m8[s]",
+        ] {
+            let d = BuiltinDType::parse_numpy(s).unwrap();
+            assert_eq!(d.numpy_str(), s);
+        }
+        assert_eq!(BuiltinDType::parse_numpy("<u1").unwrap().numpy_str(), "|u1");
+        assert!(BuiltinDType::parse_numpy("<x4").is_none());
+        assert!(BuiltinDType::parse_numpy("<f").is_none());
     }
 
     #[test]

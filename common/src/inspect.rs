@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Map;
 
-use crate::adapters::{AdapterError, DataSource, Management, parquet_table, table_files, zarr};
+use crate::adapters::{
+    AdapterError, DataSource, Management, image_stack, parquet_table, table_files, zarr,
+};
 use crate::node::TreeNode;
 use crate::structure::{Structure, StructureFamily};
 
@@ -19,6 +21,8 @@ pub enum Format {
     Zarr,
     Parquet,
     Csv,
+    Tiff,
+    Npy,
 }
 
 impl Format {
@@ -29,17 +33,29 @@ impl Format {
             Format::Zarr => zarr::MIMETYPE,
             Format::Parquet => parquet_table::MIMETYPE,
             Format::Csv => table_files::CSV_MIMETYPE,
+            Format::Tiff => image_stack::TIFF_MIMETYPE,
+            Format::Npy => image_stack::NPY_MIMETYPE,
         }
     }
 
     /// The format a mimetype names.
     pub fn from_mimetype(m: &str) -> Option<Format> {
-        let base = m.split(';').next().unwrap_or("").trim();
+        let mut parts = m.split(';').map(str::trim);
+        let mut base = parts.next().unwrap_or("");
+        // A sequence (`multipart/related;type=image/tiff`) is of its parts' format.
+        if base == "multipart/related" {
+            base = parts
+                .find_map(|p| p.strip_prefix("type="))
+                .unwrap_or("")
+                .trim_matches('"');
+        }
         Some(match base {
             "application/x-hdf5" | "application/x-nexus" => Format::Hdf5,
             "application/x-zarr" => Format::Zarr,
             "application/x-parquet" => Format::Parquet,
             "text/csv" | "text/x-comma-separated-values" => Format::Csv,
+            "image/tiff" => Format::Tiff,
+            "application/x-npy" => Format::Npy,
             _ => return None,
         })
     }
@@ -62,6 +78,9 @@ impl Default for Formats {
             ("zarr", Format::Zarr),
             ("parquet", Format::Parquet),
             ("csv", Format::Csv),
+            ("tif", Format::Tiff),
+            ("tiff", Format::Tiff),
+            ("npy", Format::Npy),
         ] {
             by_extension.insert(ext.to_string(), f);
         }
@@ -132,6 +151,10 @@ pub fn file(
             let (s, src) = table_files::inspect_csv(&[path.to_path_buf()], Map::new())?;
             TreeNode::data(key, Structure::Table(s), src)
         }
+        Format::Tiff | Format::Npy => {
+            let (s, src) = image_stack::inspect(&[path.to_path_buf()], format == Format::Npy)?;
+            TreeNode::data(key, Structure::Array(s), src)
+        }
     };
     if node.family == StructureFamily::Container {
         // Remember where a container came from (for registration and re-scans).
@@ -156,6 +179,9 @@ pub fn file(
 pub enum EntryKind {
     /// A file (or Zarr store) of this format.
     File(Format),
+    /// Numbered TIFF or `.npy` files (`<stem><digits>.tif`), in name order, read as one
+    /// array with a leading axis over the files.
+    Sequence(Format, Vec<PathBuf>),
     /// A directory to walk into.
     Directory,
     /// Left out, with the reason.
@@ -172,6 +198,31 @@ pub struct Entry {
     pub kind: EntryKind,
 }
 
+impl Entry {
+    /// The files this entry reads: its own, or its sequence's.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match &self.kind {
+            EntryKind::Sequence(_, files) => files.clone(),
+            _ => vec![self.real.clone()],
+        }
+    }
+}
+
+/// The tree of a file or sequence entry (see [`file`]).
+pub fn describe(e: &Entry, skipped: &mut Vec<String>) -> Result<TreeNode, AdapterError> {
+    match &e.kind {
+        EntryKind::File(f) => file(&e.real, *f, &e.key, skipped),
+        EntryKind::Sequence(f, files) => {
+            let (s, src) = image_stack::inspect(files, *f == Format::Npy)?;
+            Ok(TreeNode::data(&e.key, Structure::Array(s), src))
+        }
+        _ => Err(AdapterError::BadSource(format!(
+            "{}: not a file",
+            e.path.display()
+        ))),
+    }
+}
+
 /// The entries of directory `dir` (inside the served directory `root`, both canonical), in
 /// name order. Dot-files are left out silently; symlinks that lead outside `root`, symlink
 /// loops, files no adapter reads and keys taken by an earlier name are [`EntryKind::Skipped`].
@@ -183,7 +234,29 @@ pub fn entries(root: &Path, dir: &Path, formats: &Formats) -> std::io::Result<Ve
     paths.sort();
     let mut taken: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut out = Vec::with_capacity(paths.len());
+    // Numbered images group into sequences, keyed by their stem, placed at the first file.
+    let mut sequences: BTreeMap<String, (usize, Format, Vec<PathBuf>)> = BTreeMap::new();
     for path in paths {
+        if let (Some(stem), Some(f @ (Format::Tiff | Format::Npy))) =
+            (image_stack::sequence_stem(&path), formats.of(&path))
+            && let Ok(real) = path.canonicalize()
+            && real.starts_with(root)
+            && real.is_file()
+        {
+            let key = key_of(Path::new(&stem)).unwrap_or(stem);
+            let at = out.len();
+            let seq = sequences.entry(key.clone()).or_insert_with(|| {
+                out.push(Entry {
+                    path: path.clone(),
+                    real: real.clone(),
+                    key: key.clone(),
+                    kind: EntryKind::Skipped(String::new()),
+                });
+                (at, f, Vec::new())
+            });
+            seq.2.push(real);
+            continue;
+        }
         let Some(key) = key_of(&path) else {
             continue;
         };
@@ -226,6 +299,15 @@ pub fn entries(root: &Path, dir: &Path, formats: &Formats) -> std::io::Result<Ve
             key,
             kind,
         });
+    }
+    for (key, (at, format, files)) in sequences {
+        out[at].kind = match taken.get(&key) {
+            Some(first) => EntryKind::Skipped(format!(
+                "the sequence's key {key:?} is already taken by {}",
+                first.display()
+            )),
+            None => EntryKind::Sequence(format, files),
+        };
     }
     Ok(out)
 }

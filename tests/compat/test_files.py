@@ -14,8 +14,9 @@ import time
 import h5py
 import numpy as np
 import pandas as pd
-import pytest
 import httpx
+import pytest
+import tifffile
 import zarr
 
 from writable import ON_TILED, tessera_binary, tiled_binary, writable_server
@@ -85,7 +86,8 @@ def _log(f):
     return f.read().decode(errors="replace")[-5000:]
 
 
-TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken"}
+TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken", "stack", "multipage",
+       "single", "python", "vector"}
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +217,26 @@ def test_csv_columns_are_typed_as_pandas_types_them(cli_tree, files):
         assert got[col].dtype == want[col].dtype
 
 
+def test_tiff_and_npy_files_and_sequences(cli_tree, files):
+    tree = cli_tree[0]
+    d = files[0]
+    seq = np.stack([tifffile.imread(os.path.join(d, "stack", f"frame_{i:03d}.tif")) for i in range(5)])
+    node = tree["stack"]["frame_"]
+    assert node.shape == seq.shape and node.dtype == seq.dtype
+    assert np.array_equal(node.read(), seq)
+    assert np.array_equal(node[2, 10:20], seq[2, 10:20])
+    multi = tifffile.imread(os.path.join(d, "multipage.tif"))
+    assert multi.shape == (3, 16, 20)
+    assert np.array_equal(tree["multipage"].read(), multi)
+    assert np.array_equal(tree["multipage"][1], multi[1])
+    assert np.array_equal(tree["single"].read(), tifffile.imread(os.path.join(d, "single.tif")))
+    # A numbered .npy is a sequence of one, as Tiled serves it: key 'python', shape (1, 3, 4).
+    py = tree["python"].read()
+    assert py.shape == (1, 3, 4) and np.array_equal(py[0], np.load(os.path.join(d, "python3.npy")))
+    assert np.array_equal(tree["vector"].read(), np.load(os.path.join(d, "vector.npy")))
+    assert np.array_equal(tree["vector"][10:20], np.load(os.path.join(d, "vector.npy"))[10:20])
+
+
 def test_broken_files_are_reported_and_the_rest_serves(cli_tree):
     tree, report = cli_tree
     if report is None:
@@ -223,6 +245,7 @@ def test_broken_files_are_reported_and_the_rest_serves(cli_tree):
     assert "empty.csv" in report and "empty" in report
     assert "loop: a symlink loop" in report
     assert "notes.txt: no adapter" in report
+    assert "bad.tif" in report
     assert sorted(tree["broken"]) == []
 
 
@@ -319,9 +342,10 @@ def test_served_directory_keeps_broken_files_as_errors(served_directory, files):
     tree = from_uri(served_directory)
     # Unreadable files are listed, and reading one answers a 4xx naming the file and why
     # (the client would retry a 5xx for a long time).
-    assert sorted(tree["broken"]) == ["empty", "truncated"]
+    assert sorted(tree["broken"]) == ["bad", "empty", "truncated"]
     for key, name, why in [("truncated", "truncated.h5", "not a readable HDF5 file"),
-                           ("empty", "empty.csv", "empty")]:
+                           ("empty", "empty.csv", "empty"),
+                           ("bad", "bad.tif", "TIFF")]:
         with pytest.raises(ClientError) as e:
             tree["broken"][key]
         assert e.value.response.status_code == 422
@@ -402,7 +426,8 @@ def test_watch_picks_up_added_changed_and_removed_files(tmp_path):
 def _tiled_tree(files):
     # Without the broken files: Tiled walks the symlink loop until the OS refuses (minutes).
     clean = tempfile.mkdtemp(prefix="tessera-tiled-")
-    for name in ["raw", "images_v2.zarr", "images_v3.zarr", "runs.parquet", "log.csv"]:
+    for name in ["raw", "images_v2.zarr", "images_v3.zarr", "runs.parquet", "log.csv", "stack",
+                 "multipage.tif", "single.tif", "python3.npy"]:
         os.symlink(os.path.join(files[0], name), os.path.join(clean, name))
     cmd = lambda port: [tiled_binary(), "serve", "directory", clean, "--public",
                         "--port", str(port)]
@@ -418,6 +443,10 @@ COMPARED = [
     ("images_v3", "frames"),
     ("runs",),
     ("log",),
+    ("stack", "frame_"),
+    ("multipage",),
+    ("single",),
+    ("python",),
 ]
 
 

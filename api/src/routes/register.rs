@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
-use tessera_common::adapters::{self, Asset, DataSource, table_files, zarr_tree};
+use tessera_common::adapters::{self, Asset, DataSource, image_stack, table_files, zarr_tree};
 use tessera_common::inspect::{self, Format, Formats};
 use tessera_common::node::TreeNode;
 use tessera_common::structure::{Spec, Structure, StructureFamily};
@@ -228,6 +228,24 @@ fn describe(
                 specs: Vec::new(),
             }
         }
+        (StructureFamily::Array, Format::Tiff | Format::Npy) => {
+            // A `multipart/related` mimetype names a sequence, even of one file.
+            let (inferred, source) = match &req.mimetype {
+                Some(m) => image_stack::inspect_as(
+                    paths,
+                    format == Format::Npy,
+                    m.starts_with("multipart/related"),
+                )?,
+                None => image_stack::inspect(paths, format == Format::Npy)?,
+            };
+            let structure = structure_or(&req.structure, "an array")?.unwrap_or(inferred);
+            Registered {
+                data: Some((Structure::Array(structure), source)),
+                children: Vec::new(),
+                metadata: Map::new(),
+                specs: Vec::new(),
+            }
+        }
         (family, format) => {
             return Err(ApiError::unprocessable(format!(
                 "{} files cannot be registered as a {}",
@@ -279,7 +297,7 @@ pub async fn register(
         Some(m) => Format::from_mimetype(m).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("no adapter reads {m:?}; tessera registers HDF5, Zarr, Parquet and CSV"),
+                format!("no adapter reads {m:?}; tessera registers HDF5, Zarr, Parquet, CSV, TIFF and .npy"),
             )
         })?,
         None => Formats::default().of(&paths[0]).ok_or_else(|| {

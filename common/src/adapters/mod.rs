@@ -6,6 +6,7 @@ pub mod awkward_store;
 pub mod demo;
 #[cfg(feature = "hdf5")]
 pub mod hdf5_file;
+pub mod image_stack;
 pub mod parquet_table;
 pub mod sparse_store;
 pub mod table_column;
@@ -13,6 +14,7 @@ pub mod table_files;
 pub mod zarr;
 pub mod zarr_tree;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -213,6 +215,23 @@ pub fn block_region(
     ))
 }
 
+/// The files of a data source, in `num` order.
+pub fn asset_files(source: &DataSource) -> Result<Vec<PathBuf>, AdapterError> {
+    let mut assets: Vec<&Asset> = source.assets.iter().collect();
+    assets.sort_by_key(|a| a.num.unwrap_or(0));
+    let files = assets
+        .iter()
+        .map(|a| Ok(PathBuf::from(format!("/{}", local_path(&a.data_uri)?))))
+        .collect::<Result<Vec<_>, AdapterError>>()?;
+    if files.is_empty() {
+        return Err(AdapterError::BadSource(format!(
+            "a {} data source needs at least one file",
+            source.mimetype
+        )));
+    }
+    Ok(files)
+}
+
 /// The location of a written data source (its first asset).
 pub fn first_asset(source: &DataSource) -> Result<String, AdapterError> {
     source
@@ -264,6 +283,10 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         }
         parquet_table::MIMETYPE => parquet_table::open(source),
         table_files::CSV_MIMETYPE => table_files::open_csv(source),
+        image_stack::TIFF_MIMETYPE
+        | image_stack::TIFF_SEQUENCE_MIMETYPE
+        | image_stack::NPY_MIMETYPE
+        | image_stack::NPY_SEQUENCE_MIMETYPE => image_stack::open(source),
         #[cfg(feature = "hdf5")]
         hdf5_file::MIMETYPE => hdf5_file::open(source),
         sparse_store::MIMETYPE => sparse_store::open(source),

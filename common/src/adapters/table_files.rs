@@ -25,28 +25,6 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
     AdapterError::BadSource(format!("{}: {why}", path.display()))
 }
 
-/// The files of a data source, in `num` order.
-fn files(source: &DataSource) -> Result<Vec<PathBuf>, AdapterError> {
-    let mut assets: Vec<&Asset> = source.assets.iter().collect();
-    assets.sort_by_key(|a| a.num.unwrap_or(0));
-    let files = assets
-        .iter()
-        .map(|a| {
-            Ok(PathBuf::from(format!(
-                "/{}",
-                super::local_path(&a.data_uri)?
-            )))
-        })
-        .collect::<Result<Vec<_>, AdapterError>>()?;
-    if files.is_empty() {
-        return Err(AdapterError::BadSource(format!(
-            "a {} data source needs at least one file",
-            source.mimetype
-        )));
-    }
-    Ok(files)
-}
-
 /// An external data source reading `paths` as one table.
 pub fn data_source(
     mimetype: &str,
@@ -226,7 +204,7 @@ impl TableReader for ParquetFiles {
 
 /// Opens registered Parquet files.
 pub fn open_parquet(source: &DataSource) -> Result<Adapter, AdapterError> {
-    let files = files(source)?;
+    let files = super::asset_files(source)?;
     let by_group = source.parameters.get("partitions") == Some(&json!("row_groups"));
     let first = parquet_builder(&files[0])?;
     let schema = first.schema().clone();
@@ -433,7 +411,7 @@ pub fn open_csv(source: &DataSource) -> Result<Adapter, AdapterError> {
             Arc::new(Schema::new(fields))
         });
     Ok(Adapter::Table(Arc::new(CsvFiles {
-        files: files(source)?,
+        files: super::asset_files(source)?,
         sep: separator(&source.parameters)?,
         schema,
     })))

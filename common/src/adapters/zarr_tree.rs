@@ -295,22 +295,9 @@ fn v3_type(name: &str) -> Result<DataType, String> {
 }
 
 fn v2_type(s: &str) -> Result<DataType, String> {
-    let body = s.trim_start_matches(['<', '>', '|', '=']);
-    let mut chars = body.chars();
-    let code = chars.next().ok_or("empty dtype")?;
-    let size: usize = chars
-        .as_str()
-        .parse()
-        .map_err(|_| format!("Zarr arrays of dtype {s:?} are not served"))?;
-    let kind = match code {
-        'b' => Kind::Bool,
-        'i' => Kind::Int,
-        'u' => Kind::UInt,
-        'f' => Kind::Float,
-        'c' => Kind::Complex,
-        _ => return Err(format!("Zarr arrays of dtype {s:?} are not served")),
-    };
-    numeric(kind, size)
+    let b = BuiltinDType::parse_numpy(s)
+        .ok_or_else(|| format!("Zarr arrays of dtype {s:?} are not served"))?;
+    numeric(b.kind, b.itemsize)
 }
 
 #[cfg(test)]

@@ -1,0 +1,539 @@
+//! Images and `.npy` arrays: a single TIFF (one page is 2-D, several pages stack along a
+//! first axis), a sequence of TIFF or `.npy` files read as one array with a leading axis over
+//! the files (`tiled serve directory` groups `<stem><digits>.tif` this way), and a single
+//! `.npy` file. One block is one page or one file, so reading a frame decodes only it; a
+//! single `.npy` is read by seeking to the rows a block needs.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Map;
+use tiff::decoder::{Decoder, DecodingResult};
+
+use super::{Adapter, AdapterError, ArrayReader, Asset, DataSource, Management};
+use crate::array::ArrayData;
+use crate::chunks::ChunkGrid;
+use crate::dtype::{BuiltinDType, DataType, Kind};
+use crate::structure::{ArrayStructure, StructureFamily};
+
+pub const TIFF_MIMETYPE: &str = "image/tiff";
+pub const TIFF_SEQUENCE_MIMETYPE: &str = "multipart/related;type=image/tiff";
+pub const NPY_MIMETYPE: &str = "application/x-npy";
+pub const NPY_SEQUENCE_MIMETYPE: &str = "multipart/related;type=application/x-npy";
+
+/// Blocks of a single `.npy` file are cut along the first axis to about this size.
+const NPY_BLOCK_BYTES: usize = 8 << 20;
+
+fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
+    AdapterError::BadSource(format!("{}: {why}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// TIFF
+
+fn tiff_decoder(path: &Path) -> Result<Decoder<std::io::BufReader<std::fs::File>>, AdapterError> {
+    let f = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+    Decoder::new(std::io::BufReader::new(f))
+        .map(|d| d.with_limits(tiff::decoder::Limits::unlimited()))
+        .map_err(|e| bad(path, format!("not a readable TIFF file ({e})")))
+}
+
+/// One decoded page: its shape (`[h, w]` or `[h, w, samples]`), type and native bytes.
+fn tiff_page(
+    d: &mut Decoder<std::io::BufReader<std::fs::File>>,
+    path: &Path,
+) -> Result<(Vec<usize>, DataType, Vec<u8>), AdapterError> {
+    let (w, h) = d
+        .dimensions()
+        .map_err(|e| bad(path, format!("not a readable TIFF page ({e})")))?;
+    let image = d
+        .read_image()
+        .map_err(|e| bad(path, format!("the page cannot be decoded ({e})")))?;
+    let b = |k, n| DataType::Builtin(BuiltinDType::new(k, n));
+    let (dtype, bytes) = match image {
+        DecodingResult::U8(v) => (b(Kind::UInt, 1), v),
+        DecodingResult::U16(v) => (b(Kind::UInt, 2), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::U32(v) => (b(Kind::UInt, 4), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::U64(v) => (b(Kind::UInt, 8), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::I8(v) => (b(Kind::Int, 1), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::I16(v) => (b(Kind::Int, 2), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::I32(v) => (b(Kind::Int, 4), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::I64(v) => (b(Kind::Int, 8), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::F32(v) => (b(Kind::Float, 4), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::F64(v) => (b(Kind::Float, 8), bytemuck::cast_slice(&v).to_vec()),
+        DecodingResult::F16(v) => (
+            b(Kind::Float, 2),
+            v.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(),
+        ),
+    };
+    let (w, h) = (w as usize, h as usize);
+    let samples = d
+        .get_tag_u32(tiff::tags::Tag::SamplesPerPixel)
+        .map_or(1, |n| n as usize);
+    if bytes.len() != w * h * samples * dtype.itemsize() {
+        // Separate planes (PlanarConfiguration 2) decode one plane at a time.
+        return Err(bad(
+            path,
+            format!(
+                "its {samples} samples per pixel are stored as separate planes, which are not served yet"
+            ),
+        ));
+    }
+    let shape = if samples > 1 {
+        vec![h, w, samples]
+    } else {
+        vec![h, w]
+    };
+    Ok((shape, dtype, bytes))
+}
+
+fn page_count(path: &Path) -> Result<usize, AdapterError> {
+    let mut d = tiff_decoder(path)?;
+    let mut n = 1;
+    while d.more_images() {
+        d.next_image()
+            .map_err(|e| bad(path, format!("page {n} cannot be read ({e})")))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// .npy
+
+/// The header of a `.npy` file: element type, shape, and where the data starts.
+#[derive(Debug)]
+struct NpyHeader {
+    dtype: DataType,
+    shape: Vec<usize>,
+    offset: u64,
+}
+
+fn npy_header(path: &Path) -> Result<NpyHeader, AdapterError> {
+    let mut f =
+        std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+    let mut pre = [0u8; 10];
+    f.read_exact(&mut pre)
+        .map_err(|_| bad(path, "not a .npy file (too short)"))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err(bad(path, "not a .npy file (no NUMPY magic)"));
+    }
+    let (len, start) = match pre[6] {
+        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10u64),
+        2 | 3 => {
+            let mut more = [0u8; 2];
+            f.read_exact(&mut more)
+                .map_err(|_| bad(path, "the .npy header is truncated"))?;
+            (
+                u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize,
+                12u64,
+            )
+        }
+        v => {
+            return Err(bad(
+                path,
+                format!(".npy format version {v} is not supported"),
+            ));
+        }
+    };
+    if len > 1 << 20 {
+        return Err(bad(path, "the .npy header is implausibly long"));
+    }
+    let mut text = vec![0u8; len];
+    f.read_exact(&mut text)
+        .map_err(|_| bad(path, "the .npy header is truncated"))?;
+    let text = String::from_utf8_lossy(&text);
+    let field = |name: &str| -> Option<&str> {
+        let at = text.find(&format!("'{name}'"))?;
+        let rest = text[at + name.len() + 2..].trim_start().strip_prefix(':')?;
+        Some(rest.trim_start())
+    };
+    let descr = field("descr")
+        .and_then(|r| r.strip_prefix('\''))
+        .and_then(|r| r.split('\'').next())
+        .ok_or_else(|| {
+            bad(
+                path,
+                "the .npy header has no simple 'descr' (structured types are not served)",
+            )
+        })?;
+    let dtype = BuiltinDType::parse_numpy(descr)
+        .map(DataType::Builtin)
+        .ok_or_else(|| bad(path, format!(".npy element type {descr:?} is not served")))?;
+    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
+        return Err(bad(path, "Fortran-ordered .npy files are not served"));
+    }
+    let shape_text = field("shape")
+        .and_then(|r| r.strip_prefix('('))
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| bad(path, "the .npy header has no shape"))?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(path, format!("bad .npy shape {shape_text:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let need = shape.iter().product::<usize>() as u64 * dtype.itemsize() as u64;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let offset = start + len as u64;
+    if size < offset + need {
+        return Err(bad(
+            path,
+            format!(
+                "the .npy file is truncated ({size} bytes, {} needed)",
+                offset + need
+            ),
+        ));
+    }
+    Ok(NpyHeader {
+        dtype,
+        shape,
+        offset,
+    })
+}
+
+fn read_npy_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, AdapterError> {
+    let mut f =
+        std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|e| bad(path, format!("cannot be read ({e})")))?;
+    let mut out = vec![0u8; len];
+    f.read_exact(&mut out)
+        .map_err(|e| bad(path, format!("cannot be read ({e})")))?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structures and sources
+
+/// Which kind of image source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind2 {
+    Tiff,
+    TiffSequence,
+    Npy,
+    NpySequence,
+}
+
+fn kind_of(mimetype: &str) -> Option<Kind2> {
+    Some(match mimetype {
+        TIFF_MIMETYPE => Kind2::Tiff,
+        TIFF_SEQUENCE_MIMETYPE => Kind2::TiffSequence,
+        NPY_MIMETYPE => Kind2::Npy,
+        NPY_SEQUENCE_MIMETYPE => Kind2::NpySequence,
+        _ => return None,
+    })
+}
+
+/// The structure of one file: TIFF pages (stacked when more than one) or a `.npy` array.
+fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
+    if npy {
+        let h = npy_header(path)?;
+        let row = h.shape.iter().skip(1).product::<usize>() * h.dtype.itemsize();
+        let rows = (NPY_BLOCK_BYTES / row.max(1)).max(1);
+        let chunks = h
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| super::regular_chunks(n, if i == 0 { rows } else { n }))
+            .collect();
+        return Ok(ArrayStructure {
+            data_type: h.dtype,
+            chunks,
+            shape: h.shape,
+            dims: None,
+            resizable: false,
+        });
+    }
+    let pages = page_count(path)?;
+    let mut d = tiff_decoder(path)?;
+    let (shape, dtype, _) = tiff_page(&mut d, path)?;
+    let (shape, chunks) = if pages > 1 {
+        let mut s = vec![pages];
+        s.extend(&shape);
+        let mut c = vec![vec![1; pages]];
+        c.extend(shape.iter().map(|&n| vec![n]));
+        (s, c)
+    } else {
+        let c = shape.iter().map(|&n| vec![n]).collect();
+        (shape, c)
+    };
+    Ok(ArrayStructure {
+        data_type: dtype,
+        chunks,
+        shape,
+        dims: None,
+        resizable: false,
+    })
+}
+
+/// The structure and data source of one TIFF or `.npy` file, or of a sequence of them
+/// (`paths` in order) stacked along a new first axis.
+pub fn inspect(paths: &[PathBuf], npy: bool) -> Result<(ArrayStructure, DataSource), AdapterError> {
+    let sequence = paths.len() > 1 || paths.first().is_some_and(|p| is_sequence_name(p));
+    inspect_as(paths, npy, sequence)
+}
+
+/// As [`inspect`], saying whether the files are a sequence (stacked along a new first axis,
+/// even when there is one file).
+pub fn inspect_as(
+    paths: &[PathBuf],
+    npy: bool,
+    sequence: bool,
+) -> Result<(ArrayStructure, DataSource), AdapterError> {
+    let first = paths
+        .first()
+        .ok_or_else(|| AdapterError::BadSource("no files".into()))?;
+    if paths.len() > 1 && !sequence {
+        return Err(AdapterError::BadSource(format!(
+            "{} files given for one image; a sequence's mimetype is multipart/related",
+            paths.len()
+        )));
+    }
+    let one = single(first, npy)?;
+    let (structure, mimetype) = if sequence {
+        let mut shape = vec![paths.len()];
+        shape.extend(&one.shape);
+        let mut chunks = vec![vec![1; paths.len()]];
+        chunks.extend(one.shape.iter().map(|&n| vec![n]));
+        let s = ArrayStructure {
+            data_type: one.data_type,
+            chunks,
+            shape,
+            dims: None,
+            resizable: false,
+        };
+        (
+            s,
+            if npy {
+                NPY_SEQUENCE_MIMETYPE
+            } else {
+                TIFF_SEQUENCE_MIMETYPE
+            },
+        )
+    } else {
+        (one, if npy { NPY_MIMETYPE } else { TIFF_MIMETYPE })
+    };
+    let source = DataSource {
+        structure_family: StructureFamily::Array,
+        mimetype: mimetype.into(),
+        parameters: Map::new(),
+        assets: paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Asset {
+                data_uri: super::file_uri(p),
+                is_directory: false,
+                parameter: Some(if sequence { "data_uris" } else { "data_uri" }.into()),
+                num: sequence.then_some(i as i64),
+            })
+            .collect(),
+        management: Management::External,
+    };
+    Ok((structure, source))
+}
+
+/// Whether a file name is part of a numbered sequence (`<stem><digits>.<ext>`).
+pub fn is_sequence_name(path: &Path) -> bool {
+    sequence_stem(path).is_some()
+}
+
+/// The stem of a numbered file (`img_007.tif` -> `img_`; `_unnamed` for `007.tif`).
+pub fn sequence_stem(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let (base, ext) = name.rsplit_once('.')?;
+    if !matches!(ext.to_ascii_lowercase().as_str(), "tif" | "tiff" | "npy") {
+        return None;
+    }
+    let digits = base.len() - base.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return None;
+    }
+    let stem = &base[..base.len() - digits];
+    Some(if stem.is_empty() {
+        "_unnamed".to_string()
+    } else {
+        stem.to_string()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+struct ImageReader {
+    kind: Kind2,
+    files: Vec<PathBuf>,
+    structure: ArrayStructure,
+    grid: ChunkGrid,
+    /// For a single `.npy`: where its data starts.
+    npy_offset: u64,
+}
+
+impl ImageReader {
+    fn check(
+        &self,
+        path: &Path,
+        shape: &[usize],
+        dtype: &DataType,
+        len: usize,
+    ) -> Result<(), AdapterError> {
+        let want: usize = shape.iter().product::<usize>() * self.structure.data_type.itemsize();
+        if dtype.itemsize() != self.structure.data_type.itemsize() || len != want {
+            return Err(bad(
+                path,
+                "its pixels differ in size or type from the other files of the array",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ArrayReader for ImageReader {
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        let (start, shape) = super::block_region(&self.grid, block)?;
+        let mut bytes = match self.kind {
+            Kind2::Tiff => {
+                let path = &self.files[0];
+                let mut d = tiff_decoder(path)?;
+                // A stack's block is one page; a single page is one block (start 0).
+                let page = start.first().copied().unwrap_or(0);
+                d.seek_to_image(page)
+                    .map_err(|e| bad(path, format!("page {page} cannot be read ({e})")))?;
+                let (_, dtype, bytes) = tiff_page(&mut d, path)?;
+                self.check(path, &shape, &dtype, bytes.len())?;
+                bytes
+            }
+            Kind2::TiffSequence => {
+                let path = &self.files[start[0]];
+                let mut d = tiff_decoder(path)?;
+                let (_, dtype, bytes) = tiff_page(&mut d, path)?;
+                self.check(path, &shape, &dtype, bytes.len())?;
+                bytes
+            }
+            Kind2::Npy => {
+                let path = &self.files[0];
+                let row: usize = self.structure.shape.iter().skip(1).product::<usize>()
+                    * self.structure.data_type.itemsize();
+                let first = start.first().copied().unwrap_or(0);
+                let len = shape.iter().product::<usize>() * self.structure.data_type.itemsize();
+                read_npy_range(path, self.npy_offset + (first * row) as u64, len)?
+            }
+            Kind2::NpySequence => {
+                let path = &self.files[start[0]];
+                let h = npy_header(path)?;
+                let len = shape.iter().product::<usize>() * h.dtype.itemsize();
+                let bytes = read_npy_range(path, h.offset, len)?;
+                if h.dtype != self.structure.data_type || h.shape[..] != shape[1..] {
+                    return Err(bad(
+                        path,
+                        "its shape or type differs from the other files of the array",
+                    ));
+                }
+                return Ok(ArrayData::new(
+                    self.structure.data_type.clone(),
+                    shape,
+                    bytes,
+                ));
+            }
+        };
+        // TIFF pixels come in this machine's order; serve them in the declared one.
+        super::to_declared_order(&self.structure.data_type, &mut bytes);
+        Ok(ArrayData::new(
+            self.structure.data_type.clone(),
+            shape,
+            bytes,
+        ))
+    }
+}
+
+/// Opens a TIFF, TIFF sequence, `.npy` or `.npy` sequence data source.
+pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let kind = kind_of(&source.mimetype)
+        .ok_or_else(|| AdapterError::UnknownMimetype(source.mimetype.clone()))?;
+    let files = super::asset_files(source)?;
+    let structure: ArrayStructure = match super::structure_of(source) {
+        Ok(s) => s,
+        Err(_) => inspect(&files, matches!(kind, Kind2::Npy | Kind2::NpySequence))?.0,
+    };
+    let npy_offset = if kind == Kind2::Npy {
+        let h = npy_header(&files[0])?;
+        if h.shape != structure.shape || h.dtype.itemsize() != structure.data_type.itemsize() {
+            return Err(bad(&files[0], "its shape or type differs from the node's"));
+        }
+        if structure
+            .chunks
+            .iter()
+            .skip(1)
+            .zip(&structure.shape[1..])
+            .any(|(c, &n)| c.len() != 1 || c[0] != n)
+        {
+            return Err(bad(
+                &files[0],
+                "a .npy array is read in blocks of whole rows only",
+            ));
+        }
+        h.offset
+    } else {
+        0
+    };
+    let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
+        .map_err(|e| AdapterError::BadSource(e.to_string()))?;
+    Ok(Adapter::Array(Arc::new(ImageReader {
+        kind,
+        files,
+        structure,
+        grid,
+        npy_offset,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_stems_follow_tiled() {
+        let stem = |s: &str| sequence_stem(Path::new(s));
+        assert_eq!(stem("/d/img_007.tif").as_deref(), Some("img_"));
+        assert_eq!(stem("/d/007.tiff").as_deref(), Some("_unnamed"));
+        assert_eq!(stem("/d/python3.npy").as_deref(), Some("python"));
+        assert_eq!(stem("/d/image.tif"), None);
+        assert_eq!(stem("/d/scan7.h5"), None);
+    }
+
+    #[test]
+    fn npy_headers_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("tessera-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let header = "{'descr': '<i2', 'fortran_order': False, 'shape': (3, 2), }";
+        let mut h = header.as_bytes().to_vec();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        file.extend((h.len() as u16).to_le_bytes());
+        file.extend(&h);
+        file.extend((0..6i16).flat_map(|v| v.to_le_bytes()));
+        let path = dir.join("a.npy");
+        std::fs::write(&path, &file).unwrap();
+        let got = npy_header(&path).unwrap();
+        assert_eq!(got.shape, vec![3, 2]);
+        assert_eq!(
+            got.dtype,
+            DataType::Builtin(BuiltinDType::new(Kind::Int, 2))
+        );
+        std::fs::write(&path, &file[..file.len() - 2]).unwrap();
+        assert!(
+            npy_header(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
