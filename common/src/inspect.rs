@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Map;
 
 use crate::adapters::{
-    AdapterError, DataSource, Management, image_stack, parquet_table, table_files, zarr,
+    AdapterError, DataSource, Management, image_stack, parquet_table, table_files, xlsx, zarr,
 };
 use crate::node::TreeNode;
 use crate::structure::{Structure, StructureFamily};
@@ -23,6 +23,7 @@ pub enum Format {
     Csv,
     Tiff,
     Npy,
+    Xlsx,
 }
 
 impl Format {
@@ -35,6 +36,7 @@ impl Format {
             Format::Csv => table_files::CSV_MIMETYPE,
             Format::Tiff => image_stack::TIFF_MIMETYPE,
             Format::Npy => image_stack::NPY_MIMETYPE,
+            Format::Xlsx => xlsx::MIMETYPE,
         }
     }
 
@@ -56,6 +58,7 @@ impl Format {
             "text/csv" | "text/x-comma-separated-values" => Format::Csv,
             "image/tiff" => Format::Tiff,
             "application/x-npy" => Format::Npy,
+            xlsx::MIMETYPE => Format::Xlsx,
             _ => return None,
         })
     }
@@ -81,6 +84,7 @@ impl Default for Formats {
             ("tif", Format::Tiff),
             ("tiff", Format::Tiff),
             ("npy", Format::Npy),
+            ("xlsx", Format::Xlsx),
         ] {
             by_extension.insert(ext.to_string(), f);
         }
@@ -151,6 +155,7 @@ pub fn file(
             let (s, src) = table_files::inspect_csv(&[path.to_path_buf()], Map::new())?;
             TreeNode::data(key, Structure::Table(s), src)
         }
+        Format::Xlsx => xlsx::inspect(path, key, skipped)?,
         Format::Tiff | Format::Npy => {
             let (s, src) = image_stack::inspect(&[path.to_path_buf()], format == Format::Npy)?;
             TreeNode::data(key, Structure::Array(s), src)

@@ -87,7 +87,7 @@ def _log(f):
 
 
 TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken", "stack", "multipage",
-       "single", "python", "vector"}
+       "single", "python", "vector", "book"}
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +235,18 @@ def test_tiff_and_npy_files_and_sequences(cli_tree, files):
     assert py.shape == (1, 3, 4) and np.array_equal(py[0], np.load(os.path.join(d, "python3.npy")))
     assert np.array_equal(tree["vector"].read(), np.load(os.path.join(d, "vector.npy")))
     assert np.array_equal(tree["vector"][10:20], np.load(os.path.join(d, "vector.npy"))[10:20])
+
+
+def test_excel_sheets_are_tables(cli_tree, files):
+    book = cli_tree[0]["book"]
+    want = pd.read_excel(os.path.join(files[0], "book.xlsx"), sheet_name=None)
+    assert sorted(book) == sorted(want)
+    for name, df in want.items():
+        got = book[name].read()
+        pd.testing.assert_frame_equal(got, df, check_dtype=False)
+        for col in df.columns:
+            if df[col].dtype.kind in "ifbM":
+                assert got[col].dtype.kind == df[col].dtype.kind, (name, col)
 
 
 def test_broken_files_are_reported_and_the_rest_serves(cli_tree):

@@ -157,7 +157,7 @@ fn describe(
         specs: t.specs,
     };
     let reg = match (family, format) {
-        (StructureFamily::Container, Format::Hdf5 | Format::Zarr) => {
+        (StructureFamily::Container, Format::Hdf5 | Format::Zarr | Format::Xlsx) => {
             let t = inspect::file(one()?, format, key, &mut skipped)?;
             if t.family != StructureFamily::Container {
                 return Err(ApiError::unprocessable(format!(
@@ -297,7 +297,7 @@ pub async fn register(
         Some(m) => Format::from_mimetype(m).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("no adapter reads {m:?}; tessera registers HDF5, Zarr, Parquet, CSV, TIFF and .npy"),
+                format!("no adapter reads {m:?}; tessera registers HDF5, Zarr, Parquet, CSV, Excel, TIFF and .npy"),
             )
         })?,
         None => Formats::default().of(&paths[0]).ok_or_else(|| {

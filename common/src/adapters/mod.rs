@@ -11,6 +11,7 @@ pub mod parquet_table;
 pub mod sparse_store;
 pub mod table_column;
 pub mod table_files;
+pub mod xlsx;
 pub mod zarr;
 pub mod zarr_tree;
 
@@ -283,6 +284,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         }
         parquet_table::MIMETYPE => parquet_table::open(source),
         table_files::CSV_MIMETYPE => table_files::open_csv(source),
+        xlsx::MIMETYPE => xlsx::open(source),
         image_stack::TIFF_MIMETYPE
         | image_stack::TIFF_SEQUENCE_MIMETYPE
         | image_stack::NPY_MIMETYPE
