@@ -81,7 +81,7 @@ impl Client {
     ) -> anyhow::Result<()> {
         let path = &paths[0];
         let family = match format {
-            Format::Hdf5 | Format::Xlsx => "container",
+            Format::Hdf5 | Format::Xlsx | Format::NetCdf => "container",
             Format::Zarr if is_zarr_array(path) => "array",
             Format::Zarr => "container",
             Format::Parquet | Format::Csv => "table",

@@ -24,6 +24,7 @@ pub enum Format {
     Tiff,
     Npy,
     Xlsx,
+    NetCdf,
 }
 
 impl Format {
@@ -37,6 +38,7 @@ impl Format {
             Format::Tiff => image_stack::TIFF_MIMETYPE,
             Format::Npy => image_stack::NPY_MIMETYPE,
             Format::Xlsx => xlsx::MIMETYPE,
+            Format::NetCdf => "application/x-netcdf",
         }
     }
 
@@ -59,6 +61,7 @@ impl Format {
             "image/tiff" => Format::Tiff,
             "application/x-npy" => Format::Npy,
             xlsx::MIMETYPE => Format::Xlsx,
+            "application/x-netcdf" | "application/netcdf" => Format::NetCdf,
             _ => return None,
         })
     }
@@ -85,6 +88,7 @@ impl Default for Formats {
             ("tiff", Format::Tiff),
             ("npy", Format::Npy),
             ("xlsx", Format::Xlsx),
+            ("nc", Format::NetCdf),
         ] {
             by_extension.insert(ext.to_string(), f);
         }
@@ -156,6 +160,15 @@ pub fn file(
             TreeNode::data(key, Structure::Table(s), src)
         }
         Format::Xlsx => xlsx::inspect(path, key, skipped)?,
+        #[cfg(feature = "hdf5")]
+        Format::NetCdf => crate::adapters::hdf5_file::inspect_netcdf(path, key, skipped)?,
+        #[cfg(not(feature = "hdf5"))]
+        Format::NetCdf => {
+            return Err(AdapterError::BadSource(format!(
+                "{}: this build of tessera has no HDF5 (NetCDF-4) support",
+                path.display()
+            )));
+        }
         Format::Tiff | Format::Npy => {
             let (s, src) = image_stack::inspect(&[path.to_path_buf()], format == Format::Npy)?;
             TreeNode::data(key, Structure::Array(s), src)

@@ -87,7 +87,7 @@ def _log(f):
 
 
 TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken", "stack", "multipage",
-       "single", "python", "vector", "book"}
+       "single", "python", "vector", "book", "weather"}
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +247,17 @@ def test_excel_sheets_are_tables(cli_tree, files):
         for col in df.columns:
             if df[col].dtype.kind in "ifbM":
                 assert got[col].dtype.kind == df[col].dtype.kind, (name, col)
+
+
+def test_netcdf_is_an_xarray_dataset(cli_tree, files):
+    import xarray as xr
+
+    want = xr.open_dataset(os.path.join(files[0], "weather.nc"))
+    node = cli_tree[0]["weather"]
+    assert [s.name for s in node.specs] == ["xarray_dataset"]
+    got = node.read()
+    xr.testing.assert_identical(got.load(), want.load())
+    assert tuple(node["temperature"].dims) == ("time", "y", "x")
 
 
 def test_broken_files_are_reported_and_the_rest_serves(cli_tree):

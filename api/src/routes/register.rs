@@ -157,7 +157,10 @@ fn describe(
         specs: t.specs,
     };
     let reg = match (family, format) {
-        (StructureFamily::Container, Format::Hdf5 | Format::Zarr | Format::Xlsx) => {
+        (
+            StructureFamily::Container,
+            Format::Hdf5 | Format::Zarr | Format::Xlsx | Format::NetCdf,
+        ) => {
             let t = inspect::file(one()?, format, key, &mut skipped)?;
             if t.family != StructureFamily::Container {
                 return Err(ApiError::unprocessable(format!(
@@ -297,7 +300,7 @@ pub async fn register(
         Some(m) => Format::from_mimetype(m).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("no adapter reads {m:?}; tessera registers HDF5, Zarr, Parquet, CSV, Excel, TIFF and .npy"),
+                format!("no adapter reads {m:?}; tessera registers HDF5, NetCDF-4, Zarr, Parquet, CSV, Excel, TIFF and .npy"),
             )
         })?,
         None => Formats::default().of(&paths[0]).ok_or_else(|| {
@@ -325,7 +328,9 @@ pub async fn register(
         key,
         family,
         metadata: merged,
-        specs: specs.unwrap_or(reg.specs),
+        // The client's specs, if it gave any; else what the file says (NX_class,
+        // xarray_dataset).
+        specs: specs.filter(|s| !s.is_empty()).unwrap_or(reg.specs),
         access_tags,
         data: reg.data,
         children: reg.children,

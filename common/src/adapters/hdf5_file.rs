@@ -335,6 +335,142 @@ pub fn inspect(
         .map_err(|e| read_err(path, "reading its layout", e))
 }
 
+/// The mimetype of NetCDF files (NetCDF-4, which is HDF5 underneath).
+pub const NETCDF_MIMETYPE: &str = "application/x-netcdf";
+
+/// Attributes the NetCDF library keeps for itself (xarray hides them too).
+const NETCDF_INTERNAL: [&str; 9] = [
+    "_Netcdf4Coordinates",
+    "_Netcdf4Dimid",
+    "_NCProperties",
+    "CLASS",
+    "NAME",
+    "DIMENSION_LIST",
+    "REFERENCE_LIST",
+    "_FillValue",
+    "coordinates",
+];
+
+/// A variable's or file's attributes as xarray shows them: without the library's own, and
+/// one-element arrays (how NetCDF stores every number) as plain values.
+fn public_attributes(loc: &hdf5::Location) -> Map<String, Value> {
+    let mut m = attributes(loc);
+    m.retain(|k, _| !NETCDF_INTERNAL.contains(&k.as_str()));
+    for v in m.values_mut() {
+        if let Value::Array(a) = v
+            && a.len() == 1
+        {
+            *v = a.remove(0);
+        }
+    }
+    m
+}
+
+fn int_attr(loc: &hdf5::Location, name: &str) -> Option<Vec<i64>> {
+    loc.attr(name).ok()?.read_raw::<i64>().ok()
+}
+
+fn string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
+    match loc.attr(name).ok().as_ref().and_then(attr_value)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A NetCDF-4 file as an xarray dataset: a container with the `xarray_dataset` spec whose
+/// children are its variables with their dimension names, specs `xarray_data_var` or
+/// `xarray_coord`, and `{"attrs": ...}` metadata, as the Tiled client reads them back with
+/// `.read()` into an `xarray.Dataset`. Dimensions without a variable are not children.
+/// NetCDF-3 (classic) files are not HDF5 and are refused with a message.
+pub fn inspect_netcdf(
+    path: &Path,
+    key: &str,
+    skipped: &mut Vec<String>,
+) -> Result<TreeNode, AdapterError> {
+    let file = open_file(path).map_err(|e| {
+        AdapterError::BadSource(format!(
+            "{e}; NetCDF-3 (classic) files are not served, only NetCDF-4"
+        ))
+    })?;
+    let uri = super::file_uri(path);
+    let err = |e: hdf5::Error| read_err(path, "reading its variables", e);
+    let root = file.as_group().map_err(err)?;
+    let mut datasets = Vec::new();
+    for name in root.member_names().map_err(err)? {
+        match root.loc_type_by_name(&name) {
+            Ok(hdf5::LocationType::Dataset) => {
+                datasets.push((name.clone(), root.dataset(&name).map_err(err)?))
+            }
+            Ok(hdf5::LocationType::Group) => {
+                skipped.push(format!(
+                    "{}: group {name}: NetCDF groups are not served yet",
+                    path.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    // Dimension ids -> names, from the dimension scales.
+    let mut dim_names = std::collections::BTreeMap::new();
+    for (name, ds) in &datasets {
+        if string_attr(ds, "CLASS").as_deref() == Some("DIMENSION_SCALE")
+            && let Some(id) = int_attr(ds, "_Netcdf4Dimid").and_then(|v| v.first().copied())
+        {
+            dim_names.insert(id, name.clone());
+        }
+    }
+    // Coordinates: the variables that are dimensions, and those named in `coordinates`.
+    let mut coords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for (name, ds) in &datasets {
+        if string_attr(ds, "CLASS").as_deref() == Some("DIMENSION_SCALE") {
+            coords.insert(name.clone());
+        }
+        if let Some(c) = string_attr(ds, "coordinates") {
+            coords.extend(c.split_whitespace().map(str::to_string));
+        }
+    }
+    let mut node = TreeNode::container(key, json!({"attrs": public_attributes(&root)}), Vec::new());
+    node.specs = vec![Spec::named("xarray_dataset")];
+    for (name, ds) in &datasets {
+        // A dimension without a variable of its own.
+        if string_attr(ds, "NAME")
+            .is_some_and(|n| n.starts_with("This is a netCDF dimension but not a netCDF variable"))
+        {
+            continue;
+        }
+        let mut s = match array_structure(ds) {
+            Ok(s) => s,
+            Err(why) => {
+                skipped.push(format!("{}: variable {name}: {why}", path.display()));
+                continue;
+            }
+        };
+        let dims: Option<Vec<String>> = match int_attr(ds, "_Netcdf4Coordinates") {
+            Some(ids) => ids.iter().map(|id| dim_names.get(id).cloned()).collect(),
+            None if coords.contains(name) && s.shape.len() == 1 => Some(vec![name.clone()]),
+            None => None,
+        };
+        s.dims = Some(
+            dims.filter(|d| d.len() == s.shape.len())
+                .unwrap_or_else(|| (0..s.shape.len()).map(|i| format!("dim_{i}")).collect()),
+        );
+        let spec = if coords.contains(name) {
+            "xarray_coord"
+        } else {
+            "xarray_data_var"
+        };
+        let mut source = data_source(&uri, &format!("/{name}"));
+        source.mimetype = NETCDF_MIMETYPE.into();
+        node.children.push(
+            TreeNode::data(name, Structure::Array(s), source)
+                .with_metadata(json!({"attrs": public_attributes(ds)}))
+                .with_specs(&[spec]),
+        );
+    }
+    node.inline_contents = true;
+    Ok(node)
+}
+
 fn group_node(
     g: &hdf5::Group,
     key: &str,

@@ -290,7 +290,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         | image_stack::NPY_MIMETYPE
         | image_stack::NPY_SEQUENCE_MIMETYPE => image_stack::open(source),
         #[cfg(feature = "hdf5")]
-        hdf5_file::MIMETYPE => hdf5_file::open(source),
+        hdf5_file::MIMETYPE | hdf5_file::NETCDF_MIMETYPE => hdf5_file::open(source),
         sparse_store::MIMETYPE => sparse_store::open(source),
         awkward_store::MIMETYPE => awkward_store::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),
