@@ -134,6 +134,8 @@ NUMERIC_DATASETS = [
     "big_endian",
     "entry/scan_id",
     "entry/instrument/detector/exposure_time",
+    "entry/instrument/detector/roi",
+    "entry/instrument/detector/partial",
 ]
 
 

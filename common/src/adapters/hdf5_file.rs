@@ -541,11 +541,186 @@ struct DatasetReader {
     read_as: ReadAs,
     structure: ArrayStructure,
     grid: ChunkGrid,
+    /// Where each stored chunk is, when blocks are the native chunks and their filters are
+    /// ones decoded here (see [`RawChunks`]).
+    raw: Option<RawChunks>,
+}
+
+/// The stored chunks of a dataset whose filters are only gzip and shuffle, read straight from
+/// the file and decoded in Rust. libhdf5 serialises every call behind one lock; this way the
+/// decoding of many chunks runs on every core at once.
+struct RawChunks {
+    file: std::fs::File,
+    /// The native chunk shape.
+    chunk: Vec<usize>,
+    /// The pipeline, in the order it was applied when writing.
+    filters: Vec<hdf5::filters::Filter>,
+    /// (file address, stored size, filter mask) of each allocated chunk, by its origin.
+    index: std::collections::HashMap<Vec<u64>, (u64, u64, u32)>,
+    itemsize: usize,
+}
+
+impl RawChunks {
+    /// The raw-chunk reader of `ds`, if its layout allows one: chunked, little-endian
+    /// numbers, gzip/shuffle only, and blocks equal to the native chunks.
+    fn new(
+        path: &Path,
+        ds: &hdf5::Dataset,
+        read_as: ReadAs,
+        s: &ArrayStructure,
+    ) -> Option<RawChunks> {
+        use hdf5::filters::Filter;
+        if matches!(
+            read_as,
+            ReadAs::Bool | ReadAs::Fixed(..) | ReadAs::VarLen(_)
+        ) {
+            return None;
+        }
+        let chunk = ds.chunk()?;
+        let native: Vec<Vec<usize>> = s
+            .shape
+            .iter()
+            .zip(&chunk)
+            .map(|(&n, &c)| super::regular_chunks(n, c))
+            .collect();
+        if chunk.len() != s.shape.len() || native != s.chunks {
+            return None;
+        }
+        if ds.dtype().ok()?.byte_order() != hdf5::datatype::ByteOrder::LittleEndian {
+            return None;
+        }
+        let filters = ds.filters();
+        if !filters
+            .iter()
+            .all(|f| matches!(f, Filter::Deflate(_) | Filter::Shuffle))
+        {
+            return None;
+        }
+        let n = ds.num_chunks()?;
+        let mut index = std::collections::HashMap::with_capacity(n);
+        for i in 0..n {
+            let info = ds.chunk_info(i)?;
+            index.insert(
+                info.offset.clone(),
+                (info.addr, info.size, info.filter_mask),
+            );
+        }
+        Some(RawChunks {
+            file: std::fs::File::open(path).ok()?,
+            chunk,
+            filters,
+            index,
+            itemsize: s.data_type.itemsize(),
+        })
+    }
+
+    /// The block at `start` with `shape` (clipped at the edges), or `None` when its chunk was
+    /// never written (libhdf5 then supplies the fill value).
+    fn read(
+        &self,
+        path: &Path,
+        start: &[usize],
+        shape: &[usize],
+    ) -> Result<Option<Vec<u8>>, AdapterError> {
+        use hdf5::filters::Filter;
+        use std::io::Read;
+        use std::os::unix::fs::FileExt;
+        let key: Vec<u64> = start.iter().map(|&x| x as u64).collect();
+        let Some(&(addr, size, mask)) = self.index.get(&key) else {
+            return Ok(None);
+        };
+        let mut data = vec![0u8; size as usize];
+        self.file
+            .read_exact_at(&mut data, addr)
+            .map_err(|e| read_err(path, "reading a chunk", e))?;
+        let full: usize = self.chunk.iter().product::<usize>() * self.itemsize;
+        for (i, f) in self.filters.iter().enumerate().rev() {
+            if mask & (1 << i) != 0 {
+                continue;
+            }
+            data = match f {
+                Filter::Deflate(_) => {
+                    let mut out = Vec::with_capacity(full);
+                    flate2::read::ZlibDecoder::new(data.as_slice())
+                        .read_to_end(&mut out)
+                        .map_err(|e| read_err(path, "inflating a chunk", e))?;
+                    out
+                }
+                Filter::Shuffle => unshuffle(&data, self.itemsize),
+                _ => return Ok(None),
+            };
+        }
+        if data.len() != full {
+            return Err(read_err(
+                path,
+                "decoding a chunk",
+                format!("{} bytes where the chunk holds {full}", data.len()),
+            ));
+        }
+        Ok(Some(crop(data, &self.chunk, shape, self.itemsize)))
+    }
+}
+
+/// Undoes HDF5's shuffle filter: byte `b` of every element was stored in plane `b`.
+fn unshuffle(data: &[u8], itemsize: usize) -> Vec<u8> {
+    if itemsize <= 1 {
+        return data.to_vec();
+    }
+    let n = data.len() / itemsize;
+    let mut out = vec![0u8; data.len()];
+    // Element by element, reading each plane forward (cache-friendly for both buffers).
+    let planes: Vec<&[u8]> = (0..itemsize).map(|b| &data[b * n..(b + 1) * n]).collect();
+    for (i, element) in out[..n * itemsize].chunks_exact_mut(itemsize).enumerate() {
+        for (b, byte) in element.iter_mut().enumerate() {
+            *byte = planes[b][i];
+        }
+    }
+    // Bytes past the last whole element are stored as they are.
+    out[n * itemsize..].copy_from_slice(&data[n * itemsize..]);
+    out
+}
+
+/// The leading `shape` corner of a C-order `chunk`-shaped buffer (edge chunks are stored whole).
+fn crop(data: Vec<u8>, chunk: &[usize], shape: &[usize], itemsize: usize) -> Vec<u8> {
+    if chunk == shape {
+        return data;
+    }
+    let nd = shape.len();
+    let row = shape[nd - 1] * itemsize;
+    let mut strides = vec![itemsize; nd];
+    for d in (0..nd.saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * chunk[d + 1];
+    }
+    let rows: usize = shape[..nd - 1].iter().product();
+    let mut out = Vec::with_capacity(rows * row);
+    let mut idx = vec![0usize; nd.saturating_sub(1)];
+    for _ in 0..rows {
+        let off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        out.extend_from_slice(&data[off..off + row]);
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
 }
 
 impl ArrayReader for DatasetReader {
     fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
         let (start, shape) = super::block_region(&self.grid, block)?;
+        if let Some(raw) = &self.raw
+            && let Some(mut bytes) = raw.read(&self.path, &start, &shape)?
+        {
+            super::to_declared_order(&self.structure.data_type, &mut bytes);
+            return Ok(ArrayData::new(
+                self.structure.data_type.clone(),
+                shape,
+                bytes,
+            ));
+        }
         let sel = if shape.is_empty() {
             Selection::All
         } else {
@@ -692,11 +867,38 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     }
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
+    let raw = RawChunks::new(&path, &ds, read_as, &structure);
     Ok(Adapter::Array(Arc::new(DatasetReader {
         path,
         dataset: ds,
         read_as,
         structure,
         grid,
+        raw,
     })))
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    #[test]
+    fn unshuffle_restores_elements() {
+        let values: Vec<u16> = vec![0x0102, 0x0304, 0x0506];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // Shuffled: all first bytes, then all second bytes.
+        let shuffled = vec![0x02, 0x04, 0x06, 0x01, 0x03, 0x05];
+        assert_eq!(unshuffle(&shuffled, 2), bytes);
+    }
+
+    #[test]
+    fn crop_takes_the_leading_corner() {
+        // A 3x4 chunk of bytes 0..12, cropped to 2x3.
+        let data: Vec<u8> = (0..12).collect();
+        assert_eq!(
+            crop(data.clone(), &[3, 4], &[2, 3], 1),
+            vec![0, 1, 2, 4, 5, 6]
+        );
+        assert_eq!(crop(data.clone(), &[3, 4], &[3, 4], 1), data);
+    }
 }
