@@ -87,7 +87,7 @@ def _log(f):
 
 
 TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken", "stack", "multipage",
-       "single", "python", "vector", "book", "weather"}
+       "single", "python", "vector", "book", "weather", "records"}
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,18 @@ def test_hdf5_datasets_read_as_h5py_reads_them(cli_tree, files, dataset):
     got, want = node.read(), h5(files, dataset)
     assert got.shape == want.shape
     assert got.dtype.kind == want.dtype.kind and got.dtype.itemsize == want.dtype.itemsize
+    assert got.dtype.names == want.dtype.names  # structured (compound) fields, in order
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["log", "events"])
+def test_hdf5_compound_datasets_are_structured_arrays(cli_tree, files, name):
+    with h5py.File(os.path.join(files[0], "records.h5")) as f:
+        want = f[name][()]
+    node = cli_tree[0]["records"][name]
+    got = node.read()
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert np.array_equal(node[5:12], want[5:12])
 
 
 def test_hdf5_slices_and_blocks(cli_tree, files):
@@ -269,6 +280,7 @@ def test_broken_files_are_reported_and_the_rest_serves(cli_tree):
     assert "truncated.h5" in report and "not a readable HDF5 file" in report
     assert "empty.csv" in report and "empty" in report
     assert "loop: a symlink loop" in report
+    assert "escape.csv: leads outside" in report and "escape_dir: leads outside" in report
     assert "notes.txt: no adapter" in report
     assert "bad.tif" in report
     assert sorted(tree["broken"]) == []
@@ -375,8 +387,9 @@ def test_served_directory_keeps_broken_files_as_errors(served_directory, files):
             tree["broken"][key]
         assert e.value.response.status_code == 422
         assert name in str(e.value) and why in str(e.value)
-    # The symlink loop and the text file are not served; the rest is.
-    assert "loop" not in tree["broken"] and "notes" not in tree["broken"]
+    # The symlink loop, the links out of the directory and the text file are not served.
+    for key in ["loop", "escape", "escape_dir", "notes"]:
+        assert key not in tree["broken"]
     assert np.array_equal(tree["lone"].read(), zarr.open_array(os.path.join(files[0], "lone.zarr"))[:])
     # Paths never leave the directory.
     r = httpx.get(f"{served_directory}/api/v1/metadata/raw/../../etc")

@@ -66,6 +66,43 @@ enum ReadAs {
     Fixed(usize, bool),
     /// Variable-length strings, served as `<U<chars>`.
     VarLen(bool),
+    /// Compound (structured) elements, served as their stored bytes: read from the file
+    /// without libhdf5's type conversion (see [`compound`]).
+    Raw,
+}
+
+/// A compound type as a structured data type, when its members are packed in order and each
+/// is a number, a boolean or a fixed-width byte string.
+fn compound(c: &hdf5::types::CompoundType) -> Result<DataType, String> {
+    let mut fields = c.fields.clone();
+    fields.sort_by_key(|f| f.offset);
+    let mut at = 0;
+    let mut out = Vec::new();
+    for f in &fields {
+        let (dtype, _) =
+            data_type(&f.ty, None).map_err(|e| format!("compound member {:?}: {e}", f.name))?;
+        if matches!(
+            f.ty,
+            TypeDescriptor::VarLenAscii | TypeDescriptor::VarLenUnicode
+        ) {
+            return Err(format!(
+                "compound member {:?} is a variable-length string, which is not served",
+                f.name
+            ));
+        }
+        if f.offset != at {
+            return Err("compound types with padding between members are not served yet".into());
+        }
+        at += dtype.itemsize();
+        out.push(crate::dtype::Field::scalar(&f.name, dtype));
+    }
+    if at != c.size {
+        return Err("compound types with trailing padding are not served yet".into());
+    }
+    Ok(DataType::Structured(crate::dtype::StructDType {
+        itemsize: c.size,
+        fields: out,
+    }))
 }
 
 /// The data type a dataset is served as, and how to read it. `dataset` is needed only for
@@ -118,9 +155,7 @@ fn data_type(
             };
             (DataType::unicode(chars), ReadAs::VarLen(unicode))
         }
-        T::Compound(_) => {
-            return Err("compound (structured) datasets are not served yet".into());
-        }
+        T::Compound(c) => (compound(c)?, ReadAs::Raw),
         other => return Err(format!("datasets of HDF5 type {other} are not served")),
     })
 }
@@ -586,7 +621,13 @@ impl RawChunks {
         if chunk.len() != s.shape.len() || native != s.chunks {
             return None;
         }
-        if ds.dtype().ok()?.byte_order() != hdf5::datatype::ByteOrder::LittleEndian {
+        // Compound types have no order of their own (h5py writes members in this
+        // machine's order); numbers must be stored little-endian.
+        let order = ds.dtype().ok()?.byte_order();
+        let little = order == hdf5::datatype::ByteOrder::LittleEndian;
+        if !(little
+            || matches!(read_as, ReadAs::Raw) && order != hdf5::datatype::ByteOrder::BigEndian)
+        {
             return None;
         }
         let filters = ds.filters();
@@ -711,6 +752,16 @@ fn crop(data: Vec<u8>, chunk: &[usize], shape: &[usize], itemsize: usize) -> Vec
 impl ArrayReader for DatasetReader {
     fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
         let (start, shape) = super::block_region(&self.grid, block)?;
+        if matches!(self.read_as, ReadAs::Raw)
+            && self.raw.is_none()
+            && let Some(bytes) = self.read_contiguous(&start, &shape)?
+        {
+            return Ok(ArrayData::new(
+                self.structure.data_type.clone(),
+                shape,
+                bytes,
+            ));
+        }
         if let Some(raw) = &self.raw
             && let Some(mut bytes) = raw.read(&self.path, &start, &shape)?
         {
@@ -796,7 +847,39 @@ impl DatasetReader {
                 }
                 out
             }
+            ReadAs::Raw => {
+                return Err(hdf5::Error::from(
+                    "compound datasets are served when stored contiguous, or chunked with \
+                     gzip/shuffle and read by native chunk",
+                ));
+            }
         })
+    }
+
+    /// A block of a contiguous dataset, read from the file at the dataset's address: whole
+    /// rows only (the blocks tessera gives contiguous datasets).
+    fn read_contiguous(
+        &self,
+        start: &[usize],
+        shape: &[usize],
+    ) -> Result<Option<Vec<u8>>, AdapterError> {
+        use std::os::unix::fs::FileExt;
+        let Some(base) = self.dataset.offset() else {
+            return Ok(None);
+        };
+        let s = &self.structure.shape;
+        if shape.iter().skip(1).ne(s.iter().skip(1)) || start.iter().skip(1).any(|&x| x != 0) {
+            return Ok(None);
+        }
+        let item = self.structure.data_type.itemsize();
+        let row: usize = s.iter().skip(1).product::<usize>() * item;
+        let first = start.first().copied().unwrap_or(0);
+        let mut out = vec![0u8; shape.iter().product::<usize>() * item];
+        let file =
+            std::fs::File::open(&self.path).map_err(|e| read_err(&self.path, "opening it", e))?;
+        file.read_exact_at(&mut out, base + (first * row) as u64)
+            .map_err(|e| read_err(&self.path, "reading a block", e))?;
+        Ok(Some(out))
     }
 }
 
