@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tessera_common::inspect::{self, EntryKind, Formats};
 use tessera_common::node::TreeNode;
@@ -175,25 +176,21 @@ impl Indexer {
                 return Ok(());
             }
         };
+        // Files first (described on the blocking pool, several at once, created in name
+        // order), then the subdirectories, as Tiled walks a directory.
+        let mut todo = Vec::new();
+        let mut subdirs = Vec::new();
         for e in list {
             let mut path = parent.to_vec();
             path.push(e.key.clone());
-            match e.kind {
+            match &e.kind {
                 EntryKind::Skipped(why) => {
                     if !self.known.contains_key(&path) {
                         self.progress.skipped += 1;
                         tracing::info!("skipped {}: {why}", e.path.display());
                     }
                 }
-                EntryKind::Directory => {
-                    seen_dirs.push(path.clone());
-                    if !self.dirs.contains_key(&path) {
-                        let node = TreeNode::container(&e.key, json!({}), Vec::new());
-                        self.create(parent, node).await?;
-                        self.dirs.insert(path.clone(), e.real.clone());
-                    }
-                    Box::pin(self.scan_dir(&path, &e.real, seen_files, seen_dirs)).await?;
-                }
+                EntryKind::Directory => subdirs.push((path, e)),
                 EntryKind::File(_) | EntryKind::Sequence(..) => {
                     seen_files.push(path.clone());
                     let now = stamp_all(&e.files());
@@ -205,34 +202,53 @@ impl Indexer {
                         }
                         None => {}
                     }
-                    let entry = e.clone();
-                    let described = tokio::task::spawn_blocking(move || {
-                        let mut skipped = Vec::new();
-                        let t = inspect::describe(&entry, &mut skipped);
-                        (t, skipped)
-                    })
-                    .await
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                    let node = match described {
-                        (Ok(mut t), skipped) => {
-                            for s in skipped {
-                                tracing::info!("left out {s}");
-                            }
-                            stamp_sources(&mut t, &now.text());
-                            self.progress.files += 1;
-                            t
-                        }
-                        (Err(err), _) => {
-                            tracing::warn!("unreadable: {err}");
-                            self.progress.unreadable += 1;
-                            unreadable(&e.key, &e.path, &err.to_string())
-                        }
-                    };
-                    self.create(parent, node).await?;
-                    self.known.insert(path, (e.real.clone(), now));
-                    self.report(false);
+                    todo.push((path, e, now));
                 }
             }
+        }
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut described = futures::stream::iter(todo.into_iter().map(|(path, e, now)| {
+            let entry = e.clone();
+            async move {
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut skipped = Vec::new();
+                    let t = inspect::describe(&entry, &mut skipped);
+                    (t, skipped)
+                })
+                .await;
+                (path, e, now, result)
+            }
+        }))
+        .buffered(parallel);
+        while let Some((path, e, now, result)) = described.next().await {
+            let node = match result.map_err(|e| ApiError::internal(e.to_string()))? {
+                (Ok(mut t), skipped) => {
+                    for s in skipped {
+                        tracing::info!("left out {s}");
+                    }
+                    stamp_sources(&mut t, &now.text());
+                    self.progress.files += 1;
+                    t
+                }
+                (Err(err), _) => {
+                    tracing::warn!("unreadable: {err}");
+                    self.progress.unreadable += 1;
+                    unreadable(&e.key, &e.path, &err.to_string())
+                }
+            };
+            self.create(parent, node).await?;
+            self.known.insert(path, (e.real.clone(), now));
+            self.report(false);
+        }
+        drop(described);
+        for (path, e) in subdirs {
+            seen_dirs.push(path.clone());
+            if !self.dirs.contains_key(&path) {
+                let node = TreeNode::container(&e.key, json!({}), Vec::new());
+                self.create(parent, node).await?;
+                self.dirs.insert(path.clone(), e.real.clone());
+            }
+            Box::pin(self.scan_dir(&path, &e.real, seen_files, seen_dirs)).await?;
         }
         Ok(())
     }

@@ -252,8 +252,14 @@ impl SqliteCatalog {
     /// Opens (creating and migrating if needed) the catalog at `path` (`:memory:` for none).
     pub fn open(path: &str) -> Result<Self, ApiError> {
         let mut conn = Connection::open(path).map_err(db_err)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;")
-            .map_err(db_err)?;
+        // WAL with `synchronous = NORMAL`: commits are fsynced at checkpoints, not one by
+        // one. A commit survives a crash of the process (the database is never torn), but the
+        // last ones may be lost with the machine's power. One fsync per write made indexing
+        // 10,000 files take 12.2 s instead of 8.4 s.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+        )
+        .map_err(db_err)?;
         migrate::migrate_sqlite(&mut conn).map_err(db_err)?;
         register_functions(&conn).map_err(db_err)?;
         Ok(SqliteCatalog {
