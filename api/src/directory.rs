@@ -220,6 +220,8 @@ impl Indexer {
             }
         }))
         .buffered(parallel);
+        // Created in batches, one transaction each: the listing still grows as indexing runs.
+        let mut batch: Vec<(Vec<String>, PathBuf, Stamp, TreeNode)> = Vec::new();
         while let Some((path, e, now, result)) = described.next().await {
             let node = match result.map_err(|e| ApiError::internal(e.to_string()))? {
                 (Ok(mut t), skipped) => {
@@ -236,11 +238,14 @@ impl Indexer {
                     unreadable(&e.key, &e.path, &err.to_string())
                 }
             };
-            self.create(parent, node).await?;
-            self.known.insert(path, (e.real.clone(), now));
-            self.report(false);
+            batch.push((path, e.real.clone(), now, node));
+            if batch.len() >= BATCH {
+                self.create_batch(parent, std::mem::take(&mut batch))
+                    .await?;
+            }
         }
         drop(described);
+        self.create_batch(parent, batch).await?;
         for (path, e) in subdirs {
             seen_dirs.push(path.clone());
             if !self.dirs.contains_key(&path) {
@@ -253,17 +258,30 @@ impl Indexer {
         Ok(())
     }
 
+    async fn create_batch(
+        &mut self,
+        parent: &[String],
+        batch: Vec<(Vec<String>, PathBuf, Stamp, TreeNode)>,
+    ) -> Result<(), ApiError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut nodes = Vec::with_capacity(batch.len());
+        let mut done = Vec::with_capacity(batch.len());
+        for (path, real, now, t) in batch {
+            nodes.push(new_node(t));
+            done.push((path, real, now));
+        }
+        self.catalog.create_all(parent, nodes).await?;
+        for (path, real, now) in done {
+            self.known.insert(path, (real, now));
+        }
+        self.report(false);
+        Ok(())
+    }
+
     async fn create(&self, parent: &[String], t: TreeNode) -> Result<(), ApiError> {
-        let node = NewNode {
-            key: t.key,
-            family: t.family,
-            metadata: t.metadata,
-            specs: t.specs,
-            access_tags: Vec::new(),
-            data: t.structure.zip(t.source),
-            children: t.children,
-        };
-        match self.catalog.create(parent, node).await {
+        match self.catalog.create(parent, new_node(t)).await {
             Ok(_) => Ok(()),
             // Indexed by an earlier pass that was interrupted: keep it.
             Err(e) if e.status == axum::http::StatusCode::CONFLICT => Ok(()),
@@ -292,6 +310,21 @@ impl Indexer {
                 tracing::error!("rescanning {} failed: {e}", self.root.display());
             }
         }
+    }
+}
+
+/// Files created per catalog transaction while indexing.
+const BATCH: usize = 256;
+
+fn new_node(t: TreeNode) -> NewNode {
+    NewNode {
+        key: t.key,
+        family: t.family,
+        metadata: t.metadata,
+        specs: t.specs,
+        access_tags: Vec::new(),
+        data: t.structure.zip(t.source),
+        children: t.children,
     }
 }
 

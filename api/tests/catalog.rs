@@ -600,3 +600,34 @@ async fn faceted_distinct_counts_follow_every_write() {
         "a value no child has any more is gone: {got}"
     );
 }
+
+#[tokio::test]
+async fn create_all_creates_in_order_and_skips_taken_keys() {
+    let sqlite = SqliteCatalog::open(":memory:").unwrap();
+    sqlite.load_tree(demo::tree().unwrap()).unwrap();
+    let schema = PgSchema::create("create_all").await;
+    let pg = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
+    pg.load_tree(demo::tree().unwrap()).await.unwrap();
+    for (name, cat) in [("sqlite", &sqlite as &dyn Catalog), ("postgres", &pg)] {
+        cat.create(&p(""), new_node("b", "container", serde_json::json!({"first": true})))
+            .await
+            .unwrap();
+        let nodes = ["a", "b", "c"]
+            .iter()
+            .map(|k| new_node(k, "container", serde_json::json!({"batch": k})))
+            .collect();
+        assert_eq!(cat.create_all(&p(""), nodes).await.unwrap(), 2, "{name}");
+        assert_eq!(
+            cat.get(&p("b")).await.unwrap().unwrap().metadata["first"],
+            serde_json::json!(true),
+            "{name}: a taken key keeps its node"
+        );
+        assert_eq!(
+            cat.get(&p("c")).await.unwrap().unwrap().metadata["batch"],
+            serde_json::json!("c"),
+            "{name}"
+        );
+        let err = cat.create_all(&p("a/nope"), Vec::new()).await.unwrap_err();
+        assert_eq!(err.status, 404, "{name}");
+    }
+}

@@ -363,6 +363,28 @@ pub trait Catalog: Send + Sync {
         Err(read_only())
     }
 
+    /// Creates several nodes inside the container at `parent`, in order, skipping keys that
+    /// are taken; returns how many were created. Catalogs that can do it in one transaction
+    /// do (a directory's files are indexed this way).
+    async fn create_all(&self, parent: &[String], nodes: Vec<NewNode>) -> Result<usize, ApiError> {
+        match self.get(parent).await? {
+            None => return Err(ApiError::no_such_entry(parent)),
+            Some(n) if n.family != StructureFamily::Container => {
+                return Err(not_a_container(parent, n.family.as_str()));
+            }
+            Some(_) => {}
+        }
+        let mut created = 0;
+        for node in nodes {
+            match self.create(parent, node).await {
+                Ok(_) => created += 1,
+                Err(e) if e.status == axum::http::StatusCode::CONFLICT => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(created)
+    }
+
     /// Replaces metadata, specs and access tags, keeping the old ones as a revision unless
     /// `drop_revision`.
     async fn update_metadata(

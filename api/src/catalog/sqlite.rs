@@ -290,6 +290,54 @@ impl SqliteCatalog {
 }
 
 /// Inserts a node's data source with its assets.
+/// The id of the container at `parent` (404 when absent, 4xx when not a container).
+fn container_row(conn: &Connection, parent: &[String]) -> Result<i64, ApiError> {
+    let (pid, p) = node_row(conn, parent)?;
+    if p.family != StructureFamily::Container {
+        return Err(super::not_a_container(parent, p.family.as_str()));
+    }
+    Ok(pid)
+}
+
+/// Inserts a new node (with its data source and inner tree) under container `pid`; `false`
+/// when the key is taken.
+fn insert_new(conn: &Connection, pid: i64, node: NewNode) -> Result<bool, ApiError> {
+    let specs = serde_json::to_string(&node.specs).map_err(db_err)?;
+    let tags = serde_json::to_string(&node.access_tags).map_err(db_err)?;
+    let inserted = conn
+        .execute(
+            "INSERT INTO nodes (parent, key, structure_family, metadata, specs, access_tags) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (parent, key) DO NOTHING",
+            params![
+                pid,
+                node.key,
+                node.family.as_str(),
+                Value::Object(node.metadata).to_string(),
+                specs,
+                tags
+            ],
+        )
+        .map_err(db_err)?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let id = conn.last_insert_rowid();
+    conn.execute(
+        "INSERT INTO node_closure (ancestor, descendant, depth) \
+         SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
+         UNION ALL SELECT ?1, ?1, 0",
+        params![id, pid],
+    )
+    .map_err(db_err)?;
+    if let Some((structure, source)) = &node.data {
+        insert_source(conn, id, structure, source).map_err(db_err)?;
+    }
+    for child in node.children {
+        insert_under(conn, Some(id), child).map_err(db_err)?;
+    }
+    Ok(true)
+}
+
 /// Inserts a static tree under the node `parent` (as the root when `None`), with closure
 /// rows taken from the parent's.
 fn insert_under(conn: &Connection, parent: Option<i64>, t: TreeNode) -> rusqlite::Result<()> {
@@ -602,48 +650,30 @@ impl Catalog for SqliteCatalog {
         let parent = parent.to_vec();
         self.with(move |conn| {
             let tx = conn.unchecked_transaction().map_err(db_err)?;
-            let (pid, p) = node_row(&tx, &parent)?;
-            if p.family != StructureFamily::Container {
-                return Err(super::not_a_container(&parent, p.family.as_str()));
-            }
+            let pid = container_row(&tx, &parent)?;
             let mut path = parent.clone();
             path.push(node.key.clone());
-            let specs = serde_json::to_string(&node.specs).map_err(db_err)?;
-            let tags = serde_json::to_string(&node.access_tags).map_err(db_err)?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO nodes (parent, key, structure_family, metadata, specs, access_tags) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (parent, key) DO NOTHING",
-                    params![
-                        pid,
-                        node.key,
-                        node.family.as_str(),
-                        Value::Object(node.metadata.clone()).to_string(),
-                        specs,
-                        tags
-                    ],
-                )
-                .map_err(db_err)?;
-            if inserted == 0 {
+            if !insert_new(&tx, pid, node)? {
                 return Err(super::key_exists(&path));
-            }
-            let id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO node_closure (ancestor, descendant, depth) \
-                 SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
-                 UNION ALL SELECT ?1, ?1, 0",
-                params![id, pid],
-            )
-            .map_err(db_err)?;
-            if let Some((structure, source)) = &node.data {
-                insert_source(&tx, id, structure, source).map_err(db_err)?;
-            }
-            for child in node.children {
-                insert_under(&tx, Some(id), child).map_err(db_err)?;
             }
             let (_, created) = node_row(&tx, &path)?;
             tx.commit().map_err(db_err)?;
             Ok(Arc::new(created))
+        })
+        .await
+    }
+
+    async fn create_all(&self, parent: &[String], nodes: Vec<NewNode>) -> Result<usize, ApiError> {
+        let parent = parent.to_vec();
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(db_err)?;
+            let pid = container_row(&tx, &parent)?;
+            let mut created = 0;
+            for node in nodes {
+                created += usize::from(insert_new(&tx, pid, node)?);
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(created)
         })
         .await
     }
