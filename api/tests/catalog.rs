@@ -609,9 +609,12 @@ async fn create_all_creates_in_order_and_skips_taken_keys() {
     let pg = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
     pg.load_tree(demo::tree().unwrap()).await.unwrap();
     for (name, cat) in [("sqlite", &sqlite as &dyn Catalog), ("postgres", &pg)] {
-        cat.create(&p(""), new_node("b", "container", serde_json::json!({"first": true})))
-            .await
-            .unwrap();
+        cat.create(
+            &p(""),
+            new_node("b", "container", serde_json::json!({"first": true})),
+        )
+        .await
+        .unwrap();
         let nodes = ["a", "b", "c"]
             .iter()
             .map(|k| new_node(k, "container", serde_json::json!({"batch": k})))
