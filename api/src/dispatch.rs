@@ -21,6 +21,17 @@ pub trait Dispatcher: Send + Sync {
     -> Result<ArrayData, ApiError>;
     /// Reads one partition of a table (all columns).
     async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError>;
+    /// Reads only the named columns of one partition (formats that store columns apart
+    /// decode only those).
+    async fn read_partition_columns(
+        &self,
+        source: &DataSource,
+        i: usize,
+        columns: &[String],
+    ) -> Result<RecordBatch, ApiError> {
+        let _ = columns;
+        self.read_partition(source, i).await
+    }
     /// Reads one block of a sparse array.
     async fn read_sparse_block(
         &self,
@@ -121,6 +132,22 @@ impl Dispatcher for Inline {
             .with_label_values(&[source.mimetype.as_str()])
             .inc();
         self.run(move || Ok(r.read_partition(i)?)).await
+    }
+
+    async fn read_partition_columns(
+        &self,
+        source: &DataSource,
+        i: usize,
+        columns: &[String],
+    ) -> Result<RecordBatch, ApiError> {
+        let Adapter::Table(r) = self.adapter(source)? else {
+            return Err(wrong_family("a table"));
+        };
+        crate::metrics::PARTITIONS_READ
+            .with_label_values(&[source.mimetype.as_str()])
+            .inc();
+        let columns = columns.to_vec();
+        self.run(move || Ok(r.read_columns(i, &columns)?)).await
     }
 
     async fn read_sparse_block(

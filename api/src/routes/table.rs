@@ -122,12 +122,21 @@ async fn send(
         let index = state.dispatcher.index_columns(source).await?;
         let mut batches = Vec::with_capacity(partitions.len());
         let mut bytes = 0usize;
+        // With a column list, only those columns (and the index) are decoded.
+        let wanted: Option<Vec<String>> = cols
+            .as_ref()
+            .map(|c| c.iter().chain(&index).cloned().collect());
         for p in &partitions {
-            let b = project(
-                state.dispatcher.read_partition(source, *p).await?,
-                &cols,
-                &index,
-            )?;
+            let batch = match &wanted {
+                Some(w) => {
+                    state
+                        .dispatcher
+                        .read_partition_columns(source, *p, w)
+                        .await?
+                }
+                None => state.dispatcher.read_partition(source, *p).await?,
+            };
+            let b = project(batch, &cols, &index)?;
             bytes += b.get_array_memory_size();
             if bytes > state.config.response_bytesize_limit {
                 return Err(ApiError::bad_request(format!(
