@@ -103,6 +103,22 @@ impl Inline {
     }
 }
 
+impl Inline {
+    /// The table reader of `source`, counting the partition read it is about to do.
+    fn partition_reader(
+        &self,
+        source: &DataSource,
+    ) -> Result<Arc<dyn adapters::TableReader>, ApiError> {
+        let Adapter::Table(r) = self.adapter(source)? else {
+            return Err(wrong_family("a table"));
+        };
+        crate::metrics::PARTITIONS_READ
+            .with_label_values(&[source.mimetype.as_str()])
+            .inc();
+        Ok(r)
+    }
+}
+
 fn wrong_family(what: &str) -> ApiError {
     ApiError::not_found(format!("this node's data is not {what}"))
 }
@@ -125,12 +141,7 @@ impl Dispatcher for Inline {
     }
 
     async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError> {
-        let Adapter::Table(r) = self.adapter(source)? else {
-            return Err(wrong_family("a table"));
-        };
-        crate::metrics::PARTITIONS_READ
-            .with_label_values(&[source.mimetype.as_str()])
-            .inc();
+        let r = self.partition_reader(source)?;
         self.run(move || Ok(r.read_partition(i)?)).await
     }
 
@@ -140,12 +151,7 @@ impl Dispatcher for Inline {
         i: usize,
         columns: &[String],
     ) -> Result<RecordBatch, ApiError> {
-        let Adapter::Table(r) = self.adapter(source)? else {
-            return Err(wrong_family("a table"));
-        };
-        crate::metrics::PARTITIONS_READ
-            .with_label_values(&[source.mimetype.as_str()])
-            .inc();
+        let r = self.partition_reader(source)?;
         let columns = columns.to_vec();
         self.run(move || Ok(r.read_columns(i, &columns)?)).await
     }

@@ -17,12 +17,10 @@ use tessera_common::structure::{Spec, Structure, StructureFamily};
 
 use super::Request;
 use super::write::{
-    created_sources, json_body, json_response, key_and_family, parse_metadata, parse_specs,
-    parse_tags,
+    created_response, json_body, key_and_family, parse_metadata, parse_specs, parse_tags,
 };
 use crate::catalog::NewNode;
 use crate::error::ApiError;
-use crate::resource::links;
 use crate::state::AppState;
 
 /// The one data source of a registration, as the client sent it.
@@ -336,11 +334,5 @@ pub async fn register(
         children: reg.children,
     };
     let created = state.catalog.create(parent, node).await?;
-    let doc = json!({
-        "id": created.key(),
-        "links": links(&created, &req.base),
-        "data_sources": created_sources(&created),
-        "access_tags": created.access_tags,
-    });
-    json_response(req, &doc).await
+    created_response(req, &created).await
 }

@@ -265,10 +265,15 @@ pub async fn create(
             return Err(e);
         }
     };
+    created_response(req, &created).await
+}
+
+/// The answer to a node creation (`POST /metadata`, `POST /register`).
+pub(super) async fn created_response(req: &Request, created: &Node) -> Result<Response, ApiError> {
     let doc = json!({
         "id": created.key(),
-        "links": links(&created, &req.base),
-        "data_sources": created_sources(&created),
+        "links": links(created, &req.base),
+        "data_sources": created_sources(created),
         "access_tags": created.access_tags,
     });
     json_response(req, &doc).await
@@ -326,7 +331,7 @@ fn check_dtype(dtype: &DataType) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) fn created_sources(node: &Node) -> Value {
+fn created_sources(node: &Node) -> Value {
     match (&node.source, &node.structure) {
         (Some(src), Some(s)) => json!([{
             "id": null,

@@ -670,11 +670,19 @@ impl RawChunks {
         let Some(&(addr, size, mask)) = self.index.get(&key) else {
             return Ok(None);
         };
+        let full: usize = self.chunk.iter().product::<usize>() * self.itemsize;
+        // A stored chunk is never much larger than its data; a bigger size is a damaged file.
+        if size > (full as u64) * 2 + (1 << 20) {
+            return Err(read_err(
+                path,
+                "reading a chunk",
+                format!("the chunk index says {size} bytes for a {full}-byte chunk"),
+            ));
+        }
         let mut data = vec![0u8; size as usize];
         self.file
             .read_exact_at(&mut data, addr)
             .map_err(|e| read_err(path, "reading a chunk", e))?;
-        let full: usize = self.chunk.iter().product::<usize>() * self.itemsize;
         for (i, f) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {
                 continue;
@@ -682,7 +690,10 @@ impl RawChunks {
             data = match f {
                 Filter::Deflate(_) => {
                     let mut out = Vec::with_capacity(full);
+                    // At most one byte more than the chunk holds, so a damaged stream
+                    // cannot inflate without bound; the length check below reports it.
                     flate2::read::ZlibDecoder::new(data.as_slice())
+                        .take(full as u64 + 1)
                         .read_to_end(&mut out)
                         .map_err(|e| read_err(path, "inflating a chunk", e))?;
                     out

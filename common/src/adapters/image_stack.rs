@@ -34,8 +34,8 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
 
 fn tiff_decoder(path: &Path) -> Result<Decoder<std::io::BufReader<std::fs::File>>, AdapterError> {
     let f = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+    // The decoder's default limits bound what a damaged header can make it allocate.
     Decoder::new(std::io::BufReader::new(f))
-        .map(|d| d.with_limits(tiff::decoder::Limits::unlimited()))
         .map_err(|e| bad(path, format!("not a readable TIFF file ({e})")))
 }
 
@@ -177,7 +177,10 @@ fn npy_header(path: &Path) -> Result<NpyHeader, AdapterError> {
                 .map_err(|_| bad(path, format!("bad .npy shape {shape_text:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let need = shape.iter().product::<usize>() as u64 * dtype.itemsize() as u64;
+    let need = shape
+        .iter()
+        .try_fold(dtype.itemsize() as u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let offset = start + len as u64;
     if size < offset + need {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType as ArrowType, Field, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use serde_json::{Map, Value, json};
 
 use super::{Adapter, AdapterError, Asset, DataSource, Management, TableReader};
@@ -103,6 +103,8 @@ pub fn inspect_parquet(paths: &[PathBuf]) -> Result<(TableStructure, DataSource)
 }
 
 struct ParquetFiles {
+    /// Each file's footer (schema, row groups), read once.
+    footers: Vec<ArrowReaderMetadata>,
     files: Vec<PathBuf>,
     /// (file, row group, rows of the file before it) of each partition; no row group for a
     /// whole-file partition.
@@ -154,7 +156,11 @@ impl ParquetFiles {
             .get(i)
             .ok_or(AdapterError::PartitionOutOfRange(i))?;
         let path = &self.files[f];
-        let mut b = parquet_builder(path)?;
+        // The footer was read once, at open; a partition read opens the file and decodes.
+        let file =
+            std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+        let mut b =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.footers[f].clone());
         let schema = b.schema().clone();
         if let Some(g) = group {
             b = b.with_row_groups(vec![g]);
@@ -206,13 +212,20 @@ impl TableReader for ParquetFiles {
 pub fn open_parquet(source: &DataSource) -> Result<Adapter, AdapterError> {
     let files = super::asset_files(source)?;
     let by_group = source.parameters.get("partitions") == Some(&json!("row_groups"));
-    let first = parquet_builder(&files[0])?;
-    let schema = first.schema().clone();
+    let footers = files
+        .iter()
+        .map(|path| {
+            let file = std::fs::File::open(path)
+                .map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+            ArrowReaderMetadata::load(&file, Default::default())
+                .map_err(|e| bad(path, format!("not a readable Parquet file ({e})")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = footers[0].schema().clone();
     let mut partitions = Vec::new();
-    for (f, path) in files.iter().enumerate() {
+    for (f, footer) in footers.iter().enumerate() {
         if by_group {
-            let b = parquet_builder(path)?;
-            let groups = b.metadata().row_groups();
+            let groups = footer.metadata().row_groups();
             if groups.is_empty() {
                 partitions.push((f, None, 0));
             }
@@ -227,6 +240,7 @@ pub fn open_parquet(source: &DataSource) -> Result<Adapter, AdapterError> {
     }
     Ok(Adapter::Table(Arc::new(ParquetFiles {
         files,
+        footers,
         partitions,
         schema,
     })))
