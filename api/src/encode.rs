@@ -1,5 +1,5 @@
 //! Encoding on the blocking pool: maps a negotiated media type to the serializer in `common`
-//! and runs it off the request runtime (PNG, Parquet, XLSX and HDF5 take real CPU time).
+//! and runs it off the request runtime (PNG, Parquet, XLSX, HDF5 and NetCDF take real CPU time).
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
@@ -101,6 +101,14 @@ pub async fn sparse(
 /// A stored (uncompressed) zip of named buffers.
 pub fn zip(entries: &[(String, &[u8])]) -> Result<Vec<u8>, ApiError> {
     Ok(serializers::zip::zip_stored(entries)?)
+}
+
+/// A NetCDF file of variables, with global attributes `attrs`.
+pub async fn netcdf(
+    attrs: serde_json::Map<String, serde_json::Value>,
+    vars: Vec<serializers::netcdf::NcVariable>,
+) -> Result<Bytes, ApiError> {
+    blocking(move || serializers::netcdf::to_netcdf(&attrs, &vars).map(Bytes::from)).await
 }
 
 /// An HDF5 file of a subtree.

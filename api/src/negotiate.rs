@@ -17,6 +17,9 @@ pub const PARQUET: &str = "application/x-parquet";
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 pub const JSON_SEQ: &str = "application/json-seq";
 pub const HDF5: &str = "application/x-hdf5";
+pub const NETCDF: &str = "application/x-netcdf";
+/// The other spelling of NetCDF's media type; Tiled offers both.
+pub const NETCDF_ALT: &str = "application/netcdf";
 pub const ZIP: &str = "application/zip";
 pub const MSGPACK: &str = "application/x-msgpack";
 
@@ -42,6 +45,9 @@ pub fn formats(family: StructureFamily) -> &'static [&'static str] {
             PNG,
             TIFF,
             HTML,
+            HDF5,
+            NETCDF,
+            NETCDF_ALT,
         ],
         StructureFamily::Table => &[
             ARROW,
@@ -56,7 +62,7 @@ pub fn formats(family: StructureFamily) -> &'static [&'static str] {
             JSON_SEQ,
             HDF5,
         ],
-        StructureFamily::Container => &[HDF5, JSON],
+        StructureFamily::Container => &[HDF5, JSON, NETCDF, NETCDF_ALT],
         StructureFamily::Sparse => &[ARROW, HDF5, XLSX, PARQUET, CSV, "text/plain", HTML, JSON],
         StructureFamily::Awkward => &[ZIP, JSON],
         StructureFamily::Ragged => &[JSON, ZIP],
@@ -77,6 +83,8 @@ pub fn spec_formats(spec: &str) -> &'static [&'static str] {
             XLSX,
             JSON,
             HDF5,
+            NETCDF,
+            NETCDF_ALT,
         ],
         _ => &[],
     }
@@ -95,6 +103,7 @@ pub fn aliases() -> &'static [(&'static str, &'static [&'static str])] {
         (TIFF, &["tiff", "tif"]),
         (HTML, &["html", "htm", "shtml"]),
         (HDF5, &["h5", "hdf5"]),
+        (NETCDF_ALT, &["nc"]),
         (PARQUET, &["parquet"]),
         (ARROW, &["arrow", "feather"]),
         (XLSX, &["xlsx"]),
@@ -224,6 +233,11 @@ pub fn wants_msgpack(accept: Option<&str>) -> bool {
     false
 }
 
+/// True for either spelling of NetCDF.
+pub fn is_netcdf(mt: &str) -> bool {
+    mt == NETCDF || mt == NETCDF_ALT
+}
+
 /// True for CSV and its aliases.
 pub fn is_csv(mt: &str) -> bool {
     CSV_ALIASES.contains(&mt)
@@ -248,6 +262,9 @@ mod tests {
         assert_eq!(choose(Array, &[], Some("csv"), Some(PNG)).unwrap(), CSV);
         assert_eq!(choose(Array, &[], Some("tif"), None).unwrap(), TIFF);
         assert_eq!(choose(Table, &[], Some("xlsx"), None).unwrap(), XLSX);
+        assert_eq!(choose(Array, &[], Some("nc"), None).unwrap(), NETCDF_ALT);
+        assert_eq!(choose(Container, &[], Some(NETCDF), None).unwrap(), NETCDF);
+        assert!(choose(Table, &[], Some("nc"), None).is_err());
     }
 
     #[test]

@@ -213,3 +213,55 @@ def test_export_awkward_to_json(client, tmp_path):
     path = tmp_path / "awkward.json"
     client["nested/awkward_array"].export(str(path))
     assert json.loads(path.read_text()) == demo.AWKWARD_LIST
+
+
+# --- NetCDF (NetCDF-3, 64-bit offset, as Tiled's SciPy export writes) ---
+
+
+@pytest.mark.xfail_on_tiled(reason="offers NetCDF only when SciPy is installed, which tiled[server] does not pull in")
+def test_export_xarray_dataset_to_netcdf(client, tmp_path, demo_data):
+    import xarray
+
+    path = tmp_path / "dataset.nc"
+    client["structured_data/xarray_dataset"].export(str(path))  # the format follows ".nc"
+    with open(path, "rb") as f:
+        assert f.read(4) == b"CDF\x02"
+    with xarray.open_dataset(path) as ds:
+        for name in ("temperature", "precipitation", "lon", "lat"):
+            numpy.testing.assert_array_equal(ds[name].values, demo_data[name])
+        numpy.testing.assert_array_equal(ds["time"].values, demo.TIME)
+        assert ds["time"].dtype.kind == "M"
+        assert ds["temperature"].dims == ds["precipitation"].dims
+        assert ds["temperature"].sizes == {d: n for d, n in zip(ds["temperature"].dims, (2, 2, 3))}
+
+
+@pytest.mark.xfail_on_tiled(reason="offers neither NetCDF nor HDF5 for arrays")
+def test_export_array_slice_to_netcdf(client, tmp_path, demo_data):
+    import xarray
+
+    path = tmp_path / "part.nc"
+    client["high_entropy"].export(str(path), slice=numpy.s_[2:5, 7])
+    with xarray.open_dataset(path) as ds:
+        assert list(ds.data_vars) == ["high_entropy"]
+        var = ds["high_entropy"]
+        assert var.dims == ("dim_0",)  # the integer index dropped the second axis
+        numpy.testing.assert_array_equal(var.values, demo_data["high_entropy"][2:5, 7])
+
+
+@pytest.mark.xfail_on_tiled(reason="offers neither NetCDF nor HDF5 for arrays")
+def test_export_array_to_hdf5(client, tmp_path, demo_data):
+    path = tmp_path / "tiny.h5"
+    client[TINY].export(str(path))
+    with h5py.File(path, "r") as f:
+        numpy.testing.assert_array_equal(f["data"][()], demo_data["tiny_image"])
+
+
+@pytest.mark.xfail_on_tiled(reason="offers neither NetCDF nor HDF5 for arrays")
+def test_netcdf_refuses_what_it_cannot_hold_by_name(http):
+    r = http.get("/api/v1/array/full/nested/complex", params={"format": "nc"})
+    assert r.status_code == 406, r.text
+    assert "'complex'" in r.json()["detail"] and "HDF5" in r.json()["detail"]
+    # NetCDF-3 has no groups: a container of containers names the child in the way.
+    r = http.get("/api/v1/container/full/nested", params={"format": "application/x-netcdf"})
+    assert r.status_code == 406, r.text
+    assert "'images'" in r.json()["detail"]

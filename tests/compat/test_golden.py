@@ -112,12 +112,15 @@ ACCEPTED_DIFFERENCES = {
     "207": "block arity error wording; any non-empty detail",
     "217": "detail is a pandas exception repr; any detail naming the column",
     # --- where tessera deliberately differs ---
-    "001": "root document: formats/aliases list what tessera serves (no xdi, no netcdf); "
+    "001": "root document: formats/aliases list what tessera serves (no xdi; NetCDF and HDF5 for arrays too); "
     "checked field by field and for the family defaults",
     "095": "slice with `...`: Tiled's pattern refuses it (422); tessera implements numpy's "
     "ellipsis, so expect 200 with medium_image[..., 0]",
     "112": "awkward as Arrow: not implemented in tessera (awkward is served as zip and JSON); "
     "a 406 that lists the supported types",
+    "209": "406 for an array: the supported list also names HDF5 and NetCDF, which tessera "
+    "exports arrays to; a 406 that lists the supported types",
+    "210": "as 209, for an unacceptable Accept header",
     "180": "Zarr v2 facade (not used by the Python client): not implemented yet, a clear 404",
     "181": "Zarr v3 facade (not used by the Python client): not implemented yet, a clear 404",
     # --- server-specific text ---
@@ -880,6 +883,8 @@ SPECIAL_CHECKS = {
     "001": special_root_document,
     "095": special_095,
     "112": special_406,
+    "209": special_406,
+    "210": special_406,
     "180": special_not_implemented,
     "181": special_not_implemented,
     **{str(n): special_msgpack_or_json for n in range(300, 310)},

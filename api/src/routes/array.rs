@@ -9,6 +9,8 @@ use serde_json::Value;
 use tessera_common::adapters::DataSource;
 use tessera_common::array::ArrayData;
 use tessera_common::chunks::ChunkGrid;
+use tessera_common::serializers::hdf5::H5Node;
+use tessera_common::serializers::netcdf::NcVariable;
 use tessera_common::slicing::{DimRange, Selection, SliceSpec};
 use tessera_common::structure::{Structure, StructureFamily};
 
@@ -169,9 +171,42 @@ async fn send_array(
         format!("{sel:?}").as_bytes(),
         media.as_bytes(),
     ]);
+    // File formats carry the node's metadata as attributes: the ETag covers it too.
+    let is_file = media == negotiate::HDF5 || negotiate::is_netcdf(media);
+    let etag = if is_file {
+        etag_of(&[
+            etag.as_bytes(),
+            Value::Object(node.metadata.clone()).to_string().as_bytes(),
+        ])
+    } else {
+        etag
+    };
     let filename = req.params.get("filename").map(str::to_string);
     let produce = async {
         let data = read_array(state, structure, source, node.data_version, &sel).await?;
+        if media == negotiate::HDF5 {
+            let attrs = node.metadata.clone();
+            return encode::hdf5(H5Node::Array { data, attrs }).await;
+        }
+        if negotiate::is_netcdf(media) {
+            let dims: Vec<String> = super::container::dim_names(structure)
+                .into_iter()
+                .zip(&sel.dims)
+                .filter(|(_, d)| d.keep)
+                .map(|(name, _)| name)
+                .collect();
+            let name = match node.key() {
+                "" => "data".to_string(),
+                k => k.to_string(),
+            };
+            let var = NcVariable {
+                name,
+                dims,
+                data,
+                attrs: super::container::variable_attrs(node),
+            };
+            return encode::netcdf(Default::default(), vec![var]).await;
+        }
         encode::array(data, media).await
     };
     if media == negotiate::OCTET {

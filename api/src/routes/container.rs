@@ -1,6 +1,7 @@
-//! `/container/full`: a subtree as HDF5 (default) or as a JSON outline, and for xarray
-//! datasets the table rendering (variables broadcast over their dimensions, one row per point,
-//! dimensions as index columns) in every table format.
+//! `/container/full`: a subtree as HDF5 (default) or as a JSON outline; a container of arrays
+//! (an xarray dataset above all) as NetCDF; and for xarray datasets the table rendering
+//! (variables broadcast over their dimensions, one row per point, dimensions as index columns)
+//! in every table format.
 
 use std::sync::Arc;
 
@@ -11,8 +12,9 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tessera_common::array::{ArrayData, Scalar};
 use tessera_common::serializers::hdf5::H5Node;
+use tessera_common::serializers::netcdf::NcVariable;
 use tessera_common::slicing::Selection;
-use tessera_common::structure::{Structure, StructureFamily};
+use tessera_common::structure::{ArrayStructure, Structure, StructureFamily};
 
 use super::Request;
 use crate::catalog::{Node, SearchRequest};
@@ -156,6 +158,92 @@ fn h5_tree<'a>(
             ))),
         }
     })
+}
+
+/// The names of an array's dimensions: its own (xarray variables carry them), else `dim_0`,
+/// `dim_1`... as xarray names unnamed ones.
+pub(super) fn dim_names(s: &ArrayStructure) -> Vec<String> {
+    match &s.dims {
+        Some(d) if d.len() == s.shape.len() => d.clone(),
+        _ => (0..s.shape.len()).map(|i| format!("dim_{i}")).collect(),
+    }
+}
+
+/// A node's metadata as file attributes: xarray's nodes keep theirs under `attrs`; any other
+/// node's metadata is its attributes.
+pub(super) fn variable_attrs(node: &Node) -> Map<String, Value> {
+    let xarray = node.spec_names().iter().any(|s| s.starts_with("xarray_"));
+    match node.metadata.get("attrs").and_then(Value::as_object) {
+        Some(attrs) if xarray => attrs.clone(),
+        _ => node.metadata.clone(),
+    }
+}
+
+/// The container's arrays as NetCDF variables. NetCDF-3 has no groups and no tables: any
+/// other child is refused by name (unless `field=` leaves it out). Arrays without dimension
+/// names get their own (`{key}_dim_0`...), so arrays of unrelated shapes do not clash.
+/// Also answers the coordinates no variable names (for the file's `coordinates`).
+async fn netcdf_variables(
+    state: &AppState,
+    node: &Node,
+    only: Option<&[String]>,
+) -> Result<(Vec<NcVariable>, Option<String>), ApiError> {
+    let mut budget = state.config.response_bytesize_limit;
+    let mut vars = Vec::new();
+    let mut aux_coords: Vec<(String, Vec<String>)> = Vec::new();
+    for c in children(state, node).await? {
+        if only.is_some_and(|o| !o.iter().any(|k| k == c.key())) {
+            continue;
+        }
+        let Some(Structure::Array(s)) = &c.structure else {
+            return Err(ApiError::not_acceptable(format!(
+                "NetCDF holds arrays only, and '{}' is a {}: choose arrays with field=, or export as {}",
+                c.key(),
+                c.family.as_str(),
+                negotiate::HDF5
+            )));
+        };
+        let dims = match &s.dims {
+            Some(_) => dim_names(s),
+            None => (0..s.shape.len())
+                .map(|i| format!("{}_dim_{i}", c.key()))
+                .collect(),
+        };
+        if c.spec_names().iter().any(|s| s == "xarray_coord") && !dims.iter().any(|d| d == c.key())
+        {
+            aux_coords.push((c.key().to_string(), dims.clone()));
+        }
+        vars.push(NcVariable {
+            name: c.key().to_string(),
+            dims,
+            data: read_whole(state, &c, &mut budget).await?,
+            attrs: variable_attrs(&c),
+        });
+    }
+    // Coordinates that are not dimensions are named, as CF says, in the `coordinates`
+    // attribute of each variable spanning their dimensions (in the file's, if none does).
+    let mut placed = vec![false; aux_coords.len()];
+    for v in vars.iter_mut() {
+        let names: Vec<&str> = aux_coords
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, dims))| *name != v.name && dims.iter().all(|d| v.dims.contains(d)))
+            .map(|(i, (name, _))| {
+                placed[i] = true;
+                name.as_str()
+            })
+            .collect();
+        if !names.is_empty() && !aux_coords.iter().any(|(n, _)| *n == v.name) {
+            v.attrs.insert("coordinates".into(), names.join(" ").into());
+        }
+    }
+    let rest: Vec<&str> = aux_coords
+        .iter()
+        .zip(&placed)
+        .filter(|(_, p)| !**p)
+        .map(|((n, _), _)| n.as_str())
+        .collect();
+    Ok((vars, (!rest.is_empty()).then(|| rest.join(" "))))
 }
 
 fn dims_of(node: &Node) -> Option<(Vec<String>, Vec<usize>)> {
@@ -312,6 +400,14 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
             let tree = h5_tree(state, &node, only.as_deref(), &mut budget).await?;
             encode::hdf5(tree).await?
         }
+        m if negotiate::is_netcdf(m) => {
+            let (vars, unplaced) = netcdf_variables(state, &node, only.as_deref()).await?;
+            let mut attrs = variable_attrs(&node);
+            if let Some(coords) = unplaced {
+                attrs.insert("coordinates".into(), coords.into());
+            }
+            encode::netcdf(attrs, vars).await?
+        }
         negotiate::JSON if is_dataset => {
             let (batch, index) = dataset_table(state, &node, only.as_deref()).await?;
             encode::table(vec![batch], index, media).await?
@@ -328,9 +424,10 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
         }
         other => {
             return Err(ApiError::not_acceptable(format!(
-                "containers are served as {} or {}; {other} needs the xarray_dataset spec",
+                "containers are served as {}, {} or {}; {other} needs the xarray_dataset spec",
                 negotiate::HDF5,
-                negotiate::JSON
+                negotiate::JSON,
+                negotiate::NETCDF
             )));
         }
     };

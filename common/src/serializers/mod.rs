@@ -1,9 +1,10 @@
 //! Encoders from in-memory structures to the media types Tiled serves: arrays (octet-stream,
 //! JSON, CSV, PNG, TIFF, HTML), tables (Arrow IPC file, Parquet, CSV, JSON, JSON-seq, XLSX,
-//! HTML), sparse arrays (as tables of coordinates), stored zips and HDF5 files.
+//! HTML), sparse arrays (as tables of coordinates), stored zips, HDF5 and NetCDF files.
 
 pub mod array;
 pub mod hdf5;
+pub mod netcdf;
 pub mod sparse;
 pub mod table;
 pub mod text;
@@ -33,6 +34,8 @@ pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadshee
 pub const JSON_SEQ: &str = "application/json-seq";
 /// HDF5 files (containers' default).
 pub const HDF5: &str = "application/x-hdf5";
+/// NetCDF files (Tiled offers them for xarray datasets; tessera for arrays and containers too).
+pub const NETCDF: &str = "application/x-netcdf";
 /// Zip archives (awkward and ragged buffers).
 pub const ZIP: &str = "application/zip";
 
