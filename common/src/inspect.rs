@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Map;
 
 use crate::adapters::{
-    AdapterError, DataSource, Management, image_stack, parquet_table, table_files, xlsx, zarr,
+    AdapterError, DataSource, Management, image_stack, netcdf3_file, parquet_table, table_files,
+    xlsx, zarr,
 };
 use crate::node::TreeNode;
 use crate::structure::{Structure, StructureFamily};
@@ -160,6 +161,15 @@ pub fn file(
             TreeNode::data(key, Structure::Table(s), src)
         }
         Format::Xlsx => xlsx::inspect(path, key, skipped)?,
+        Format::NetCdf if netcdf3_file::is_netcdf3(path) => {
+            netcdf3_file::inspect(path, key, skipped)?
+        }
+        Format::NetCdf if netcdf3_file::magic(path) == Some(*b"CDF\x05") => {
+            return Err(AdapterError::BadSource(format!(
+                "{}: NetCDF-3 files with 64-bit data (CDF-5) are not served yet",
+                path.display()
+            )));
+        }
         #[cfg(feature = "hdf5")]
         Format::NetCdf => crate::adapters::hdf5_file::inspect_netcdf(path, key, skipped)?,
         #[cfg(not(feature = "hdf5"))]

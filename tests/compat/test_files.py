@@ -87,7 +87,7 @@ def _log(f):
 
 
 TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken", "stack", "multipage",
-       "single", "python", "vector", "book", "weather", "records"}
+       "single", "python", "vector", "book", "weather", "records", "legacy"}
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +271,21 @@ def test_netcdf_is_an_xarray_dataset(cli_tree, files):
     got = node.read()
     xr.testing.assert_identical(got.load(), want.load())
     assert tuple(node["temperature"].dims) == ("time", "y", "x")
+
+
+def test_netcdf3_is_an_xarray_dataset(cli_tree, files):
+    """A NetCDF-3 file (not HDF5): the same dataset as xarray opens, record by record."""
+    import xarray as xr
+
+    want = xr.open_dataset(os.path.join(files[0], "legacy.nc"))
+    node = cli_tree[0]["legacy"]
+    assert [s.name for s in node.specs] == ["xarray_dataset"]
+    xr.testing.assert_identical(node.read().load(), want.load())
+    signal = node["signal"]
+    assert tuple(signal.dims) == ("time", "channel")
+    assert signal.structure().chunks[0] == (1,) * 6  # one block per record
+    np.testing.assert_array_equal(signal[2:4], want["signal"].values[2:4])
+    assert node["counts"].read().dtype == np.int16
 
 
 def test_broken_files_are_reported_and_the_rest_serves(cli_tree):

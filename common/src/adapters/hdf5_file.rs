@@ -371,7 +371,7 @@ pub fn inspect(
 }
 
 /// The mimetype of NetCDF files (NetCDF-4, which is HDF5 underneath).
-pub const NETCDF_MIMETYPE: &str = "application/x-netcdf";
+pub const NETCDF_MIMETYPE: &str = super::netcdf3_file::MIMETYPE;
 
 /// Attributes the NetCDF library keeps for itself (xarray hides them too).
 const NETCDF_INTERNAL: [&str; 9] = [
@@ -416,16 +416,14 @@ fn string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
 /// children are its variables with their dimension names, specs `xarray_data_var` or
 /// `xarray_coord`, and `{"attrs": ...}` metadata, as the Tiled client reads them back with
 /// `.read()` into an `xarray.Dataset`. Dimensions without a variable are not children.
-/// NetCDF-3 (classic) files are not HDF5 and are refused with a message.
+/// NetCDF-3 files are not HDF5: `netcdf3_file` reads them.
 pub fn inspect_netcdf(
     path: &Path,
     key: &str,
     skipped: &mut Vec<String>,
 ) -> Result<TreeNode, AdapterError> {
     let file = open_file(path).map_err(|e| {
-        AdapterError::BadSource(format!(
-            "{e}; NetCDF-3 (classic) files are not served, only NetCDF-4"
-        ))
+        AdapterError::BadSource(format!("{e}; it is neither NetCDF-4 (HDF5) nor NetCDF-3"))
     })?;
     let uri = super::file_uri(path);
     let err = |e: hdf5::Error| read_err(path, "reading its variables", e);

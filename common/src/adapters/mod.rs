@@ -7,6 +7,7 @@ pub mod demo;
 #[cfg(feature = "hdf5")]
 pub mod hdf5_file;
 pub mod image_stack;
+pub mod netcdf3_file;
 pub mod parquet_table;
 pub mod sparse_store;
 pub mod table_column;
@@ -290,7 +291,8 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         | image_stack::NPY_MIMETYPE
         | image_stack::NPY_SEQUENCE_MIMETYPE => image_stack::open(source),
         #[cfg(feature = "hdf5")]
-        hdf5_file::MIMETYPE | hdf5_file::NETCDF_MIMETYPE => hdf5_file::open(source),
+        hdf5_file::MIMETYPE => hdf5_file::open(source),
+        netcdf3_file::MIMETYPE => netcdf3_file::open_any(source),
         sparse_store::MIMETYPE => sparse_store::open(source),
         awkward_store::MIMETYPE => awkward_store::open(source),
         other => Err(AdapterError::UnknownMimetype(other.to_string())),
