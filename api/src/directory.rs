@@ -197,8 +197,8 @@ impl Indexer {
                     match self.known.get(&path) {
                         Some((_, then)) if *then == now => continue,
                         Some(_) => {
+                            // The old node serves until the new one replaces it.
                             tracing::info!("{} changed: indexing it again", e.path.display());
-                            self.remove(&path).await?;
                         }
                         None => {}
                     }
@@ -272,7 +272,9 @@ impl Indexer {
             nodes.push(new_node(t));
             done.push((path, real, now));
         }
-        self.catalog.create_all(parent, nodes).await?;
+        // Replacing, not skipping, taken keys: a changed file's node, or one a catalog kept
+        // from an earlier run, gives way to what the file holds now, in one transaction.
+        self.catalog.replace_all(parent, nodes).await?;
         for (path, real, now) in done {
             self.known.insert(path, (real, now));
         }

@@ -602,10 +602,10 @@ async fn faceted_distinct_counts_follow_every_write() {
 }
 
 #[tokio::test]
-async fn create_all_creates_in_order_and_skips_taken_keys() {
+async fn replace_all_swaps_taken_keys_and_their_subtrees() {
     let sqlite = SqliteCatalog::open(":memory:").unwrap();
     sqlite.load_tree(demo::tree().unwrap()).unwrap();
-    let schema = PgSchema::create("create_all").await;
+    let schema = PgSchema::create("replace_all").await;
     let pg = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
     pg.load_tree(demo::tree().unwrap()).await.unwrap();
     for (name, cat) in [("sqlite", &sqlite as &dyn Catalog), ("postgres", &pg)] {
@@ -615,22 +615,40 @@ async fn create_all_creates_in_order_and_skips_taken_keys() {
         )
         .await
         .unwrap();
+        cat.create(
+            &p("b"),
+            new_node("inner", "container", serde_json::json!({})),
+        )
+        .await
+        .unwrap();
         let nodes = ["a", "b", "c"]
             .iter()
             .map(|k| new_node(k, "container", serde_json::json!({"batch": k})))
             .collect();
-        assert_eq!(cat.create_all(&p(""), nodes).await.unwrap(), 2, "{name}");
+        assert_eq!(cat.replace_all(&p(""), nodes).await.unwrap(), 3, "{name}");
+        let b = cat.get(&p("b")).await.unwrap().unwrap();
         assert_eq!(
-            cat.get(&p("b")).await.unwrap().unwrap().metadata["first"],
-            serde_json::json!(true),
-            "{name}: a taken key keeps its node"
+            b.metadata.get("first"),
+            None,
+            "{name}: the old node is gone"
+        );
+        assert_eq!(b.metadata["batch"], serde_json::json!("b"), "{name}");
+        assert!(
+            cat.get(&p("b/inner")).await.unwrap().is_none(),
+            "{name}: and its subtree with it"
         );
         assert_eq!(
             cat.get(&p("c")).await.unwrap().unwrap().metadata["batch"],
             serde_json::json!("c"),
             "{name}"
         );
-        let err = cat.create_all(&p("a/nope"), Vec::new()).await.unwrap_err();
+        let err = cat
+            .replace_all(
+                &p("a/nope"),
+                vec![new_node("x", "container", serde_json::json!({}))],
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.status, 404, "{name}");
     }
 }

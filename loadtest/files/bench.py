@@ -174,7 +174,7 @@ def main():
         s = Server(name, cmds[name](big), os.path.join(args.work, f"{name}-big.log"))
         try:
             s.wait_root()
-            s.wait_count(1)
+            s.wait_count(1, path="raw")  # the scan itself is listed, not only its directory
             c = from_uri(s.url)
             node = c
             for k in STACK.split("/"):

@@ -363,26 +363,24 @@ pub trait Catalog: Send + Sync {
         Err(read_only())
     }
 
-    /// Creates several nodes inside the container at `parent`, in order, skipping keys that
-    /// are taken; returns how many were created. Catalogs that can do it in one transaction
-    /// do (a directory's files are indexed this way).
-    async fn create_all(&self, parent: &[String], nodes: Vec<NewNode>) -> Result<usize, ApiError> {
-        match self.get(parent).await? {
-            None => return Err(ApiError::no_such_entry(parent)),
-            Some(n) if n.family != StructureFamily::Container => {
-                return Err(not_a_container(parent, n.family.as_str()));
-            }
-            Some(_) => {}
-        }
-        let mut created = 0;
+    /// Creates several nodes inside the container at `parent`, each replacing the node (and
+    /// subtree) already under its key; returns how many were written. Catalogs that can do it
+    /// in one transaction do, so a re-indexed file is never missing from the tree; the others
+    /// delete, then create, one node at a time.
+    async fn replace_all(&self, parent: &[String], nodes: Vec<NewNode>) -> Result<usize, ApiError> {
+        let mut written = 0;
         for node in nodes {
-            match self.create(parent, node).await {
-                Ok(_) => created += 1,
-                Err(e) if e.status == axum::http::StatusCode::CONFLICT => {}
+            let mut path = parent.to_vec();
+            path.push(node.key.clone());
+            match self.delete(&path, true, false).await {
+                Ok(_) => {}
+                Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {}
                 Err(e) => return Err(e),
             }
+            self.create(parent, node).await?;
+            written += 1;
         }
-        Ok(created)
+        Ok(written)
     }
 
     /// Replaces metadata, specs and access tags, keeping the old ones as a revision unless

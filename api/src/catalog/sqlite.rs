@@ -397,6 +397,22 @@ fn insert_source(
 }
 
 /// The node at `path` with its row id (404 when absent).
+/// Deletes node `id`, everything below it, and the assets nothing else uses.
+fn delete_subtree(conn: &Connection, id: i64) -> Result<(), ApiError> {
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS doomed_assets (id INTEGER PRIMARY KEY);
+         DELETE FROM doomed_assets;
+         INSERT OR IGNORE INTO doomed_assets SELECT x.asset_id FROM node_closure c
+           JOIN data_sources d ON d.node_id = c.descendant
+           JOIN data_source_assets x ON x.data_source_id = d.id WHERE c.ancestor = {id};
+         DELETE FROM nodes WHERE id IN (SELECT descendant FROM node_closure WHERE ancestor = {id});
+         DELETE FROM assets WHERE id IN (SELECT id FROM doomed_assets)
+           AND NOT EXISTS (SELECT 1 FROM data_source_assets x WHERE x.asset_id = assets.id);
+         DELETE FROM doomed_assets;"
+    ))
+    .map_err(db_err)
+}
+
 fn node_row(conn: &Connection, path: &[String]) -> Result<(i64, Node), ApiError> {
     let id = node_id(conn, path)?.ok_or_else(|| ApiError::no_such_entry(path))?;
     let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = ?1");
@@ -663,17 +679,25 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn create_all(&self, parent: &[String], nodes: Vec<NewNode>) -> Result<usize, ApiError> {
+    async fn replace_all(&self, parent: &[String], nodes: Vec<NewNode>) -> Result<usize, ApiError> {
         let parent = parent.to_vec();
         self.with(move |conn| {
             let tx = conn.unchecked_transaction().map_err(db_err)?;
             let pid = container_row(&tx, &parent)?;
-            let mut created = 0;
+            let mut path = parent.clone();
+            for node in &nodes {
+                path.push(node.key.clone());
+                if let Some(id) = node_id(&tx, &path)? {
+                    delete_subtree(&tx, id)?;
+                }
+                path.pop();
+            }
+            let n = nodes.len();
             for node in nodes {
-                created += usize::from(insert_new(&tx, pid, node)?);
+                insert_new(&tx, pid, node)?;
             }
             tx.commit().map_err(db_err)?;
-            Ok(created)
+            Ok(n)
         })
         .await
     }
@@ -814,18 +838,7 @@ impl Catalog for SqliteCatalog {
             if external_only && sources.iter().any(|s| s.management != Management::External) {
                 return Err(super::internally_managed(&path));
             }
-            tx.execute_batch(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS doomed_assets (id INTEGER PRIMARY KEY);
-                 DELETE FROM doomed_assets;
-                 INSERT OR IGNORE INTO doomed_assets SELECT x.asset_id FROM node_closure c
-                   JOIN data_sources d ON d.node_id = c.descendant
-                   JOIN data_source_assets x ON x.data_source_id = d.id WHERE c.ancestor = {id};
-                 DELETE FROM nodes WHERE id IN (SELECT descendant FROM node_closure WHERE ancestor = {id});
-                 DELETE FROM assets WHERE id IN (SELECT id FROM doomed_assets)
-                   AND NOT EXISTS (SELECT 1 FROM data_source_assets x WHERE x.asset_id = assets.id);
-                 DELETE FROM doomed_assets;"
-            ))
-            .map_err(db_err)?;
+            delete_subtree(&tx, id)?;
             tx.commit().map_err(db_err)?;
             Ok(sources)
         })
