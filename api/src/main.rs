@@ -312,19 +312,20 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
         .watch
         .then(|| std::time::Duration::from_secs_f64(dir.watch_interval.max(0.1)));
     tokio::spawn(indexer.run(watch));
-    let (key, public) = match dir.api_key {
-        Some(k) => (Some(k), dir.public),
-        None => (None, true),
-    };
+    // As `tiled serve directory`: a key is made up and printed unless one is given, and
+    // only --public lets anonymous clients read.
+    let key = dir
+        .api_key
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let config = Config {
         response_bytesize_limit: opts.response_bytesize_limit,
         cache_bytes: opts.cache_bytes,
-        api_key: key.clone(),
-        public,
+        api_key: Some(key.clone()),
+        public: dir.public,
         ..Config::default()
     };
     let state = server::embedded_state(config, catalog);
-    let suffix = key.map(|k| format!("?api_key={k}")).unwrap_or_default();
+    let suffix = format!("?api_key={key}");
     serve(
         state,
         &opts,

@@ -83,7 +83,7 @@ class Server:
 
 def commands(args):
     return {
-        "tessera": lambda d: lambda p: [args.tessera, "serve", "directory", d, "--port", str(p)],
+        "tessera": lambda d: lambda p: [args.tessera, "serve", "directory", d, "--public", "--port", str(p)],
         "tiled": lambda d: lambda p: [args.tiled, "serve", "directory", d, "--public",
                                       "--port", str(p)],
     }

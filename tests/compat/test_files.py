@@ -94,7 +94,7 @@ TOP = {"raw", "images_v2", "images_v3", "lone", "runs", "log", "broken", "stack"
 def served_directory(files):
     if ON_TILED:
         pytest.skip("`tessera serve directory` is tessera's command")
-    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--port", str(port)]
+    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--public", "--port", str(port)]
     with directory_server(cmd, files[0], TOP) as (url, proc):
         yield url
 
@@ -425,7 +425,7 @@ def test_one_frame_decodes_only_its_chunk(files):
     from tiled.client import from_uri
 
     # A server of its own, so no earlier read has cached the frame.
-    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--port", str(port)]
+    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--public", "--port", str(port)]
     with directory_server(cmd, files[0], TOP) as (url, _):
         stack = from_uri(url)["raw"]["scan_0042"]["entry"]["instrument"]["detector"]["data"]
         before = _decoded(url, "application/x-hdf5")
@@ -448,7 +448,7 @@ def test_watch_picks_up_added_changed_and_removed_files(tmp_path):
     root = tmp_path / "watched"
     root.mkdir()
     pd.DataFrame({"x": [1, 2]}).to_csv(root / "first.csv", index=False)
-    cmd = lambda port: [tessera_binary(), "serve", "directory", str(root), "--port", str(port),
+    cmd = lambda port: [tessera_binary(), "serve", "directory", str(root), "--public", "--port", str(port),
                         "--watch", "--watch-interval", "0.2"]
     with directory_server(cmd, str(root), {"first"}) as (url, proc):
         c = from_uri(url)
@@ -550,3 +550,30 @@ def test_detector_frames_export_as_unsigned_netcdf(cli_tree, files, tmp_path):
         got = ds["data"]
         assert got.dtype == np.uint16  # stored as int16 with _Unsigned = "true"
         np.testing.assert_array_equal(got.values, want)
+
+
+def test_serve_directory_needs_its_key_unless_public(files):
+    """As `tiled serve directory`: a key is made up and printed, and anonymous clients are
+    refused; only --public opens reading to anyone."""
+    if ON_TILED:
+        pytest.skip("tessera's command")
+    import re
+
+    port = _free_port()
+    proc = subprocess.Popen([tessera_binary(), "serve", "directory", files[0], "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # the log comes first, then the URL to connect with
+            lines.append(line)
+            key = re.search(r"\?api_key=([0-9a-f]{32})\b", line)
+            if key or len(lines) > 50:
+                break
+        assert key, "".join(lines)
+        url = f"http://127.0.0.1:{port}/api/v1/search/"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Apikey {key[1]}"}).status_code == 200
+        assert httpx.get(url, params={"api_key": "wrong"}).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
