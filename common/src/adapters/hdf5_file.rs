@@ -662,7 +662,6 @@ impl RawChunks {
         shape: &[usize],
     ) -> Result<Option<Vec<u8>>, AdapterError> {
         use hdf5::filters::Filter;
-        use std::io::Read;
         use std::os::unix::fs::FileExt;
         let key: Vec<u64> = start.iter().map(|&x| x as u64).collect();
         let Some(&(addr, size, mask)) = self.index.get(&key) else {
@@ -687,13 +686,15 @@ impl RawChunks {
             }
             data = match f {
                 Filter::Deflate(_) => {
-                    let mut out = Vec::with_capacity(full);
-                    // At most one byte more than the chunk holds, so a damaged stream
-                    // cannot inflate without bound; the length check below reports it.
-                    flate2::read::ZlibDecoder::new(data.as_slice())
-                        .take(full as u64 + 1)
-                        .read_to_end(&mut out)
+                    // One call into a buffer one byte larger than the chunk, so a damaged
+                    // stream cannot inflate without bound; the length check below reports it.
+                    let mut out = Vec::with_capacity(full + 1);
+                    let status = flate2::Decompress::new(true)
+                        .decompress_vec(&data, &mut out, flate2::FlushDecompress::Finish)
                         .map_err(|e| read_err(path, "inflating a chunk", e))?;
+                    if status != flate2::Status::StreamEnd && out.len() <= full {
+                        return Err(read_err(path, "inflating a chunk", "the stream ends early"));
+                    }
                     out
                 }
                 Filter::Shuffle => unshuffle(&data, self.itemsize),
@@ -718,11 +719,29 @@ fn unshuffle(data: &[u8], itemsize: usize) -> Vec<u8> {
     }
     let n = data.len() / itemsize;
     let mut out = vec![0u8; data.len()];
-    // Element by element, reading each plane forward (cache-friendly for both buffers).
-    let planes: Vec<&[u8]> = (0..itemsize).map(|b| &data[b * n..(b + 1) * n]).collect();
-    for (i, element) in out[..n * itemsize].chunks_exact_mut(itemsize).enumerate() {
-        for (b, byte) in element.iter_mut().enumerate() {
-            *byte = planes[b][i];
+    // Element by element, reading each plane forward (cache-friendly for both buffers). The
+    // common widths zip the planes, which leaves no bounds check in the loop.
+    let plane = |b: usize| &data[b * n..(b + 1) * n];
+    let whole = &mut out[..n * itemsize];
+    match itemsize {
+        2 => {
+            for ((e, a), b) in whole.chunks_exact_mut(2).zip(plane(0)).zip(plane(1)) {
+                e.copy_from_slice(&[*a, *b]);
+            }
+        }
+        4 => {
+            let (p0, p1, p2, p3) = (plane(0), plane(1), plane(2), plane(3));
+            for (i, e) in whole.chunks_exact_mut(4).enumerate().take(n) {
+                e.copy_from_slice(&[p0[i], p1[i], p2[i], p3[i]]);
+            }
+        }
+        _ => {
+            let planes: Vec<&[u8]> = (0..itemsize).map(plane).collect();
+            for (i, element) in whole.chunks_exact_mut(itemsize).enumerate() {
+                for (b, byte) in element.iter_mut().enumerate() {
+                    *byte = planes[b][i];
+                }
+            }
         }
     }
     // Bytes past the last whole element are stored as they are.
@@ -981,6 +1000,20 @@ mod raw_tests {
         // Shuffled: all first bytes, then all second bytes.
         let shuffled = vec![0x02, 0x04, 0x06, 0x01, 0x03, 0x05];
         assert_eq!(unshuffle(&shuffled, 2), bytes);
+    }
+
+    #[test]
+    fn unshuffle_restores_every_width() {
+        for itemsize in [2usize, 3, 4, 8] {
+            let n = 7;
+            // Seven elements and one trailing byte, which is stored as it is.
+            let bytes: Vec<u8> = (0..(n * itemsize + 1) as u8).collect();
+            let mut shuffled: Vec<u8> = (0..itemsize)
+                .flat_map(|b| (0..n).map(move |i| (i * itemsize + b) as u8))
+                .collect();
+            shuffled.push((n * itemsize) as u8);
+            assert_eq!(unshuffle(&shuffled, itemsize), bytes, "itemsize {itemsize}");
+        }
     }
 
     #[test]
