@@ -161,6 +161,22 @@ def test_hdf5_compound_datasets_are_structured_arrays(cli_tree, files, name):
     assert np.array_equal(node[5:12], want[5:12])
 
 
+@pytest.mark.parametrize("name", ["aligned", "aligned_events"])
+def test_hdf5_compounds_with_padding_are_served_packed(cli_tree, files, name):
+    """Structured types on the wire have no offsets: a padded compound (a C struct) is served
+    packed, with the same fields and values."""
+    with h5py.File(os.path.join(files[0], "records.h5")) as f:
+        want = f[name][()]
+    assert want.dtype.itemsize == 24  # the file's type has padding
+    node = cli_tree[0]["records"][name]
+    got = node.read()
+    assert got.dtype.names == want.dtype.names and got.dtype.itemsize == 1 + 8 + 2
+    for field in want.dtype.names:
+        assert got[field].dtype == want[field].dtype, field
+        assert np.array_equal(got[field], want[field]), field
+    assert np.array_equal(node[10:20]["energy"], want[10:20]["energy"])
+
+
 def test_hdf5_slices_and_blocks(cli_tree, files):
     stack = cli_tree[0]["raw"]["scan_0042"]["entry"]["instrument"]["detector"]["data"]
     want = h5(files, "entry/instrument/detector/data")

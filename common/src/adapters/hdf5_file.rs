@@ -71,13 +71,14 @@ enum ReadAs {
     Raw,
 }
 
-/// A compound type as a structured data type, when its members are packed in order and each
-/// is a number, a boolean or a fixed-width byte string.
+/// A compound type as a structured data type: its members in file order, each a number, a
+/// boolean or a fixed-width byte string, packed (Tiled's structured types have no offsets).
+/// Padding between members or after the last one is dropped on reading (see [`Repack`]).
 fn compound(c: &hdf5::types::CompoundType) -> Result<DataType, String> {
     let mut fields = c.fields.clone();
     fields.sort_by_key(|f| f.offset);
-    let mut at = 0;
     let mut out = Vec::new();
+    let mut itemsize = 0;
     for f in &fields {
         let (dtype, _) =
             data_type(&f.ty, None).map_err(|e| format!("compound member {:?}: {e}", f.name))?;
@@ -90,19 +91,58 @@ fn compound(c: &hdf5::types::CompoundType) -> Result<DataType, String> {
                 f.name
             ));
         }
-        if f.offset != at {
-            return Err("compound types with padding between members are not served yet".into());
-        }
-        at += dtype.itemsize();
+        itemsize += dtype.itemsize();
         out.push(crate::dtype::Field::scalar(&f.name, dtype));
     }
-    if at != c.size {
-        return Err("compound types with trailing padding are not served yet".into());
-    }
     Ok(DataType::Structured(crate::dtype::StructDType {
-        itemsize: c.size,
+        itemsize,
         fields: out,
     }))
+}
+
+/// How a compound type with padding is stored: the stored element size and each member's
+/// (offset, size), in offset order. Reading copies the members together.
+#[derive(Clone, Debug, PartialEq)]
+struct Repack {
+    stored: usize,
+    members: Vec<(usize, usize)>,
+}
+
+impl Repack {
+    /// The repacking a dataset of `td` needs; `None` when it is stored packed already.
+    fn of(td: &TypeDescriptor) -> Option<Repack> {
+        let TypeDescriptor::Compound(c) = td else {
+            return None;
+        };
+        let mut members: Vec<(usize, usize)> =
+            c.fields.iter().map(|f| (f.offset, f.ty.size())).collect();
+        members.sort_unstable();
+        let packed: usize = members.iter().map(|(_, n)| n).sum();
+        let contiguous = members
+            .iter()
+            .scan(0, |at, &(off, n)| {
+                let ok = off == *at;
+                *at += n;
+                Some(ok)
+            })
+            .all(|ok| ok);
+        (!(contiguous && packed == c.size)).then_some(Repack {
+            stored: c.size,
+            members,
+        })
+    }
+
+    /// Stored elements (`stored` bytes each) as packed ones.
+    fn apply(&self, bytes: &[u8]) -> Vec<u8> {
+        let packed: usize = self.members.iter().map(|(_, n)| n).sum();
+        let mut out = Vec::with_capacity(bytes.len() / self.stored.max(1) * packed);
+        for element in bytes.chunks_exact(self.stored) {
+            for &(off, n) in &self.members {
+                out.extend_from_slice(&element[off..off + n]);
+            }
+        }
+        out
+    }
 }
 
 /// The data type a dataset is served as, and how to read it. `dataset` is needed only for
@@ -577,6 +617,8 @@ struct DatasetReader {
     /// Where each stored chunk is, when blocks are the native chunks and their filters are
     /// ones decoded here (see [`RawChunks`]).
     raw: Option<RawChunks>,
+    /// For a compound type stored with padding: how to pack what is read.
+    repack: Option<Repack>,
 }
 
 /// The stored chunks of a dataset whose filters are only gzip and shuffle, read straight from
@@ -601,6 +643,7 @@ impl RawChunks {
         ds: &hdf5::Dataset,
         read_as: ReadAs,
         s: &ArrayStructure,
+        itemsize: usize,
     ) -> Option<RawChunks> {
         use hdf5::filters::Filter;
         if matches!(
@@ -649,7 +692,7 @@ impl RawChunks {
             chunk,
             filters,
             index,
-            itemsize: s.data_type.itemsize(),
+            itemsize,
         })
     }
 
@@ -787,12 +830,13 @@ impl ArrayReader for DatasetReader {
             return Ok(ArrayData::new(
                 self.structure.data_type.clone(),
                 shape,
-                bytes,
+                self.packed(bytes),
             ));
         }
         if let Some(raw) = &self.raw
-            && let Some(mut bytes) = raw.read(&self.path, &start, &shape)?
+            && let Some(bytes) = raw.read(&self.path, &start, &shape)?
         {
+            let mut bytes = self.packed(bytes);
             super::to_declared_order(&self.structure.data_type, &mut bytes);
             return Ok(ArrayData::new(
                 self.structure.data_type.clone(),
@@ -884,6 +928,21 @@ impl DatasetReader {
         })
     }
 
+    /// The size of an element as the file stores it (with a compound type's padding).
+    fn stored_itemsize(&self) -> usize {
+        self.repack
+            .as_ref()
+            .map_or(self.structure.data_type.itemsize(), |r| r.stored)
+    }
+
+    /// Bytes read from the file as the served (packed) type lays them out.
+    fn packed(&self, bytes: Vec<u8>) -> Vec<u8> {
+        match &self.repack {
+            Some(r) => r.apply(&bytes),
+            None => bytes,
+        }
+    }
+
     /// A block of a contiguous dataset, read from the file at the dataset's address: whole
     /// rows only (the blocks tessera gives contiguous datasets).
     fn read_contiguous(
@@ -899,7 +958,7 @@ impl DatasetReader {
         if shape.iter().skip(1).ne(s.iter().skip(1)) || start.iter().skip(1).any(|&x| x != 0) {
             return Ok(None);
         }
-        let item = self.structure.data_type.itemsize();
+        let item = self.stored_itemsize();
         let row: usize = s.iter().skip(1).product::<usize>() * item;
         let first = start.first().copied().unwrap_or(0);
         let mut out = vec![0u8; shape.iter().product::<usize>() * item];
@@ -978,7 +1037,11 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     }
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
-    let raw = RawChunks::new(&path, &ds, read_as, &structure);
+    let repack = Repack::of(&td);
+    let stored = repack
+        .as_ref()
+        .map_or(structure.data_type.itemsize(), |r| r.stored);
+    let raw = RawChunks::new(&path, &ds, read_as, &structure, stored);
     Ok(Adapter::Array(Arc::new(DatasetReader {
         path,
         dataset: ds,
@@ -986,6 +1049,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         structure,
         grid,
         raw,
+        repack,
     })))
 }
 
@@ -1014,6 +1078,28 @@ mod raw_tests {
             shuffled.push((n * itemsize) as u8);
             assert_eq!(unshuffle(&shuffled, itemsize), bytes, "itemsize {itemsize}");
         }
+    }
+
+    #[test]
+    fn repack_drops_a_compound_types_padding() {
+        // u8 at 0, f64 at 8, i16 at 16, in 24 bytes (a C struct's alignment).
+        let r = Repack {
+            stored: 24,
+            members: vec![(0, 1), (8, 8), (16, 2)],
+        };
+        let mut stored = vec![0xEEu8; 48];
+        for (e, base) in [(0usize, 1u8), (24, 100)] {
+            stored[e] = base;
+            stored[e + 8..e + 16].copy_from_slice(&[base + 1; 8]);
+            stored[e + 16..e + 18].copy_from_slice(&[base + 2; 2]);
+        }
+        let mut want = vec![1u8];
+        want.extend([2u8; 8]);
+        want.extend([3u8; 2]);
+        want.push(100);
+        want.extend([101u8; 8]);
+        want.extend([102u8; 2]);
+        assert_eq!(r.apply(&stored), want);
     }
 
     #[test]
