@@ -86,6 +86,9 @@ def commands(args):
         "tessera": lambda d: lambda p: [args.tessera, "serve", "directory", d, "--public", "--port", str(p)],
         "tiled": lambda d: lambda p: [args.tiled, "serve", "directory", d, "--public",
                                       "--port", str(p)],
+        # Every read decodes: the cold path, measured `--reps` times instead of once.
+        "tessera-uncached": lambda d: lambda p: [args.tessera, "serve", "directory", d, "--public",
+                                                 "--cache-bytes", "0", "--port", str(p)],
     }
 
 
@@ -193,6 +196,19 @@ def main():
             rows.append((f"1-frame slice, 16 connections, {name}", f"{rps:.1f} req/s (p50 {p50}, p99 {p99}, non-2xx {errs})"))
         finally:
             s.stop()
+    s = Server("tessera-uncached", cmds["tessera-uncached"](big), os.path.join(args.work, "uncached.log"))
+    try:
+        s.wait_root()
+        s.wait_count(1, path="raw")
+        node = from_uri(s.url)
+        for k in STACK.split("/"):
+            node = node[k]
+        cold = timed(lambda: node.read(), args.reps)
+        med = statistics.median(cold)
+        rows.append(("whole stack (s), tessera, no chunk cache (every read decodes)",
+                     f"{med:.3f} ({med / ref_whole:.2f}x h5py; {min(cold):.3f}-{max(cold):.3f})"))
+    finally:
+        s.stop()
     print("| measurement | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
