@@ -13,7 +13,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii
 use hdf5::{Hyperslab, Selection, SliceOrIndex};
 use serde_json::{Map, Value, json};
 
-use super::{Adapter, AdapterError, ArrayReader, Asset, DataSource, Management};
+use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::{ArrayData, encode_unicode};
 use crate::chunks::ChunkGrid;
 use crate::dtype::{BuiltinDType, DataType, Kind};
@@ -377,20 +377,12 @@ fn specs_of(metadata: &Map<String, Value>) -> Vec<Spec> {
 
 /// The data source of dataset `dataset` (an absolute path inside the file) of file `uri`.
 pub fn data_source(uri: &str, dataset: &str) -> DataSource {
-    let mut parameters = Map::new();
-    parameters.insert("dataset".into(), json!(dataset));
-    DataSource {
-        structure_family: StructureFamily::Array,
-        mimetype: MIMETYPE.into(),
-        parameters,
-        assets: vec![Asset {
-            data_uri: uri.to_string(),
-            is_directory: false,
-            parameter: Some("data_uri".into()),
-            num: None,
-        }],
-        management: Management::External,
-    }
+    super::file_part_source(
+        StructureFamily::Array,
+        MIMETYPE,
+        uri,
+        ("dataset", json!(dataset)),
+    )
 }
 
 /// The tree of an HDF5 file: a container keyed `key` mirroring its groups, with its datasets

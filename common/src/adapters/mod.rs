@@ -150,6 +150,30 @@ pub fn local_path(uri: &str) -> Result<String, AdapterError> {
     Ok(decoded.trim_end_matches('/').to_string())
 }
 
+/// The data source of one part (`parameter` names it, e.g. a dataset or a sheet) of the single
+/// file at `uri`, which tessera reads but does not own.
+pub fn file_part_source(
+    family: StructureFamily,
+    mimetype: &str,
+    uri: &str,
+    parameter: (&str, Value),
+) -> DataSource {
+    let mut parameters = Map::new();
+    parameters.insert(parameter.0.into(), parameter.1);
+    DataSource {
+        structure_family: family,
+        mimetype: mimetype.into(),
+        parameters,
+        assets: vec![Asset {
+            data_uri: uri.to_string(),
+            is_directory: false,
+            parameter: Some("data_uri".into()),
+            num: None,
+        }],
+        management: Management::External,
+    }
+}
+
 /// A `file://localhost/...` URI for an absolute local path.
 pub fn file_uri(path: &std::path::Path) -> String {
     const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS

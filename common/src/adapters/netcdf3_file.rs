@@ -13,7 +13,7 @@ use std::sync::Arc;
 use netcdf3::{DataSet, DataType as NcType, DataVector, FileReader};
 use serde_json::{Map, Value, json};
 
-use super::{Adapter, AdapterError, ArrayReader, Asset, DataSource, Management};
+use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::ArrayData;
 use crate::dtype::{BuiltinDType, DataType, Kind};
 use crate::node::TreeNode;
@@ -102,20 +102,12 @@ fn attrs_json<'a>(attrs: impl IntoIterator<Item = &'a netcdf3::Attribute>) -> Ma
 }
 
 fn data_source(uri: &str, var: &str) -> DataSource {
-    let mut parameters = Map::new();
-    parameters.insert("variable".into(), json!(var));
-    DataSource {
-        structure_family: StructureFamily::Array,
-        mimetype: MIMETYPE.into(),
-        parameters,
-        assets: vec![Asset {
-            data_uri: uri.to_string(),
-            is_directory: false,
-            parameter: Some("data_uri".into()),
-            num: None,
-        }],
-        management: Management::External,
-    }
+    super::file_part_source(
+        StructureFamily::Array,
+        MIMETYPE,
+        uri,
+        ("variable", json!(var)),
+    )
 }
 
 /// The chunking of a variable: one block, or one record per block along the unlimited dimension.

@@ -12,9 +12,9 @@ use arrow_array::{
 };
 use arrow_schema::{DataType as ArrowType, Field, Schema, TimeUnit};
 use calamine::{Data, Reader};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Adapter, AdapterError, Asset, DataSource, Management, TableReader};
+use super::{Adapter, AdapterError, DataSource, TableReader};
 use crate::node::TreeNode;
 use crate::serializers::table::arrow_schema_data_uri;
 use crate::structure::{Structure, StructureFamily, TableStructure};
@@ -179,20 +179,12 @@ pub fn inspect(
 
 /// The data source of sheet `sheet` of the workbook at `path`.
 pub fn data_source(path: &Path, sheet: &str) -> DataSource {
-    let mut parameters = Map::new();
-    parameters.insert("sheet".into(), json!(sheet));
-    DataSource {
-        structure_family: StructureFamily::Table,
-        mimetype: MIMETYPE.into(),
-        parameters,
-        assets: vec![Asset {
-            data_uri: super::file_uri(path),
-            is_directory: false,
-            parameter: Some("data_uri".into()),
-            num: None,
-        }],
-        management: Management::External,
-    }
+    super::file_part_source(
+        StructureFamily::Table,
+        MIMETYPE,
+        &super::file_uri(path),
+        ("sheet", json!(sheet)),
+    )
 }
 
 struct Sheet {
