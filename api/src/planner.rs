@@ -1,10 +1,12 @@
 //! The read planner: maps a selection of an array to the native chunks it touches, fetches
 //! each through the chunk cache (decoding misses through the dispatcher), and assembles the
 //! result. A request for exactly one whole chunk is answered with the cached bytes as they are.
+//! Table partitions of formats parsed whole (CSV, Excel) go through the chunk cache too.
 
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use tessera_common::adapters::DataSource;
+use tessera_common::adapters::{DataSource, table_files, xlsx};
 use tessera_common::array::ArrayData;
 use tessera_common::chunks::{ChunkGrid, assemble};
 use tessera_common::slicing::Selection;
@@ -91,4 +93,54 @@ pub async fn read_array(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(ArrayData::new(structure.data_type.clone(), out_shape, out))
+}
+
+/// Whether a table format is parsed whole whatever columns are asked for.
+fn parsed_whole(source: &DataSource) -> bool {
+    matches!(
+        source.mimetype.as_str(),
+        table_files::CSV_MIMETYPE | xlsx::MIMETYPE
+    )
+}
+
+/// Partition `i` of the table stored in `source`: with `columns`, at least those (formats that
+/// store columns apart, Parquet above all, decode only them). Formats parsed whole are read
+/// through the chunk cache, kept as Arrow IPC, so a file is parsed once for all the column
+/// requests that follow.
+pub async fn read_partition(
+    state: &AppState,
+    source: &DataSource,
+    version: u64,
+    i: usize,
+    columns: Option<&[String]>,
+) -> Result<RecordBatch, ApiError> {
+    if !parsed_whole(source) {
+        return match columns {
+            Some(c) => state.dispatcher.read_partition_columns(source, i, c).await,
+            None => state.dispatcher.read_partition(source, i).await,
+        };
+    }
+    let key = ChunkKey {
+        source: source_id(source),
+        data_version: version,
+        block: vec![i],
+    };
+    let dispatcher = state.dispatcher.clone();
+    let src = source.clone();
+    let load: Loader = Box::pin(async move {
+        let batch = dispatcher.read_partition(&src, i).await?;
+        let ipc = tokio::task::spawn_blocking(move || {
+            tessera_common::serializers::table::to_arrow_file(&[batch])
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+        Ok(Bytes::from(ipc))
+    });
+    let bytes = state.cache.get_or_load(key, load).await?;
+    let mut reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| ApiError::internal(format!("a cached partition is unreadable: {e}")))?;
+    match reader.next() {
+        Some(batch) => batch.map_err(|e| ApiError::internal(e.to_string())),
+        None => Err(ApiError::internal("a cached partition holds no batch")),
+    }
 }

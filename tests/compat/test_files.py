@@ -427,12 +427,27 @@ def test_served_directory_keeps_broken_files_as_errors(served_directory, files):
     assert r.status_code in (400, 404)
 
 
-def _decoded(url, mimetype):
+def _decoded(url, mimetype, metric="tessera_blocks_decoded_total"):
     text = httpx.get(f"{url}/metrics").text
     for line in text.splitlines():
-        if line.startswith("tessera_blocks_decoded_total") and f'mimetype="{mimetype}"' in line:
+        if line.startswith(metric) and f'mimetype="{mimetype}"' in line:
             return int(float(line.rsplit(" ", 1)[1]))
     return 0
+
+
+def test_a_csv_is_parsed_once_for_all_its_column_reads(served_directory, files):
+    """CSV and Excel are parsed whole whatever columns are asked for: the partition is kept
+    in the chunk cache, so further column reads parse nothing."""
+    from tiled.client import from_uri
+
+    table = from_uri(served_directory)["log"]
+    want = pd.read_csv(os.path.join(files[0], "log.csv"))
+    parsed = lambda: _decoded(served_directory, "text/csv", "tessera_partitions_read_total")
+    before = parsed()
+    assert table["a"].read().tolist() == want["a"].tolist()
+    assert table["name"].read().tolist() == want["name"].tolist()
+    pd.testing.assert_frame_equal(table.read(), want, check_dtype=False)
+    assert parsed() - before <= 1  # once, or not at all if an earlier test read it
 
 
 def test_one_frame_decodes_only_its_chunk(files):

@@ -21,7 +21,7 @@ use crate::catalog::{Node, SearchRequest};
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::planner::read_array;
+use crate::planner::{read_array, read_partition};
 use crate::respond::{self, Payload, etag_of};
 use crate::state::AppState;
 
@@ -137,7 +137,7 @@ fn h5_tree<'a>(
                 };
                 let mut batches = Vec::new();
                 for p in 0..t.npartitions {
-                    let b = state.dispatcher.read_partition(src, p).await?;
+                    let b = read_partition(state, src, node.data_version, p, None).await?;
                     *budget = budget
                         .checked_sub(b.get_array_memory_size())
                         .ok_or_else(|| {

@@ -10,7 +10,7 @@ use crate::catalog::Node;
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::planner::source_id;
+use crate::planner::{read_partition, source_id};
 use crate::respond::{self, etag_of};
 use crate::state::AppState;
 use tessera_common::structure::{Structure, TableStructure};
@@ -127,15 +127,8 @@ async fn send(
             .as_ref()
             .map(|c| c.iter().chain(&index).cloned().collect());
         for p in &partitions {
-            let batch = match &wanted {
-                Some(w) => {
-                    state
-                        .dispatcher
-                        .read_partition_columns(source, *p, w)
-                        .await?
-                }
-                None => state.dispatcher.read_partition(source, *p).await?,
-            };
+            let batch =
+                read_partition(state, source, node.data_version, *p, wanted.as_deref()).await?;
             let b = project(batch, &cols, &index)?;
             bytes += b.get_array_memory_size();
             if bytes > state.config.response_bytesize_limit {
