@@ -664,10 +664,14 @@ impl RawChunks {
             return None;
         }
         let filters = ds.filters();
-        if !filters
-            .iter()
-            .all(|f| matches!(f, Filter::Deflate(_) | Filter::Shuffle))
-        {
+        if !filters.iter().all(|f| match f {
+            Filter::Deflate(_) | Filter::Shuffle => true,
+            // Bitshuffle with LZ4 (what Eiger detectors write), of this element size.
+            Filter::User(BITSHUFFLE, cd) => {
+                cd.get(4) == Some(&2) && cd.get(2).map(|&e| e as usize) == Some(itemsize)
+            }
+            _ => false,
+        }) {
             return None;
         }
         let n = ds.num_chunks()?;
@@ -733,6 +737,8 @@ impl RawChunks {
                     out
                 }
                 Filter::Shuffle => unshuffle(&data, self.itemsize),
+                Filter::User(BITSHUFFLE, _) => bitshuffle_lz4(&data, self.itemsize, full)
+                    .map_err(|e| read_err(path, "decoding a bitshuffle/LZ4 chunk", e))?,
                 _ => return Ok(None),
             };
         }
@@ -782,6 +788,83 @@ fn unshuffle(data: &[u8], itemsize: usize) -> Vec<u8> {
     // Bytes past the last whole element are stored as they are.
     out[n * itemsize..].copy_from_slice(&data[n * itemsize..]);
     out
+}
+
+/// The HDF5 filter id of bitshuffle (registered by the bitshuffle project, used by hdf5plugin
+/// and by DECTRIS Eiger files).
+const BITSHUFFLE: std::os::raw::c_int = 32008;
+
+/// A chunk written by the bitshuffle filter with LZ4: a 12-byte header (the decoded size as a
+/// big-endian u64, the block size in bytes as a big-endian u32), then per block of elements
+/// a big-endian u32 size and an LZ4 block of the bit-shuffled elements; elements past the last
+/// multiple of 8 are stored as they are at the end.
+fn bitshuffle_lz4(data: &[u8], itemsize: usize, full: usize) -> Result<Vec<u8>, String> {
+    let short = || "the chunk ends early".to_string();
+    let be32 = |at: usize| -> Result<usize, String> {
+        let b = data.get(at..at + 4).ok_or_else(short)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let head = data.get(..8).ok_or_else(short)?;
+    let total = u64::from_be_bytes([
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+    ]);
+    if total != full as u64 {
+        return Err(format!(
+            "it holds {total} bytes where the chunk holds {full}"
+        ));
+    }
+    let block_bytes = be32(8)?;
+    if itemsize == 0 || block_bytes == 0 || block_bytes % (itemsize * 8) != 0 {
+        return Err(format!(
+            "a block of {block_bytes} bytes for {itemsize}-byte elements"
+        ));
+    }
+    let block = block_bytes / itemsize;
+    let mut remaining = full / itemsize;
+    let mut at = 12;
+    let mut out = Vec::with_capacity(full);
+    let mut shuffled = vec![0u8; block_bytes];
+    while remaining >= 8 {
+        let n = remaining.min(block) / 8 * 8;
+        let size = be32(at)?;
+        at += 4;
+        let src = data.get(at..at + size).ok_or_else(short)?;
+        at += size;
+        let dst = &mut shuffled[..n * itemsize];
+        let got = lz4_flex::block::decompress_into(src, dst).map_err(|e| e.to_string())?;
+        if got != dst.len() {
+            return Err(format!("a block decoded to {got} bytes, not {}", dst.len()));
+        }
+        bit_unshuffle(dst, n, itemsize, &mut out);
+        remaining -= n;
+    }
+    out.extend_from_slice(data.get(at..at + remaining * itemsize).ok_or_else(short)?);
+    Ok(out)
+}
+
+/// Undoes bitshuffle's transpose of `n` elements (a multiple of 8): row `8 * j + k` of `src`
+/// holds bit `k` of byte `j` of every element, eight elements to a byte, lowest bit first.
+fn bit_unshuffle(src: &[u8], n: usize, itemsize: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + n * itemsize, 0);
+    let dst = &mut out[start..];
+    let row = n / 8;
+    for j in 0..itemsize {
+        for group in 0..row {
+            // The eight rows' bytes for these eight elements: an 8x8 bit matrix to transpose.
+            let mut rows = [0u8; 8];
+            for (k, r) in rows.iter_mut().enumerate() {
+                *r = src[(8 * j + k) * row + group];
+            }
+            for m in 0..8 {
+                let mut byte = 0u8;
+                for (k, r) in rows.iter().enumerate() {
+                    byte |= ((r >> m) & 1) << k;
+                }
+                dst[(8 * group + m) * itemsize + j] = byte;
+            }
+        }
+    }
 }
 
 /// The leading `shape` corner of a C-order `chunk`-shaped buffer (edge chunks are stored whole).
@@ -1092,6 +1175,43 @@ mod raw_tests {
         want.extend([101u8; 8]);
         want.extend([102u8; 2]);
         assert_eq!(r.apply(&stored), want);
+    }
+
+    #[test]
+    fn bit_unshuffle_inverts_bitshuffle() {
+        let (n, itemsize) = (16usize, 3usize);
+        let elements: Vec<u8> = (0..n * itemsize).map(|i| (i * 37 + 11) as u8).collect();
+        // Bitshuffle by its definition: row 8j+k holds bit k of byte j of each element.
+        let mut shuffled = vec![0u8; n * itemsize];
+        for j in 0..itemsize {
+            for k in 0..8 {
+                for i in 0..n {
+                    let bit = (elements[i * itemsize + j] >> k) & 1;
+                    shuffled[(8 * j + k) * (n / 8) + i / 8] |= bit << (i % 8);
+                }
+            }
+        }
+        let mut out = vec![0xAA];
+        bit_unshuffle(&shuffled, n, itemsize, &mut out);
+        assert_eq!(out[0], 0xAA, "appends after what is there");
+        assert_eq!(&out[1..], &elements[..]);
+    }
+
+    #[test]
+    fn a_short_bitshuffle_chunk_is_an_error() {
+        let mut data = (64u64).to_be_bytes().to_vec();
+        data.extend(64u32.to_be_bytes());
+        data.extend(100u32.to_be_bytes()); // a block size past the end
+        assert!(
+            bitshuffle_lz4(&data, 2, 64)
+                .unwrap_err()
+                .contains("ends early")
+        );
+        assert!(
+            bitshuffle_lz4(&data, 2, 32)
+                .unwrap_err()
+                .contains("holds 64 bytes")
+        );
     }
 
     #[test]
