@@ -189,6 +189,15 @@ def test_eiger_bitshuffle_lz4_frames(cli_tree, files, name):
     assert np.array_equal(node[2, 5:40], want[2, 5:40])
 
 
+def test_a_filter_without_plugin_is_a_clear_4xx(cli_tree):
+    node = cli_tree[0]["eiger"]["entry"]["data"]["zstd"]
+    assert node.shape == (1, 70, 52)  # described from the file's metadata
+    r = node.context.http_client.get(node.item["links"]["full"], params={"format": "json"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "eiger.h5" in detail and "32008" in detail and "no plugin" in detail
+
+
 def test_hdf5_slices_and_blocks(cli_tree, files):
     stack = cli_tree[0]["raw"]["scan_0042"]["entry"]["instrument"]["detector"]["data"]
     want = h5(files, "entry/instrument/detector/data")

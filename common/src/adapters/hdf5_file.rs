@@ -935,10 +935,30 @@ impl ArrayReader for DatasetReader {
                     .collect::<Vec<_>>(),
             ))
         };
-        let bytes = self
-            .read(&sel)
-            .map_err(|e| read_err(&self.path, "reading a block", e))?;
-        let mut bytes = bytes;
+        let mut bytes = self.read(&sel).map_err(|e| {
+            // A filter libhdf5 would load as a plugin, which this server does not have.
+            let plugins: Vec<String> = self
+                .dataset
+                .filters()
+                .iter()
+                .filter_map(|f| match f {
+                    hdf5::filters::Filter::User(id, cd) => Some(format!("{id} {cd:?}")),
+                    _ => None,
+                })
+                .collect();
+            match plugins.is_empty() {
+                true => read_err(&self.path, "reading a block", e),
+                false => read_err(
+                    &self.path,
+                    "reading a block",
+                    format!(
+                        "its compression filter ({}) is not one tessera decodes, and this \
+                         server's HDF5 library has no plugin for it ({e})",
+                        plugins.join(", ")
+                    ),
+                ),
+            }
+        })?;
         super::to_declared_order(&self.structure.data_type, &mut bytes);
         Ok(ArrayData::new(
             self.structure.data_type.clone(),
