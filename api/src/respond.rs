@@ -61,8 +61,18 @@ fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
     (has("zstd"), has("gzip"))
 }
 
+/// Bodies at least this large are compressed by zstd's worker threads, one per core.
+const PARALLEL_ZSTD: usize = 8 << 20;
+
 fn zstd(data: &[u8]) -> Option<Vec<u8>> {
-    zstd::bulk::compress(data, 1).ok()
+    if data.len() < PARALLEL_ZSTD {
+        return zstd::bulk::compress(data, 1).ok();
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut c = zstd::bulk::Compressor::new(1).ok()?;
+    c.set_parameter(zstd::stream::raw::CParameter::NbWorkers(workers as u32))
+        .ok()?;
+    c.compress(data).ok()
 }
 
 fn gzip(data: &[u8]) -> Option<Vec<u8>> {
@@ -267,6 +277,18 @@ mod tests {
         assert!(compress(&z, &levels(2 << 20, 128)).is_none());
         // 4 bits of 8: about half, worth it at any size.
         assert!(compress(&z, &levels(2 << 20, 16)).is_some());
+    }
+
+    #[test]
+    fn large_bodies_compress_in_parallel_to_one_frame() {
+        let body = levels(PARALLEL_ZSTD + 12345, 4);
+        let (enc, out) = compress(&hdrs("zstd"), &body).unwrap();
+        assert_eq!(enc, "zstd");
+        // One frame that any zstd decoder reads whole, with its size recorded.
+        assert_eq!(
+            zstd::bulk::decompress(&out, body.len()).unwrap(),
+            body.to_vec()
+        );
     }
 
     #[test]

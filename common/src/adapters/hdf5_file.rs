@@ -851,20 +851,29 @@ fn bit_unshuffle(src: &[u8], n: usize, itemsize: usize, out: &mut Vec<u8>) {
     let row = n / 8;
     for j in 0..itemsize {
         for group in 0..row {
-            // The eight rows' bytes for these eight elements: an 8x8 bit matrix to transpose.
-            let mut rows = [0u8; 8];
-            for (k, r) in rows.iter_mut().enumerate() {
-                *r = src[(8 * j + k) * row + group];
+            // The eight rows' bytes for these eight elements: an 8x8 bit matrix (byte k is
+            // row k, bit m column m) whose transpose holds byte j of each element.
+            let mut x = 0u64;
+            for k in 0..8 {
+                x |= u64::from(src[(8 * j + k) * row + group]) << (8 * k);
             }
-            for m in 0..8 {
-                let mut byte = 0u8;
-                for (k, r) in rows.iter().enumerate() {
-                    byte |= ((r >> m) & 1) << k;
-                }
+            for (m, byte) in transpose8(x).to_le_bytes().into_iter().enumerate() {
                 dst[(8 * group + m) * itemsize + j] = byte;
             }
         }
     }
+}
+
+/// Transposes an 8x8 bit matrix held row by row in the bytes of `x` (bit `8 * row + col`),
+/// by three rounds of swapping off-diagonal blocks (2x2, then 4x4, then 8x8).
+fn transpose8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^= t ^ (t << 28);
+    x
 }
 
 /// The leading `shape` corner of a C-order `chunk`-shaped buffer (edge chunks are stored whole).
