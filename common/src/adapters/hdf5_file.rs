@@ -848,6 +848,13 @@ fn bit_unshuffle(src: &[u8], n: usize, itemsize: usize, out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + n * itemsize, 0);
     let dst = &mut out[start..];
+    match itemsize {
+        1 => return bit_unshuffle_sized::<1>(src, n, dst),
+        2 => return bit_unshuffle_sized::<2>(src, n, dst),
+        4 => return bit_unshuffle_sized::<4>(src, n, dst),
+        8 => return bit_unshuffle_sized::<8>(src, n, dst),
+        _ => {}
+    }
     let row = n / 8;
     for j in 0..itemsize {
         for group in 0..row {
@@ -859,6 +866,21 @@ fn bit_unshuffle(src: &[u8], n: usize, itemsize: usize, out: &mut Vec<u8>) {
             }
             for (m, byte) in transpose8(x).to_le_bytes().into_iter().enumerate() {
                 dst[(8 * group + m) * itemsize + j] = byte;
+            }
+        }
+    }
+}
+
+/// [`bit_unshuffle`] for elements of `E` bytes: the eight rows of each byte are read in step
+/// and each group of eight elements is written whole, with no index computed at run time.
+fn bit_unshuffle_sized<const E: usize>(src: &[u8], n: usize, dst: &mut [u8]) {
+    let row = n / 8;
+    for j in 0..E {
+        let rows: [&[u8]; 8] = std::array::from_fn(|k| &src[(8 * j + k) * row..][..row]);
+        for (g, group) in dst.chunks_exact_mut(8 * E).take(row).enumerate() {
+            let x = u64::from_le_bytes(std::array::from_fn(|k| rows[k][g]));
+            for (m, byte) in transpose8(x).to_le_bytes().into_iter().enumerate() {
+                group[m * E + j] = byte;
             }
         }
     }
@@ -1208,7 +1230,13 @@ mod raw_tests {
 
     #[test]
     fn bit_unshuffle_inverts_bitshuffle() {
-        let (n, itemsize) = (16usize, 3usize);
+        for itemsize in [1usize, 2, 3, 4, 8] {
+            bit_unshuffle_inverts_bitshuffle_of(itemsize);
+        }
+    }
+
+    fn bit_unshuffle_inverts_bitshuffle_of(itemsize: usize) {
+        let n = 16usize;
         let elements: Vec<u8> = (0..n * itemsize).map(|i| (i * 37 + 11) as u8).collect();
         // Bitshuffle by its definition: row 8j+k holds bit k of byte j of each element.
         let mut shuffled = vec![0u8; n * itemsize];
