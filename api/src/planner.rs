@@ -6,7 +6,7 @@
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use tessera_common::adapters::{DataSource, table_files, xlsx};
+use tessera_common::adapters::{self, DataSource};
 use tessera_common::array::ArrayData;
 use tessera_common::chunks::{ChunkGrid, assemble};
 use tessera_common::slicing::Selection;
@@ -95,14 +95,6 @@ pub async fn read_array(
     Ok(ArrayData::new(structure.data_type.clone(), out_shape, out))
 }
 
-/// Whether a table format is parsed whole whatever columns are asked for.
-fn parsed_whole(source: &DataSource) -> bool {
-    matches!(
-        source.mimetype.as_str(),
-        table_files::CSV_MIMETYPE | xlsx::MIMETYPE
-    )
-}
-
 /// Partition `i` of the table stored in `source`: with `columns`, at least those (formats that
 /// store columns apart, Parquet above all, decode only them). Formats parsed whole are read
 /// through the chunk cache, kept as Arrow IPC, so a file is parsed once for all the column
@@ -114,7 +106,7 @@ pub async fn read_partition(
     i: usize,
     columns: Option<&[String]>,
 ) -> Result<RecordBatch, ApiError> {
-    if !parsed_whole(source) {
+    if !adapters::parsed_whole(&source.mimetype) {
         return match columns {
             Some(c) => state.dispatcher.read_partition_columns(source, i, c).await,
             None => state.dispatcher.read_partition(source, i).await,

@@ -39,7 +39,7 @@ impl Format {
             Format::Tiff => image_stack::TIFF_MIMETYPE,
             Format::Npy => image_stack::NPY_MIMETYPE,
             Format::Xlsx => xlsx::MIMETYPE,
-            Format::NetCdf => "application/x-netcdf",
+            Format::NetCdf => netcdf3_file::MIMETYPE,
         }
     }
 
@@ -161,24 +161,7 @@ pub fn file(
             TreeNode::data(key, Structure::Table(s), src)
         }
         Format::Xlsx => xlsx::inspect(path, key, skipped)?,
-        Format::NetCdf if netcdf3_file::is_netcdf3(path) => {
-            netcdf3_file::inspect(path, key, skipped)?
-        }
-        Format::NetCdf if netcdf3_file::magic(path) == Some(*b"CDF\x05") => {
-            return Err(AdapterError::BadSource(format!(
-                "{}: NetCDF-3 files with 64-bit data (CDF-5) are not served yet",
-                path.display()
-            )));
-        }
-        #[cfg(feature = "hdf5")]
-        Format::NetCdf => crate::adapters::hdf5_file::inspect_netcdf(path, key, skipped)?,
-        #[cfg(not(feature = "hdf5"))]
-        Format::NetCdf => {
-            return Err(AdapterError::BadSource(format!(
-                "{}: this build of tessera has no HDF5 (NetCDF-4) support",
-                path.display()
-            )));
-        }
+        Format::NetCdf => netcdf3_file::inspect_any(path, key, skipped)?,
         Format::Tiff | Format::Npy => {
             let (s, src) = image_stack::inspect(&[path.to_path_buf()], format == Format::Npy)?;
             TreeNode::data(key, Structure::Array(s), src)

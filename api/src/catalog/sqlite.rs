@@ -289,7 +289,6 @@ impl SqliteCatalog {
     }
 }
 
-/// Inserts a node's data source with its assets.
 /// The id of the container at `parent` (404 when absent, 4xx when not a container).
 fn container_row(conn: &Connection, parent: &[String]) -> Result<i64, ApiError> {
     let (pid, p) = node_row(conn, parent)?;
@@ -322,13 +321,7 @@ fn insert_new(conn: &Connection, pid: i64, node: NewNode) -> Result<bool, ApiErr
         return Ok(false);
     }
     let id = conn.last_insert_rowid();
-    conn.execute(
-        "INSERT INTO node_closure (ancestor, descendant, depth) \
-         SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
-         UNION ALL SELECT ?1, ?1, 0",
-        params![id, pid],
-    )
-    .map_err(db_err)?;
+    link_closure(conn, id, Some(pid)).map_err(db_err)?;
     if let Some((structure, source)) = &node.data {
         insert_source(conn, id, structure, source).map_err(db_err)?;
     }
@@ -347,12 +340,7 @@ fn insert_under(conn: &Connection, parent: Option<i64>, t: TreeNode) -> rusqlite
         params![parent, t.key, t.family.as_str(), Value::Object(t.metadata).to_string(), specs],
     )?;
     let id = conn.last_insert_rowid();
-    conn.execute(
-        "INSERT INTO node_closure (ancestor, descendant, depth) \
-         SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
-         UNION ALL SELECT ?1, ?1, 0",
-        params![id, parent],
-    )?;
+    link_closure(conn, id, parent)?;
     if let (Some(structure), Some(src)) = (&t.structure, &t.source) {
         insert_source(conn, id, structure, src)?;
     }
@@ -362,6 +350,18 @@ fn insert_under(conn: &Connection, parent: Option<i64>, t: TreeNode) -> rusqlite
     Ok(())
 }
 
+/// The closure rows of new node `id` under `parent`: the parent's ancestors, and itself.
+fn link_closure(conn: &Connection, id: i64, parent: Option<i64>) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO node_closure (ancestor, descendant, depth) \
+         SELECT ancestor, ?1, depth + 1 FROM node_closure WHERE descendant = ?2 \
+         UNION ALL SELECT ?1, ?1, 0",
+        params![id, parent],
+    )?;
+    Ok(())
+}
+
+/// Inserts a node's data source with its assets.
 fn insert_source(
     conn: &Connection,
     node_id: i64,
@@ -396,7 +396,6 @@ fn insert_source(
     Ok(())
 }
 
-/// The node at `path` with its row id (404 when absent).
 /// Deletes node `id`, everything below it, and the assets nothing else uses.
 fn delete_subtree(conn: &Connection, id: i64) -> Result<(), ApiError> {
     conn.execute_batch(&format!(
@@ -413,6 +412,7 @@ fn delete_subtree(conn: &Connection, id: i64) -> Result<(), ApiError> {
     .map_err(db_err)
 }
 
+/// The node at `path` with its row id (404 when absent).
 fn node_row(conn: &Connection, path: &[String]) -> Result<(i64, Node), ApiError> {
     let id = node_id(conn, path)?.ok_or_else(|| ApiError::no_such_entry(path))?;
     let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = ?1");
@@ -684,14 +684,19 @@ impl Catalog for SqliteCatalog {
         self.with(move |conn| {
             let tx = conn.unchecked_transaction().map_err(db_err)?;
             let pid = container_row(&tx, &parent)?;
-            let mut path = parent.clone();
+            let mut taken = tx
+                .prepare_cached("SELECT id FROM nodes WHERE parent = ?1 AND key = ?2")
+                .map_err(db_err)?;
             for node in &nodes {
-                path.push(node.key.clone());
-                if let Some(id) = node_id(&tx, &path)? {
+                let old: Option<i64> = taken
+                    .query_row(params![pid, node.key], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                if let Some(id) = old {
                     delete_subtree(&tx, id)?;
                 }
-                path.pop();
             }
+            drop(taken);
             let n = nodes.len();
             for node in nodes {
                 insert_new(&tx, pid, node)?;

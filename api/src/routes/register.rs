@@ -298,7 +298,7 @@ pub async fn register(
         Some(m) => Format::from_mimetype(m).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("no adapter reads {m:?}; tessera registers HDF5, NetCDF-4, Zarr, Parquet, CSV, Excel, TIFF and .npy"),
+                format!("no adapter reads {m:?}; tessera registers HDF5, NetCDF, Zarr, Parquet, CSV, Excel, TIFF and .npy"),
             )
         })?,
         None => Formats::default().of(&paths[0]).ok_or_else(|| {

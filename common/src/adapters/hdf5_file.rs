@@ -611,13 +611,16 @@ struct DatasetReader {
     raw: Option<RawChunks>,
     /// For a compound type stored with padding: how to pack what is read.
     repack: Option<Repack>,
+    /// The file, open once for the reads that bypass libhdf5.
+    file: std::fs::File,
+    /// Where a contiguous dataset's data starts in the file (asked of libhdf5 once).
+    contiguous_at: Option<u64>,
 }
 
-/// The stored chunks of a dataset whose filters are only gzip and shuffle, read straight from
+/// The stored chunks of a dataset whose filters are gzip, shuffle or bitshuffle/LZ4, read straight from
 /// the file and decoded in Rust. libhdf5 serialises every call behind one lock; this way the
 /// decoding of many chunks runs on every core at once.
 struct RawChunks {
-    file: std::fs::File,
     /// The native chunk shape.
     chunk: Vec<usize>,
     /// The pipeline, in the order it was applied when writing.
@@ -629,9 +632,8 @@ struct RawChunks {
 
 impl RawChunks {
     /// The raw-chunk reader of `ds`, if its layout allows one: chunked, little-endian
-    /// numbers, gzip/shuffle only, and blocks equal to the native chunks.
+    /// numbers, gzip, shuffle or bitshuffle/LZ4 only, and blocks equal to the native chunks.
     fn new(
-        path: &Path,
         ds: &hdf5::Dataset,
         read_as: ReadAs,
         s: &ArrayStructure,
@@ -684,7 +686,6 @@ impl RawChunks {
             );
         }
         Some(RawChunks {
-            file: std::fs::File::open(path).ok()?,
             chunk,
             filters,
             index,
@@ -696,6 +697,7 @@ impl RawChunks {
     /// never written (libhdf5 then supplies the fill value).
     fn read(
         &self,
+        file: &std::fs::File,
         path: &Path,
         start: &[usize],
         shape: &[usize],
@@ -716,8 +718,7 @@ impl RawChunks {
             ));
         }
         let mut data = vec![0u8; size as usize];
-        self.file
-            .read_exact_at(&mut data, addr)
+        file.read_exact_at(&mut data, addr)
             .map_err(|e| read_err(path, "reading a chunk", e))?;
         for (i, f) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {
@@ -823,7 +824,8 @@ fn bitshuffle_lz4(data: &[u8], itemsize: usize, full: usize) -> Result<Vec<u8>, 
     let mut remaining = full / itemsize;
     let mut at = 12;
     let mut out = Vec::with_capacity(full);
-    let mut shuffled = vec![0u8; block_bytes];
+    // No block holds more than the chunk: a damaged header cannot make this allocate more.
+    let mut shuffled = vec![0u8; block_bytes.min(full)];
     while remaining >= 8 {
         let n = remaining.min(block) / 8 * 8;
         let size = be32(at)?;
@@ -940,7 +942,7 @@ impl ArrayReader for DatasetReader {
             ));
         }
         if let Some(raw) = &self.raw
-            && let Some(bytes) = raw.read(&self.path, &start, &shape)?
+            && let Some(bytes) = raw.read(&self.file, &self.path, &start, &shape)?
         {
             let mut bytes = self.packed(bytes);
             super::to_declared_order(&self.structure.data_type, &mut bytes);
@@ -1077,7 +1079,7 @@ impl DatasetReader {
         shape: &[usize],
     ) -> Result<Option<Vec<u8>>, AdapterError> {
         use std::os::unix::fs::FileExt;
-        let Some(base) = self.dataset.offset() else {
+        let Some(base) = self.contiguous_at else {
             return Ok(None);
         };
         let s = &self.structure.shape;
@@ -1088,9 +1090,8 @@ impl DatasetReader {
         let row: usize = s.iter().skip(1).product::<usize>() * item;
         let first = start.first().copied().unwrap_or(0);
         let mut out = vec![0u8; shape.iter().product::<usize>() * item];
-        let file =
-            std::fs::File::open(&self.path).map_err(|e| read_err(&self.path, "opening it", e))?;
-        file.read_exact_at(&mut out, base + (first * row) as u64)
+        self.file
+            .read_exact_at(&mut out, base + (first * row) as u64)
             .map_err(|e| read_err(&self.path, "reading a block", e))?;
         Ok(Some(out))
     }
@@ -1167,8 +1168,12 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let stored = repack
         .as_ref()
         .map_or(structure.data_type.itemsize(), |r| r.stored);
-    let raw = RawChunks::new(&path, &ds, read_as, &structure, stored);
+    let raw = RawChunks::new(&ds, read_as, &structure, stored);
+    let file = std::fs::File::open(&path).map_err(|e| read_err(&path, "opening it", e))?;
+    let contiguous_at = ds.offset();
     Ok(Adapter::Array(Arc::new(DatasetReader {
+        file,
+        contiguous_at,
         path,
         dataset: ds,
         read_as,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::Map;
 use tiff::decoder::{Decoder, DecodingResult};
 
-use super::{Adapter, AdapterError, ArrayReader, Asset, DataSource, Management};
+use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::ArrayData;
 use crate::chunks::ChunkGrid;
 use crate::dtype::{BuiltinDType, DataType, Kind};
@@ -321,22 +321,9 @@ pub fn inspect_as(
     } else {
         (one, if npy { NPY_MIMETYPE } else { TIFF_MIMETYPE })
     };
-    let source = DataSource {
-        structure_family: StructureFamily::Array,
-        mimetype: mimetype.into(),
-        parameters: Map::new(),
-        assets: paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Asset {
-                data_uri: super::file_uri(p),
-                is_directory: false,
-                parameter: Some(if sequence { "data_uris" } else { "data_uri" }.into()),
-                num: sequence.then_some(i as i64),
-            })
-            .collect(),
-        management: Management::External,
-    };
+    let uris = paths.iter().map(|p| super::file_uri(p));
+    let source =
+        super::external_source(StructureFamily::Array, mimetype, Map::new(), uris, sequence);
     Ok((structure, source))
 }
 

@@ -160,16 +160,32 @@ pub fn file_part_source(
 ) -> DataSource {
     let mut parameters = Map::new();
     parameters.insert(parameter.0.into(), parameter.1);
+    external_source(family, mimetype, parameters, [uri.to_string()], false)
+}
+
+/// The data source of files at `uris` that tessera reads but does not own: one `data_uri`,
+/// or (`numbered`) a `data_uris` list in order, as Tiled names sequences and table parts.
+pub fn external_source(
+    family: StructureFamily,
+    mimetype: &str,
+    parameters: Map<String, Value>,
+    uris: impl IntoIterator<Item = String>,
+    numbered: bool,
+) -> DataSource {
     DataSource {
         structure_family: family,
         mimetype: mimetype.into(),
         parameters,
-        assets: vec![Asset {
-            data_uri: uri.to_string(),
-            is_directory: false,
-            parameter: Some("data_uri".into()),
-            num: None,
-        }],
+        assets: uris
+            .into_iter()
+            .enumerate()
+            .map(|(i, data_uri)| Asset {
+                data_uri,
+                is_directory: false,
+                parameter: Some(if numbered { "data_uris" } else { "data_uri" }.into()),
+                num: numbered.then_some(i as i64),
+            })
+            .collect(),
         management: Management::External,
     }
 }
@@ -296,6 +312,12 @@ pub fn structure_of<T: serde::de::DeserializeOwned>(
 pub fn runtime() -> Result<tokio::runtime::Handle, AdapterError> {
     tokio::runtime::Handle::try_current()
         .map_err(|_| AdapterError::Read("store reads need the async runtime".into()))
+}
+
+/// Whether the tables of a mimetype are parsed whole whatever columns are asked for (text,
+/// workbooks), so that a partition is better read once and projected than read per column.
+pub fn parsed_whole(mimetype: &str) -> bool {
+    matches!(mimetype, table_files::CSV_MIMETYPE | xlsx::MIMETYPE)
 }
 
 /// Opens a data source with the adapter its mimetype names.

@@ -14,7 +14,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use serde_json::{Map, Value, json};
 
-use super::{Adapter, AdapterError, Asset, DataSource, Management, TableReader};
+use super::{Adapter, AdapterError, DataSource, TableReader};
 use crate::serializers::table::arrow_schema_data_uri;
 use crate::structure::{StructureFamily, TableStructure};
 
@@ -31,22 +31,8 @@ pub fn data_source(
     paths: &[PathBuf],
     parameters: Map<String, Value>,
 ) -> DataSource {
-    DataSource {
-        structure_family: StructureFamily::Table,
-        mimetype: mimetype.into(),
-        parameters,
-        assets: paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Asset {
-                data_uri: super::file_uri(p),
-                is_directory: false,
-                parameter: Some("data_uris".into()),
-                num: Some(i as i64),
-            })
-            .collect(),
-        management: Management::External,
-    }
+    let uris = paths.iter().map(|p| super::file_uri(p));
+    super::external_source(StructureFamily::Table, mimetype, parameters, uris, true)
 }
 
 fn table_structure(schema: &Schema, npartitions: usize) -> Result<TableStructure, AdapterError> {

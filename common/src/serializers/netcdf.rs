@@ -168,7 +168,8 @@ impl Seek for SharedBuffer {
     }
 }
 
-/// A variable's values in one of NetCDF-3's types.
+/// A variable's values, or an attribute's, in one of NetCDF-3's types (text is characters).
+#[derive(Clone)]
 enum Values {
     I8(Vec<i8>),
     Char(Vec<u8>),
@@ -179,6 +180,11 @@ enum Values {
 }
 
 impl Values {
+    /// Text, as NetCDF-3 stores it: characters.
+    fn text(s: impl Into<String>) -> Values {
+        Values::Char(s.into().into_bytes())
+    }
+
     fn nc_type(&self) -> NcType {
         match self {
             Values::I8(_) => NcType::I8,
@@ -191,24 +197,13 @@ impl Values {
     }
 }
 
-/// An attribute value in one of NetCDF-3's types.
-#[derive(Clone)]
-enum Attr {
-    Text(String),
-    I8(Vec<i8>),
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
 /// A variable ready to write: its values, its dimensions and shape (with the `string{N}`
 /// dimension of text), and the attributes its encoding adds.
 struct Encoded {
     values: Values,
     dims: Vec<String>,
     shape: Vec<usize>,
-    attrs: Vec<(String, Attr)>,
+    attrs: Vec<(String, Values)>,
 }
 
 fn encode(var: &NcVariable) -> Result<Encoded, SerializeError> {
@@ -231,11 +226,11 @@ fn encode(var: &NcVariable) -> Result<Encoded, SerializeError> {
         shape: var.data.shape.clone(),
         attrs: Vec::new(),
     };
-    let unsigned = || ("_Unsigned".to_string(), Attr::Text("true".into()));
+    let unsigned = || ("_Unsigned".to_string(), Values::text("true"));
     let bytes = &var.data.bytes;
     enc.values = match (b.kind, b.itemsize) {
         (Kind::Bool, 1) => {
-            enc.attrs.push(("dtype".into(), Attr::Text("bool".into())));
+            enc.attrs.push(("dtype".into(), Values::text("bool")));
             Values::I8(bytes.iter().map(|&v| i8::from(v != 0)).collect())
         }
         (Kind::Int, 1) => Values::I8(bytes.iter().map(|&v| v as i8).collect()),
@@ -282,12 +277,12 @@ fn encode(var: &NcVariable) -> Result<Encoded, SerializeError> {
             let (values, units) = time_counts(name, b, &counts)?;
             let units = if b.kind == Kind::DateTime {
                 enc.attrs
-                    .push(("calendar".into(), Attr::Text("proleptic_gregorian".into())));
+                    .push(("calendar".into(), Values::text("proleptic_gregorian")));
                 format!("{units} since 1970-01-01")
             } else {
                 units.to_string()
             };
-            enc.attrs.push(("units".into(), Attr::Text(units)));
+            enc.attrs.push(("units".into(), Values::text(units)));
             values
         }
         (Kind::Unicode | Kind::Bytes, _) => {
@@ -307,8 +302,7 @@ fn encode(var: &NcVariable) -> Result<Encoded, SerializeError> {
             enc.dims.push(format!("string{width}"));
             enc.shape.push(width);
             if b.kind == Kind::Unicode {
-                enc.attrs
-                    .push(("_Encoding".into(), Attr::Text("utf-8".into())));
+                enc.attrs.push(("_Encoding".into(), Values::text("utf-8")));
             }
             Values::Char(chars)
         }
@@ -405,7 +399,7 @@ fn time_counts(
 }
 
 /// A JSON metadata value as an attribute; `None` for nulls and empty lists.
-fn attr_of(v: &Value) -> Option<Attr> {
+fn attr_of(v: &Value) -> Option<Values> {
     let ints = |a: &[Value]| -> Option<Vec<i32>> {
         a.iter()
             .map(|x| x.as_i64().and_then(|i| i32::try_from(i).ok()))
@@ -413,23 +407,23 @@ fn attr_of(v: &Value) -> Option<Attr> {
     };
     Some(match v {
         Value::Null => return None,
-        Value::String(s) => Attr::Text(s.clone()),
-        Value::Bool(b) => Attr::I8(vec![i8::from(*b)]),
+        Value::String(s) => Values::text(s.clone()),
+        Value::Bool(b) => Values::I8(vec![i8::from(*b)]),
         Value::Number(_) => match ints(std::slice::from_ref(v)) {
-            Some(i) => Attr::I32(i),
-            None => Attr::F64(vec![v.as_f64()?]),
+            Some(i) => Values::I32(i),
+            None => Values::F64(vec![v.as_f64()?]),
         },
         Value::Array(a) if a.is_empty() => return None,
         Value::Array(a) if a.iter().all(Value::is_number) => match ints(a) {
-            Some(i) => Attr::I32(i),
-            None => Attr::F64(a.iter().filter_map(Value::as_f64).collect()),
+            Some(i) => Values::I32(i),
+            None => Values::F64(a.iter().filter_map(Value::as_f64).collect()),
         },
-        other => Attr::Text(other.to_string()),
+        other => Values::text(other.to_string()),
     })
 }
 
 /// `_FillValue` and `missing_value`, which must have the variable's own type.
-fn fill_value(v: &Value, values: &Values, var: &str) -> Result<Option<Attr>, SerializeError> {
+fn fill_value(v: &Value, values: &Values, var: &str) -> Result<Option<Values>, SerializeError> {
     let Some(x) = v.as_f64().or_else(|| match v {
         // NaN reaches the catalog as text.
         Value::String(s) if s.eq_ignore_ascii_case("nan") => Some(f64::NAN),
@@ -449,19 +443,19 @@ fn fill_value(v: &Value, values: &Values, var: &str) -> Result<Option<Attr>, Ser
     Ok(Some(match values {
         Values::I8(_) => {
             fits(-128.0, 255.0)?;
-            Attr::I8(vec![x as i64 as i8])
+            Values::I8(vec![x as i64 as i8])
         }
         Values::Char(_) => return Ok(None),
         Values::I16(_) => {
             fits(-32768.0, 65535.0)?;
-            Attr::I16(vec![x as i64 as i16])
+            Values::I16(vec![x as i64 as i16])
         }
         Values::I32(_) => {
             fits(i32::MIN as f64, u32::MAX as f64)?;
-            Attr::I32(vec![x as i64 as i32])
+            Values::I32(vec![x as i64 as i32])
         }
-        Values::F32(_) => Attr::F32(vec![x as f32]),
-        Values::F64(_) => Attr::F64(vec![x]),
+        Values::F32(_) => Values::F32(vec![x as f32]),
+        Values::F64(_) => Values::F64(vec![x]),
     }))
 }
 
@@ -469,26 +463,26 @@ fn attr_err(owner: &str, k: &str, e: netcdf3::InvalidDataSet) -> SerializeError 
     unsupported(format!("attribute '{k}' of {owner}: {e:?}"))
 }
 
-fn add_var_attr(ds: &mut DataSet, var: &str, k: &str, a: Attr) -> Result<(), SerializeError> {
+fn add_var_attr(ds: &mut DataSet, var: &str, k: &str, a: Values) -> Result<(), SerializeError> {
     match a {
-        Attr::Text(s) => ds.add_var_attr_string(var, k, s),
-        Attr::I8(v) => ds.add_var_attr_i8(var, k, v),
-        Attr::I16(v) => ds.add_var_attr_i16(var, k, v),
-        Attr::I32(v) => ds.add_var_attr_i32(var, k, v),
-        Attr::F32(v) => ds.add_var_attr_f32(var, k, v),
-        Attr::F64(v) => ds.add_var_attr_f64(var, k, v),
+        Values::Char(v) => ds.add_var_attr_u8(var, k, v),
+        Values::I8(v) => ds.add_var_attr_i8(var, k, v),
+        Values::I16(v) => ds.add_var_attr_i16(var, k, v),
+        Values::I32(v) => ds.add_var_attr_i32(var, k, v),
+        Values::F32(v) => ds.add_var_attr_f32(var, k, v),
+        Values::F64(v) => ds.add_var_attr_f64(var, k, v),
     }
     .map_err(|e| attr_err(&format!("variable '{var}'"), k, e))
 }
 
-fn add_global_attr(ds: &mut DataSet, k: &str, a: Attr) -> Result<(), SerializeError> {
+fn add_global_attr(ds: &mut DataSet, k: &str, a: Values) -> Result<(), SerializeError> {
     match a {
-        Attr::Text(s) => ds.add_global_attr_string(k, s),
-        Attr::I8(v) => ds.add_global_attr_i8(k, v),
-        Attr::I16(v) => ds.add_global_attr_i16(k, v),
-        Attr::I32(v) => ds.add_global_attr_i32(k, v),
-        Attr::F32(v) => ds.add_global_attr_f32(k, v),
-        Attr::F64(v) => ds.add_global_attr_f64(k, v),
+        Values::Char(v) => ds.add_global_attr_u8(k, v),
+        Values::I8(v) => ds.add_global_attr_i8(k, v),
+        Values::I16(v) => ds.add_global_attr_i16(k, v),
+        Values::I32(v) => ds.add_global_attr_i32(k, v),
+        Values::F32(v) => ds.add_global_attr_f32(k, v),
+        Values::F64(v) => ds.add_global_attr_f64(k, v),
     }
     .map_err(|e| attr_err("the file", k, e))
 }
