@@ -16,8 +16,33 @@ pub struct Config {
     pub max_page_limit: usize,
     /// Deadline for producing a response (headers); slower requests get 504.
     pub request_timeout: std::time::Duration,
-    /// Largest request body (uploads), in bytes.
+    /// Largest request body of a data upload (PUT/PATCH of array, table and awkward data),
+    /// in bytes.
     pub request_bytesize_limit: usize,
+    /// Largest request body of every other route (JSON or msgpack documents: metadata,
+    /// registration, column lists), in bytes.
+    pub document_bytesize_limit: usize,
+    /// Requests one node handles at once (response bodies included); more get 503.
+    pub max_in_flight_requests: usize,
+    /// Bytes of request and response bodies and their buffers one node holds at once; a
+    /// request that does not fit waits `admission_wait` for room, then gets 503.
+    pub max_bytes_in_flight: u64,
+    /// How long a request may wait for room in `max_bytes_in_flight`.
+    pub admission_wait: std::time::Duration,
+    /// Bytes of native chunks one request may make the server decode (or read from the
+    /// chunk cache): a thin slice across many large chunks costs all of them.
+    pub max_decoded_bytes_per_request: u64,
+    /// Native chunks (or table partitions) one request may touch.
+    pub max_chunks_per_request: usize,
+    /// Search filters one request may give.
+    pub max_filters: usize,
+    /// Metadata keys one `distinct` request may ask for.
+    pub max_distinct_keys: usize,
+    /// Sort keys one search may give.
+    pub max_sort_keys: usize,
+    /// Deadline of one catalog statement (PostgreSQL `statement_timeout`; SQLite is
+    /// interrupted after it).
+    pub statement_timeout: std::time::Duration,
     /// The single-user API key; `None` serves everyone without one.
     pub api_key: Option<String>,
     /// With an API key: whether reads are open to anonymous clients.
@@ -37,6 +62,16 @@ impl Default for Config {
             max_page_limit: 300,
             request_timeout: std::time::Duration::from_secs(120),
             request_bytesize_limit: 1 << 30,
+            document_bytesize_limit: 32 << 20,
+            max_in_flight_requests: 1024,
+            max_bytes_in_flight: 1 << 30,
+            admission_wait: std::time::Duration::from_secs(30),
+            max_decoded_bytes_per_request: 1 << 30,
+            max_chunks_per_request: 100_000,
+            max_filters: 64,
+            max_distinct_keys: 16,
+            max_sort_keys: 8,
+            statement_timeout: std::time::Duration::from_secs(30),
             api_key: None,
             public: true,
             readable: Vec::new(),

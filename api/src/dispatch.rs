@@ -63,6 +63,8 @@ pub trait Dispatcher: Send + Sync {
 
 /// Decodes in-process: opened adapters are kept (bounded), work runs on the blocking pool
 /// with at most `threads` decodes at once so a burst of requests queues instead of thrashing.
+/// Opening an adapter (libhdf5 calls, Parquet footers) is part of the job: nothing touches a
+/// file on the async runtime.
 pub struct Inline {
     adapters: moka::sync::Cache<String, Adapter>,
     permits: Arc<Semaphore>,
@@ -77,46 +79,57 @@ impl Inline {
         }
     }
 
-    fn adapter(&self, source: &DataSource) -> Result<Adapter, ApiError> {
-        let key = serde_json::to_string(source).map_err(|e| ApiError::internal(e.to_string()))?;
-        if let Some(a) = self.adapters.get(&key) {
-            return Ok(a);
-        }
-        let a = adapters::open(source)?;
-        self.adapters.insert(key, a.clone());
-        Ok(a)
-    }
-
+    /// Runs `job` on `source`'s adapter on the blocking pool. The decode permit moves into the
+    /// job: a request that goes away while its job runs does not free a slot the job still
+    /// uses.
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+        source: &DataSource,
+        job: impl FnOnce(Adapter) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ApiError::internal("decode pool is shut down"))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))?
+        let adapters = self.adapters.clone();
+        let source = source.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job(open_cached(&adapters, &source)?)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))?
     }
 }
 
-impl Inline {
-    /// The table reader of `source`, counting the partition read it is about to do.
-    fn partition_reader(
-        &self,
-        source: &DataSource,
-    ) -> Result<Arc<dyn adapters::TableReader>, ApiError> {
-        let Adapter::Table(r) = self.adapter(source)? else {
-            return Err(wrong_family("a table"));
-        };
-        crate::metrics::PARTITIONS_READ
-            .with_label_values(&[source.mimetype.as_str()])
-            .inc();
-        Ok(r)
+/// `source`'s adapter, opened once and kept.
+fn open_cached(
+    adapters: &moka::sync::Cache<String, Adapter>,
+    source: &DataSource,
+) -> Result<Adapter, ApiError> {
+    let key = serde_json::to_string(source).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(a) = adapters.get(&key) {
+        return Ok(a);
     }
+    let a = adapters::open(source)?;
+    adapters.insert(key, a.clone());
+    Ok(a)
+}
+
+/// The table reader of an adapter, counting the partition read it is about to do.
+fn partition_reader(
+    adapter: Adapter,
+    mimetype: &str,
+) -> Result<Arc<dyn adapters::TableReader>, ApiError> {
+    let Adapter::Table(r) = adapter else {
+        return Err(wrong_family("a table"));
+    };
+    crate::metrics::PARTITIONS_READ
+        .with_label_values(&[mimetype])
+        .inc();
+    Ok(r)
 }
 
 fn wrong_family(what: &str) -> ApiError {
@@ -130,19 +143,26 @@ impl Dispatcher for Inline {
         source: &DataSource,
         block: &[usize],
     ) -> Result<ArrayData, ApiError> {
-        let Adapter::Array(r) = self.adapter(source)? else {
-            return Err(wrong_family("an array"));
-        };
-        crate::metrics::BLOCKS_DECODED
-            .with_label_values(&[source.mimetype.as_str()])
-            .inc();
         let block = block.to_vec();
-        self.run(move || Ok(r.read_block(&block)?)).await
+        let mimetype = source.mimetype.clone();
+        self.run(source, move |a| {
+            let Adapter::Array(r) = a else {
+                return Err(wrong_family("an array"));
+            };
+            crate::metrics::BLOCKS_DECODED
+                .with_label_values(&[mimetype.as_str()])
+                .inc();
+            Ok(r.read_block(&block)?)
+        })
+        .await
     }
 
     async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError> {
-        let r = self.partition_reader(source)?;
-        self.run(move || Ok(r.read_partition(i)?)).await
+        let mimetype = source.mimetype.clone();
+        self.run(source, move |a| {
+            Ok(partition_reader(a, &mimetype)?.read_partition(i)?)
+        })
+        .await
     }
 
     async fn read_partition_columns(
@@ -151,9 +171,12 @@ impl Dispatcher for Inline {
         i: usize,
         columns: &[String],
     ) -> Result<RecordBatch, ApiError> {
-        let r = self.partition_reader(source)?;
+        let mimetype = source.mimetype.clone();
         let columns = columns.to_vec();
-        self.run(move || Ok(r.read_columns(i, &columns)?)).await
+        self.run(source, move |a| {
+            Ok(partition_reader(a, &mimetype)?.read_columns(i, &columns)?)
+        })
+        .await
     }
 
     async fn read_sparse_block(
@@ -161,11 +184,14 @@ impl Dispatcher for Inline {
         source: &DataSource,
         block: &[usize],
     ) -> Result<SparseBlock, ApiError> {
-        let Adapter::Sparse(r) = self.adapter(source)? else {
-            return Err(wrong_family("a sparse array"));
-        };
         let block = block.to_vec();
-        self.run(move || Ok(r.read_block(&block)?)).await
+        self.run(source, move |a| {
+            let Adapter::Sparse(r) = a else {
+                return Err(wrong_family("a sparse array"));
+            };
+            Ok(r.read_block(&block)?)
+        })
+        .await
     }
 
     async fn read_awkward_buffers(
@@ -173,28 +199,37 @@ impl Dispatcher for Inline {
         source: &DataSource,
         form_keys: &[String],
     ) -> Result<Vec<(String, Bytes)>, ApiError> {
-        let Adapter::Awkward(r) = self.adapter(source)? else {
-            return Err(wrong_family("an awkward array"));
-        };
         let keys = form_keys.to_vec();
-        self.run(move || Ok(r.read_buffers(&keys)?)).await
+        self.run(source, move |a| {
+            let Adapter::Awkward(r) = a else {
+                return Err(wrong_family("an awkward array"));
+            };
+            Ok(r.read_buffers(&keys)?)
+        })
+        .await
     }
 
     async fn read_ragged(
         &self,
         source: &DataSource,
     ) -> Result<(Vec<Vec<i64>>, ArrayData), ApiError> {
-        let Adapter::Ragged(r) = self.adapter(source)? else {
-            return Err(wrong_family("a ragged array"));
-        };
-        self.run(move || Ok(r.read()?)).await
+        self.run(source, move |a| {
+            let Adapter::Ragged(r) = a else {
+                return Err(wrong_family("a ragged array"));
+            };
+            Ok(r.read()?)
+        })
+        .await
     }
 
     async fn index_columns(&self, source: &DataSource) -> Result<Vec<String>, ApiError> {
-        let Adapter::Table(r) = self.adapter(source)? else {
-            return Err(wrong_family("a table"));
-        };
-        Ok(r.index_columns())
+        self.run(source, move |a| {
+            let Adapter::Table(r) = a else {
+                return Err(wrong_family("a table"));
+            };
+            Ok(r.index_columns())
+        })
+        .await
     }
 
     async fn column_structure(
@@ -203,11 +238,11 @@ impl Dispatcher for Inline {
         npartitions: usize,
         column: &str,
     ) -> Result<Option<ArrayStructure>, ApiError> {
-        let Adapter::Table(r) = self.adapter(source)? else {
-            return Err(wrong_family("a table"));
-        };
         let column = column.to_string();
-        self.run(move || {
+        self.run(source, move |a| {
+            let Adapter::Table(r) = a else {
+                return Err(wrong_family("a table"));
+            };
             Ok(table_column::column_structure(
                 r.as_ref(),
                 npartitions,

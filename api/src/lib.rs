@@ -1,6 +1,7 @@
 //! tessera's HTTP service: Tiled's API v1 over the data model in `tessera-common`. The read
 //! path runs route -> catalog -> planner -> cache -> dispatcher (decode) -> encode -> respond.
 
+pub mod admission;
 pub mod awkward;
 pub mod cache;
 pub mod catalog;

@@ -150,6 +150,63 @@ struct ServeOpts {
     /// Bytes of decoded chunks kept in memory.
     #[arg(long, default_value_t = 1 << 30, env = "TESSERA_CACHE_BYTES")]
     cache_bytes: u64,
+    /// Requests handled at once; more are answered 503 with Retry-After.
+    #[arg(long, env = "TESSERA_MAX_IN_FLIGHT_REQUESTS")]
+    max_in_flight_requests: Option<usize>,
+    /// Bytes of request and response bodies held at once; a request that does not fit waits,
+    /// then is answered 503.
+    #[arg(long, env = "TESSERA_MAX_BYTES_IN_FLIGHT")]
+    max_bytes_in_flight: Option<u64>,
+    /// Bytes of native chunks one request may decode.
+    #[arg(long, env = "TESSERA_MAX_DECODED_BYTES_PER_REQUEST")]
+    max_decoded_bytes_per_request: Option<u64>,
+    /// Native chunks (or table partitions) one request may touch.
+    #[arg(long, env = "TESSERA_MAX_CHUNKS_PER_REQUEST")]
+    max_chunks_per_request: Option<usize>,
+    /// Seconds one catalog statement may run.
+    #[arg(long, env = "TESSERA_STATEMENT_TIMEOUT")]
+    statement_timeout: Option<f64>,
+}
+
+impl ServeOpts {
+    /// The node's settings: the defaults, with what was given on the command line.
+    fn config(&self) -> Config {
+        let d = Config::default();
+        Config {
+            response_bytesize_limit: self.response_bytesize_limit,
+            cache_bytes: self.cache_bytes,
+            max_in_flight_requests: self
+                .max_in_flight_requests
+                .unwrap_or(d.max_in_flight_requests),
+            max_bytes_in_flight: self.max_bytes_in_flight.unwrap_or(d.max_bytes_in_flight),
+            max_decoded_bytes_per_request: self
+                .max_decoded_bytes_per_request
+                .unwrap_or(d.max_decoded_bytes_per_request),
+            max_chunks_per_request: self
+                .max_chunks_per_request
+                .unwrap_or(d.max_chunks_per_request),
+            statement_timeout: self.statement_timeout.map_or(d.statement_timeout, |s| {
+                std::time::Duration::from_secs_f64(s.max(0.001))
+            }),
+            ..d
+        }
+    }
+}
+
+/// A database URI fit for a log: any password replaced by `***`.
+fn without_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or("");
+            let hidden = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => uri.to_string(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -229,13 +286,16 @@ async fn serve_catalog(
     };
     // A new catalog gets its root container.
     let catalog: Arc<dyn Catalog> = if is_postgres(&database) {
-        let cat = PostgresCatalog::connect(&database, 16).await?;
+        let cat =
+            PostgresCatalog::connect_with(&database, 16, Some(opts.config().statement_timeout))
+                .await?;
         if cat.get(&[]).await?.is_none() {
             cat.load_tree(empty_root()).await?;
         }
         Arc::new(cat)
     } else {
-        let cat = SqliteCatalog::open(&sqlite_path(&database))?;
+        let cat = SqliteCatalog::open(&sqlite_path(&database))?
+            .with_statement_timeout(opts.config().statement_timeout);
         if cat.get(&[]).await?.is_none() {
             cat.load_tree(empty_root())?;
         }
@@ -243,8 +303,6 @@ async fn serve_catalog(
     };
     let key = api_key.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let config = Config {
-        response_bytesize_limit: opts.response_bytesize_limit,
-        cache_bytes: opts.cache_bytes,
         api_key: Some(key.clone()),
         public,
         readable: read
@@ -254,14 +312,14 @@ async fn serve_catalog(
                     .map_err(|e| anyhow::anyhow!("--read {}: {e}", d.display()))
             })
             .collect::<anyhow::Result<_>>()?,
-        ..Config::default()
+        ..opts.config()
     };
     let write = write.or_else(|| tempdir.as_ref().map(|d| d.join("data")));
     let state = match &write {
         Some(dir) => server::writable_state(config, catalog, Storage::local(dir)?),
         None => server::embedded_state(config, catalog),
     };
-    let what = format!("the catalog {database}");
+    let what = format!("the catalog {}", without_password(&database));
     serve(state, &opts, &what, started, &format!("?api_key={key}")).await?;
     if let Some(dir) = tempdir {
         let _ = std::fs::remove_dir_all(dir);
@@ -304,7 +362,8 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
             tempdir.join("catalog.db")
         }
     };
-    let cat = SqliteCatalog::open(&db.display().to_string())?;
+    let cat = SqliteCatalog::open(&db.display().to_string())?
+        .with_statement_timeout(opts.config().statement_timeout);
     cat.load_tree(empty_root())?;
     let catalog: Arc<dyn tessera_api::catalog::Catalog> = Arc::new(cat);
     let indexer = Indexer::new(catalog.clone(), &root, formats)?;
@@ -318,11 +377,9 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
         .api_key
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let config = Config {
-        response_bytesize_limit: opts.response_bytesize_limit,
-        cache_bytes: opts.cache_bytes,
         api_key: Some(key.clone()),
         public: dir.public,
-        ..Config::default()
+        ..opts.config()
     };
     let state = server::embedded_state(config, catalog);
     let suffix = format!("?api_key={key}");
@@ -405,12 +462,7 @@ async fn main() -> anyhow::Result<()> {
             what: Serve::Demo { opts },
         } => {
             let started = std::time::Instant::now();
-            let config = Config {
-                response_bytesize_limit: opts.response_bytesize_limit,
-                cache_bytes: opts.cache_bytes,
-                ..Config::default()
-            };
-            let state = server::embedded_state(config, Arc::new(server::demo_catalog()?));
+            let state = server::embedded_state(opts.config(), Arc::new(server::demo_catalog()?));
             serve(state, &opts, "the demo tree", started, "").await?;
         }
         Command::Serve {
@@ -441,4 +493,22 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn passwords_stay_out_of_logged_uris() {
+        assert_eq!(
+            without_password("postgresql://tiled:s3cret@db.example:5432/cat?sslmode=require"),
+            "postgresql://tiled:***@db.example:5432/cat?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgresql://tiled@db/cat"),
+            "postgresql://tiled@db/cat"
+        );
+        assert_eq!(without_password("catalog.db"), "catalog.db");
+    }
 }

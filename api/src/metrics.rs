@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// This process's registry (with the process collector: memory, CPU, open files).
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -42,10 +42,53 @@ pub static PARTITIONS_READ: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+fn gauge(name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric definitions are static and valid");
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+}
+
+/// Requests being handled (their response bodies included).
+pub static REQUESTS_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "requests_in_flight",
+        "Requests being handled, until their response body is sent",
+    )
+});
+
+/// Bytes reserved for request and response bodies and buffers in flight.
+pub static BYTES_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "bytes_in_flight",
+        "Bytes reserved for bodies and buffers of requests in flight",
+    )
+});
+
+/// Requests waiting for their bytes to fit in the budget.
+pub static WAITING_FOR_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "requests_waiting_for_bytes",
+        "Requests waiting for room in the bytes-in-flight budget",
+    )
+});
+
+/// Requests refused by a limit, by the limit (`requests`, `bytes`, `body`, `decoded`, ...).
+pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "requests_refused_total",
+        "Requests refused by a limit, by the limit that refused them",
+        &["limit"],
+    )
+});
+
 /// The text exposition of every metric.
 pub fn render() -> Vec<u8> {
     LazyLock::force(&BLOCKS_DECODED);
     LazyLock::force(&PARTITIONS_READ);
+    LazyLock::force(&REQUESTS_IN_FLIGHT);
+    LazyLock::force(&BYTES_IN_FLIGHT);
+    LazyLock::force(&WAITING_FOR_BYTES);
+    LazyLock::force(&REFUSED);
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut out);
     out

@@ -4,11 +4,12 @@
 //! Table partitions of formats parsed whole (CSV, Excel) go through the chunk cache too.
 
 use arrow_array::RecordBatch;
+use axum::http::StatusCode;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use tessera_common::adapters::{self, DataSource};
 use tessera_common::array::ArrayData;
-use tessera_common::chunks::{ChunkGrid, assemble};
+use tessera_common::chunks::{Assembler, ChunkGrid};
 use tessera_common::slicing::Selection;
 use tessera_common::structure::ArrayStructure;
 
@@ -46,7 +47,48 @@ async fn chunk(
     state.cache.get_or_load(key, load).await
 }
 
-/// Reads `sel` of the array stored in `source`.
+/// Refuses a read that would touch more chunks, or decode more bytes, than one request may.
+/// `chunks` and `decoded_bytes` are what the read costs, whatever part of it is kept.
+pub fn check_budget(
+    state: &AppState,
+    what: &str,
+    chunks: u128,
+    decoded_bytes: u128,
+    hint: &str,
+) -> Result<(), ApiError> {
+    let max_chunks = state.config.max_chunks_per_request;
+    let max_bytes = state.config.max_decoded_bytes_per_request;
+    if chunks > max_chunks as u128 {
+        crate::metrics::REFUSED.with_label_values(&["chunks"]).inc();
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{what} touches {chunks} chunks; one request may touch at most {max_chunks} \
+                 (max_chunks_per_request): {hint}"
+            ),
+        ));
+    }
+    if decoded_bytes > max_bytes as u128 {
+        crate::metrics::REFUSED
+            .with_label_values(&["decoded"])
+            .inc();
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{what} touches {chunks} chunks holding {decoded_bytes} bytes; one request may \
+                 decode at most {max_bytes} bytes (max_decoded_bytes_per_request): {hint}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Chunks this large are copied into place on the blocking pool rather than on the runtime.
+const COPY_INLINE_MAX: usize = 256 << 10;
+
+/// Reads `sel` of the array stored in `source`, within the request's budgets. Chunks are
+/// copied into the result as they arrive and dropped, so a request holds its result and at
+/// most [`FETCH_CONCURRENCY`] chunks, never all the chunks it touches.
 pub async fn read_array(
     state: &AppState,
     structure: &ArrayStructure,
@@ -56,6 +98,15 @@ pub async fn read_array(
 ) -> Result<ArrayData, ApiError> {
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())?;
     let itemsize = structure.data_type.itemsize();
+    let touched = grid.touched(sel);
+    check_budget(
+        state,
+        "this selection",
+        touched.chunks,
+        touched.elements.saturating_mul(itemsize as u128),
+        "ask for fewer elements along the chunked dimensions (a smaller slice), or read \
+         the native chunks one by one with /array/block",
+    )?;
     let plan = grid.plan(sel);
     let out_shape = sel.out_shape();
     // Fast path: one whole chunk, unsliced, goes out without a copy.
@@ -71,28 +122,31 @@ pub async fn read_array(
             bytes,
         ));
     }
-    let blocks: Vec<Vec<usize>> = plan.iter().map(|r| r.block.clone()).collect();
-    let fetched: Vec<(Vec<usize>, Bytes)> = stream::iter(blocks)
-        .map(|b| async move {
-            let bytes = chunk(state, source, version, b.clone()).await?;
-            Ok::<_, ApiError>((b, bytes))
+    let mut out = Assembler::new(grid, sel, itemsize);
+    let mut arrivals = stream::iter(plan)
+        .map(|read| async move {
+            let bytes = chunk(state, source, version, read.block.clone()).await?;
+            Ok::<_, ApiError>((read, bytes))
         })
-        .buffered(FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let sel = sel.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        assemble(&grid, &sel, itemsize, |block: &[usize]| {
-            fetched
-                .iter()
-                .find(|(b, _)| b.as_slice() == block)
-                .map(|(_, bytes)| bytes.clone())
-                .ok_or_else(|| ApiError::internal(format!("block {block:?} was not fetched")))
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok(ArrayData::new(structure.data_type.clone(), out_shape, out))
+        .buffer_unordered(FETCH_CONCURRENCY);
+    while let Some(arrived) = arrivals.next().await {
+        let (read, bytes) = arrived?;
+        if bytes.len() <= COPY_INLINE_MAX {
+            out.place(&read, &bytes)?;
+        } else {
+            out = tokio::task::spawn_blocking(move || {
+                out.place(&read, &bytes)?;
+                Ok::<_, ApiError>(out)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        }
+    }
+    Ok(ArrayData::new(
+        structure.data_type.clone(),
+        out_shape,
+        Bytes::from(out.finish()),
+    ))
 }
 
 /// Partition `i` of the table stored in `source`: with `columns`, at least those (formats that

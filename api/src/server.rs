@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::admission::Admission;
 use crate::cache::{EncodedCache, MemoryCache};
 use crate::catalog::Catalog;
 use crate::catalog::memory::MemoryCatalog;
@@ -22,14 +23,7 @@ use crate::state::AppState;
 
 /// Embedded shape: in-process cache and inline decoding over `catalog`.
 pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState> {
-    Arc::new(AppState {
-        cache: Arc::new(MemoryCache::new(config.cache_bytes)),
-        dispatcher: Arc::new(Inline::new(config.decode_threads)),
-        encoded: EncodedCache::new(config.encoded_cache_bytes),
-        catalog,
-        config,
-        storage: None,
-    })
+    build_state(config, catalog, None)
 }
 
 /// Embedded shape with writable storage.
@@ -38,13 +32,27 @@ pub fn writable_state(
     catalog: Arc<dyn Catalog>,
     storage: crate::storage::Storage,
 ) -> Arc<AppState> {
+    build_state(config, catalog, Some(Arc::new(storage)))
+}
+
+/// The one place where settings become components.
+fn build_state(
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    storage: Option<Arc<crate::storage::Storage>>,
+) -> Arc<AppState> {
     Arc::new(AppState {
         cache: Arc::new(MemoryCache::new(config.cache_bytes)),
         dispatcher: Arc::new(Inline::new(config.decode_threads)),
         encoded: EncodedCache::new(config.encoded_cache_bytes),
+        admission: Admission::new(
+            config.max_in_flight_requests,
+            config.max_bytes_in_flight,
+            config.admission_wait,
+        ),
         catalog,
         config,
-        storage: Some(Arc::new(storage)),
+        storage,
     })
 }
 
@@ -66,11 +74,9 @@ pub fn demo_catalog() -> anyhow::Result<MemoryCatalog> {
 /// into JSON 500s.
 pub fn app(state: Arc<AppState>) -> Router {
     let timeout = state.config.request_timeout;
-    let body_limit = state.config.request_bytesize_limit;
     Router::new()
         .fallback(routes::handle)
         .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             timeout,

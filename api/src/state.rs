@@ -20,6 +20,8 @@ pub struct AppState {
     pub dispatcher: Arc<dyn Dispatcher>,
     /// Encoded responses of this node, by ETag.
     pub encoded: EncodedCache,
+    /// Limits on requests and bytes in flight.
+    pub admission: crate::admission::Admission,
     /// Where written data goes; `None` for a read-only tree.
     pub storage: Option<Arc<crate::storage::Storage>>,
 }

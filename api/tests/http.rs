@@ -4,62 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use tessera_api::config::Config;
-use tessera_api::server;
-use tokio::sync::oneshot;
 
-struct TestServer {
-    base: String,
-    client: reqwest::Client,
-    _stop: oneshot::Sender<()>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        Self::with_config(Config::default()).await
-    }
-
-    async fn with_config(config: Config) -> Self {
-        let state = server::embedded_state(config, Arc::new(server::demo_catalog().unwrap()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(server::run(listener, state, async {
-            let _ = rx.await;
-        }));
-        TestServer {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
-            _stop: tx,
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn get_with(&self, path: &str, accept: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .header("accept", accept)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let r = self.get(path).await;
-        assert_eq!(r.status(), 200, "{path}");
-        r.json().await.unwrap()
-    }
-}
+mod support;
+use support::DemoServer;
 
 fn f64s(bytes: &[u8]) -> Vec<f64> {
     bytes
@@ -70,7 +19,7 @@ fn f64s(bytes: &[u8]) -> Vec<f64> {
 
 #[tokio::test]
 async fn root_document_has_what_the_client_validates() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let r = s.json("/api/v1/").await;
     assert_eq!(r["api_version"], 0);
     assert_eq!(r["authentication"]["required"], false);
@@ -102,7 +51,7 @@ async fn root_document_has_what_the_client_validates() {
 
 #[tokio::test]
 async fn msgpack_is_served_when_asked_for() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let r = s
         .get_with("/api/v1/metadata/", "application/x-msgpack")
         .await;
@@ -113,7 +62,7 @@ async fn msgpack_is_served_when_asked_for() {
 
 #[tokio::test]
 async fn search_pages_link_to_the_next_page() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let r = s.json("/api/v1/search/?page[offset]=2&page[limit]=3").await;
     let ids: Vec<&str> = r["data"]
         .as_array()
@@ -131,7 +80,7 @@ async fn search_pages_link_to_the_next_page() {
 
 #[tokio::test]
 async fn filters_select_children() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let r = s
         .json("/api/v1/search/tables?filter[eq][condition][key]=color&filter[eq][condition][value]=%22red%22&fields=")
         .await;
@@ -146,7 +95,7 @@ async fn filters_select_children() {
 
 #[tokio::test]
 async fn array_block_is_the_raw_chunk() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let r = s
         .get_with(
             "/api/v1/array/block/nested/images/medium_image?block=1,3&expected_shape=250,100",
@@ -168,7 +117,7 @@ async fn array_block_is_the_raw_chunk() {
 
 #[tokio::test]
 async fn etag_answers_304_and_repeats_are_identical() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     for path in [
         "/api/v1/array/full/flat_array",
         "/api/v1/array/full/nested/images/small_image?format=png",
@@ -193,7 +142,7 @@ async fn etag_answers_304_and_repeats_are_identical() {
 
 #[tokio::test]
 async fn table_columns_are_array_children() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let md = s.json("/api/v1/metadata/tables/long_table/B").await;
     assert_eq!(md["data"]["attributes"]["structure_family"], "array");
     assert_eq!(
@@ -219,7 +168,7 @@ async fn table_columns_are_array_children() {
 /// Malformed requests: each a clear 4xx with a JSON detail, never a 5xx.
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let cases: &[(&str, u16)] = &[
         (
             "/api/v1/array/full/nested/images/tiny_image?slice=1:2:0",
@@ -315,7 +264,7 @@ async fn bad_input_gets_a_clear_4xx() {
 
 #[tokio::test]
 async fn response_size_limit_is_checked_before_reading() {
-    let s = TestServer::with_config(Config {
+    let s = DemoServer::with_config(Config {
         response_bytesize_limit: 1000,
         ..Config::default()
     })
@@ -330,7 +279,7 @@ async fn response_size_limit_is_checked_before_reading() {
 
 #[tokio::test]
 async fn writes_to_the_read_only_demo_are_405() {
-    let s = TestServer::start().await;
+    let s = DemoServer::start().await;
     let r = s
         .client
         .put(format!("{}/api/v1/array/full/flat_array", s.base))

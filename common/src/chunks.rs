@@ -127,6 +127,50 @@ fn dim_runs(d: &DimRange, lengths: &[usize]) -> Vec<(usize, DimRange, usize)> {
     runs
 }
 
+/// What a selection costs to read: the blocks it touches and the elements they hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub chunks: u128,
+    pub elements: u128,
+}
+
+/// Blocks of one dimension that `d` touches, and their total length. A unit step is two
+/// binary searches; other steps walk block by block (never element by element).
+fn dim_touched(d: &DimRange, lengths: &[usize]) -> (u128, u128) {
+    if d.len == 0 {
+        return (0, 0);
+    }
+    let origins = origins(lengths);
+    let block_of = |g: usize| origins.partition_point(|&o| o <= g) - 1;
+    let (lo, hi) = {
+        let (a, b) = (d.index(0), d.index(d.len - 1));
+        (a.min(b), a.max(b))
+    };
+    let (first, last) = (block_of(lo), block_of(hi));
+    if d.step.unsigned_abs() == 1 {
+        let elements = (origins[last + 1] - origins[first]) as u128;
+        return ((last - first + 1) as u128, elements);
+    }
+    let stride = d.step.unsigned_abs();
+    let (mut chunks, mut elements) = (0u128, 0u128);
+    let mut g = lo;
+    loop {
+        let b = block_of(g);
+        chunks += 1;
+        elements += lengths[b] as u128;
+        // The first selected element at or past the next block's origin.
+        let next = origins[b + 1];
+        if next > hi {
+            break;
+        }
+        g = lo + (next - lo).div_ceil(stride) * stride;
+        if g > hi {
+            break;
+        }
+    }
+    (chunks, elements)
+}
+
 impl ChunkGrid {
     /// Checks `chunks` against `shape`: same rank, each dimension's chunks sum to its length,
     /// and no empty chunks except `[0]` (or `[]`) for a dimension of length 0.
@@ -213,6 +257,26 @@ impl ChunkGrid {
     pub fn block_shape(&self, block: &[usize]) -> Result<Vec<usize>, ChunkError> {
         self.check(block)?;
         Ok(block.iter().zip(&self.chunks).map(|(&b, c)| c[b]).collect())
+    }
+
+    /// How many blocks `sel` touches and how many elements they hold in all: what reading it
+    /// costs in chunks and decoded bytes, however few elements it keeps. Counted without
+    /// listing the blocks, so a hostile selection cannot make this allocate; saturates.
+    ///
+    /// # Panics
+    /// If `sel` was not resolved against this grid's shape.
+    pub fn touched(&self, sel: &Selection) -> Touched {
+        assert_selection_fits(&self.shape(), sel);
+        if sel.num_elements() == 0 {
+            return Touched::default();
+        }
+        let (mut chunks, mut elements) = (1u128, 1u128);
+        for (d, lengths) in sel.dims.iter().zip(&self.chunks) {
+            let (c, e) = dim_touched(d, lengths);
+            chunks = chunks.saturating_mul(c);
+            elements = elements.saturating_mul(e);
+        }
+        Touched { chunks, elements }
     }
 
     /// Every block `sel` touches, in C order of block index, with the part of it selected.
@@ -307,18 +371,55 @@ where
     B: AsRef<[u8]>,
     E: From<ChunkError>,
 {
-    let lens: Vec<usize> = sel.dims.iter().map(|d| d.len).collect();
-    let n: usize = lens.iter().product();
-    let plan = grid.plan(sel);
-    let mut out = vec![0u8; n * itemsize];
-    if n == 0 || itemsize == 0 {
-        return Ok(out);
+    let mut out = Assembler::new(grid.clone(), sel, itemsize);
+    if out.is_empty() {
+        return Ok(out.finish());
     }
-    let out_strides = c_strides(&lens, 1);
-    for read in &plan {
-        let bshape = grid.block_shape(&read.block)?;
+    for read in &grid.plan(sel) {
         let data = chunk(&read.block)?;
-        let src = data.as_ref();
+        out.place(read, data.as_ref())?;
+    }
+    Ok(out.finish())
+}
+
+/// The C-order result of a selection, built one chunk at a time in any order: each chunk's
+/// part is copied into place as it arrives, so the chunk can be dropped at once.
+pub struct Assembler {
+    grid: ChunkGrid,
+    out: Vec<u8>,
+    out_strides: Vec<usize>,
+    itemsize: usize,
+}
+
+impl Assembler {
+    /// An output buffer for `sel` of `grid`'s array, zeroed.
+    ///
+    /// # Panics
+    /// If `sel` was not resolved against the grid's shape.
+    pub fn new(grid: ChunkGrid, sel: &Selection, itemsize: usize) -> Self {
+        assert_selection_fits(&grid.shape(), sel);
+        let lens: Vec<usize> = sel.dims.iter().map(|d| d.len).collect();
+        let n: usize = lens.iter().product();
+        Assembler {
+            grid,
+            out: vec![0u8; n * itemsize],
+            out_strides: c_strides(&lens, 1),
+            itemsize,
+        }
+    }
+
+    /// Whether there is nothing to copy (no elements, or elements of no size).
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Copies `read`'s part of its decoded chunk `src` into place.
+    pub fn place(&mut self, read: &ChunkRead, src: &[u8]) -> Result<(), ChunkError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let itemsize = self.itemsize;
+        let bshape = self.grid.block_shape(&read.block)?;
         let expected = bshape.iter().product::<usize>() * itemsize;
         if src.len() != expected {
             return Err(ChunkError::ChunkSize {
@@ -326,8 +427,7 @@ where
                 shape: bshape,
                 got: src.len(),
                 expected,
-            }
-            .into());
+            });
         }
         let block_strides = c_strides(&bshape, 1);
         let (mut s_base, mut d_base) = (0isize, 0isize);
@@ -336,7 +436,7 @@ where
             .dims
             .iter()
             .zip(&read.out_offset)
-            .zip(block_strides.iter().zip(&out_strides))
+            .zip(block_strides.iter().zip(&self.out_strides))
             .map(|((d, &o), (&bs, &os))| {
                 s_base += (d.start * bs) as isize;
                 d_base += (o * os) as isize;
@@ -350,6 +450,7 @@ where
         let axes = merge_axes(&axes);
         let inner = axes[axes.len() - 1];
         let run = inner.len * itemsize;
+        let out = &mut self.out;
         for_each_line(&axes, s_base, d_base, |s, d| {
             let (s, d) = (s as usize, d as usize);
             let dst = &mut out[d * itemsize..];
@@ -368,8 +469,13 @@ where
                 ),
             }
         });
+        Ok(())
     }
-    Ok(out)
+
+    /// The assembled bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
 }
 
 /// dask's `"auto"` chunks for `shape`: the whole array when it fits in `target_bytes`,
@@ -709,6 +815,23 @@ mod tests {
         out
     }
 
+    #[test]
+    fn a_thin_slice_across_a_stack_costs_every_frame() {
+        // 100,000 frames of 1000 x 1000, one chunk per frame: one pixel of each frame keeps
+        // 100,000 elements but touches 10^11.
+        let shape = [100_000, 1000, 1000];
+        let grid = ChunkGrid::regular(&shape, &[1, 1000, 1000]);
+        let t = grid.touched(&sel(":,0,0", &shape));
+        assert_eq!(t.chunks, 100_000);
+        assert_eq!(t.elements, 100_000_000_000);
+        // Every tenth frame, backwards.
+        let t = grid.touched(&sel("::-10,5,5", &shape));
+        assert_eq!((t.chunks, t.elements), (10_000, 10_000_000_000));
+        // One frame.
+        let t = grid.touched(&sel("7", &shape));
+        assert_eq!((t.chunks, t.elements), (1, 1_000_000));
+    }
+
     proptest! {
         #[test]
         fn assemble_equals_slicing_the_whole(
@@ -738,7 +861,23 @@ mod tests {
                 Ok(block_of(&grid, &whole, itemsize, block))
             }).unwrap();
             prop_assert_eq!(requested, blocks);
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(&got, &want);
+
+            // The cost counted without the plan is the plan's.
+            let touched = grid.touched(&sel);
+            prop_assert_eq!(touched.chunks, plan.len() as u128);
+            let held: usize = plan
+                .iter()
+                .map(|r| grid.block_shape(&r.block).unwrap().iter().product::<usize>())
+                .sum();
+            prop_assert_eq!(touched.elements, held as u128);
+
+            // Chunks placed in reverse order assemble the same result.
+            let mut asm = Assembler::new(grid.clone(), &sel, itemsize);
+            for r in plan.iter().rev() {
+                asm.place(r, &block_of(&grid, &whole, itemsize, &r.block)).unwrap();
+            }
+            prop_assert_eq!(asm.finish(), want);
         }
 
         #[test]

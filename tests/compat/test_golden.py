@@ -361,6 +361,9 @@ SUPPORTED = re.compile(r"^(.*Supported: )(.*)(\. Requested: .*)$", re.S)
 
 
 def normalise_error(body):
+    if isinstance(body, dict):
+        # tessera names the request in error bodies (the log has it too); Tiled does not.
+        body = {k: v for k, v in body.items() if k != "request_id"}
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, list):
         return {"detail": [{k: e.get(k) for k in ("type", "loc", "input")} for e in detail]}

@@ -19,6 +19,27 @@ use tessera_common::structure::{Spec, Structure, StructureFamily};
 use crate::error::ApiError;
 use query::Filter;
 
+/// A catalog statement stopped at its deadline: the search asked too much of the catalog,
+/// or the catalog is overloaded.
+pub fn statement_timed_out(timeout: Option<std::time::Duration>) -> ApiError {
+    crate::metrics::REFUSED
+        .with_label_values(&["statement_timeout"])
+        .inc();
+    let mut e = ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the catalog query took longer than {} (statement_timeout) and was stopped: \
+             narrow the search (more filters, a smaller page) or retry later",
+            timeout.map_or("its deadline".to_string(), |t| format!(
+                "{} s",
+                t.as_secs_f64()
+            ))
+        ),
+    );
+    e.retry_after = Some(5);
+    e
+}
+
 /// One node as the catalog knows it.
 #[derive(Clone, Debug)]
 pub struct Node {

@@ -51,6 +51,11 @@ fn db_err(e: impl std::error::Error) -> ApiError {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
+        if let Some(db) = s.downcast_ref::<tokio_postgres::error::DbError>()
+            && *db.code() == tokio_postgres::error::SqlState::QUERY_CANCELED
+        {
+            return super::statement_timed_out(None);
+        }
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
@@ -293,14 +298,32 @@ impl PostgresCatalog {
     /// a `+driver` suffix on the scheme, as in Tiled's URIs, is accepted) and applies any
     /// pending migrations under the advisory lock.
     pub async fn connect(uri: &str, max_connections: usize) -> Result<Self, ApiError> {
+        Self::connect_with(uri, max_connections, None).await
+    }
+
+    /// As [`connect`](Self::connect), with every statement of the pool's sessions stopped
+    /// after `statement_timeout` (PostgreSQL's own `statement_timeout`).
+    pub async fn connect_with(
+        uri: &str,
+        max_connections: usize,
+        statement_timeout: Option<std::time::Duration>,
+    ) -> Result<Self, ApiError> {
         let uri = match uri.split_once("://") {
             Some((scheme, rest)) if scheme.starts_with("postgres") => {
                 format!("postgresql://{rest}")
             }
             _ => uri.to_string(),
         };
-        let config = tokio_postgres::Config::from_str(&uri)
+        let mut config = tokio_postgres::Config::from_str(&uri)
             .map_err(|e| ApiError::bad_request(format!("bad PostgreSQL URI: {e}")))?;
+        if let Some(t) = statement_timeout {
+            let options = format!(
+                "{} -c statement_timeout={}",
+                config.get_options().unwrap_or(""),
+                t.as_millis().max(1)
+            );
+            config.options(options.trim());
+        }
         let manager = Manager::from_config(
             config,
             NoTls,

@@ -22,7 +22,31 @@ use crate::error::ApiError;
 /// A catalog in one SQLite database (a file, or `:memory:`).
 pub struct SqliteCatalog {
     conn: Arc<Mutex<Connection>>,
+    /// When the statement running for a request must stop (checked by SQLite's progress
+    /// handler), so one request cannot hold the single connection for long.
+    deadline: Arc<Deadline>,
+    statement_timeout: Option<std::time::Duration>,
 }
+
+/// A deadline SQLite's progress handler reads: nanoseconds after `start`, 0 for none.
+struct Deadline {
+    start: std::time::Instant,
+    at: std::sync::atomic::AtomicU64,
+}
+
+impl Deadline {
+    fn arm(&self, after: Option<std::time::Duration>) {
+        let at = after.map_or(0, |d| (self.start.elapsed() + d).as_nanos() as u64);
+        self.at.store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn passed(&self) -> bool {
+        let at = self.at.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0 && self.start.elapsed().as_nanos() as u64 > at
+    }
+}
+
+/// SQLite virtual-machine steps between two looks at the deadline (about a millisecond).
+const DEADLINE_CHECK_OPS: i32 = 10_000;
 
 fn db_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("catalog database: {e}"))
@@ -262,9 +286,24 @@ impl SqliteCatalog {
         .map_err(db_err)?;
         migrate::migrate_sqlite(&mut conn).map_err(db_err)?;
         register_functions(&conn).map_err(db_err)?;
+        let deadline = Arc::new(Deadline {
+            start: std::time::Instant::now(),
+            at: 0.into(),
+        });
+        let watched = deadline.clone();
+        conn.progress_handler(DEADLINE_CHECK_OPS, Some(move || watched.passed()))
+            .map_err(db_err)?;
         Ok(SqliteCatalog {
             conn: Arc::new(Mutex::new(conn)),
+            deadline,
+            statement_timeout: None,
         })
+    }
+
+    /// Stops any statement a request runs after `timeout` (the default is no limit).
+    pub fn with_statement_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
     }
 
     /// Loads a static tree (as the root) into an empty catalog, in one transaction.
@@ -280,9 +319,17 @@ impl SqliteCatalog {
         f: impl FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let conn = self.conn.clone();
+        let (deadline, timeout) = (self.deadline.clone(), self.statement_timeout);
         tokio::task::spawn_blocking(move || {
             let guard = conn.lock().map_err(|_| db_err("lock poisoned"))?;
-            f(&guard)
+            deadline.arm(timeout);
+            let out = f(&guard);
+            let late = deadline.passed();
+            deadline.arm(None);
+            match (out, timeout) {
+                (Err(_), Some(t)) if late => Err(super::statement_timed_out(Some(t))),
+                (out, _) => out,
+            }
         })
         .await
         .map_err(db_err)?

@@ -74,10 +74,13 @@ fn check_expected_shape(req: &Request, shape: &[usize]) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn check_size(state: &AppState, elements: usize, itemsize: usize) -> Result<(), ApiError> {
+/// Refuses a response of `bytes` over the response limit (Tiled's words and status).
+pub(super) fn check_bytes(state: &AppState, bytes: usize) -> Result<(), ApiError> {
     let limit = state.config.response_bytesize_limit;
-    let bytes = elements.saturating_mul(itemsize);
     if bytes > limit {
+        crate::metrics::REFUSED
+            .with_label_values(&["response"])
+            .inc();
         return Err(ApiError::bad_request(format!(
             "Response would exceed {limit}. Use slicing ('?slice=...') to request smaller chunks."
         )));
@@ -162,7 +165,10 @@ async fn send_array(
         req.params.get("format"),
         req.accept(),
     )?;
-    check_size(state, sel.num_elements(), structure.data_type.itemsize())?;
+    let bytes = sel
+        .num_elements()
+        .saturating_mul(structure.data_type.itemsize());
+    check_bytes(state, bytes)?;
     // The ETag names the data version, the selection and the format, so it is known before
     // any data is read: a revalidation costs nothing.
     let etag = etag_of(&[
@@ -183,6 +189,9 @@ async fn send_array(
     };
     let filename = req.params.get("filename").map(str::to_string);
     let produce = async {
+        // The assembled selection and its encoding (or compressed copy) live at once.
+        req.reserve(state, 2 * bytes as u64, "this response")
+            .await?;
         let data = read_array(state, structure, source, node.data_version, &sel).await?;
         if media == negotiate::HDF5 {
             let attrs = node.metadata.clone();
@@ -282,6 +291,17 @@ async fn send_sparse(
         req.accept(),
     )?;
     let grid = ChunkGrid::new(shape, chunks.to_vec())?;
+    let touched = grid.touched(&sel);
+    // A sparse block's size is known only once read; count the dense bound of its
+    // coordinates as the budget's bytes would over-refuse, so only chunks are capped here
+    // and the kept points are checked against the response limit as they accumulate.
+    crate::planner::check_budget(
+        state,
+        "this selection",
+        touched.chunks,
+        0,
+        "ask for a smaller slice, or read the blocks one by one with /array/block",
+    )?;
     let kept: Vec<usize> = (0..sel.dims.len()).filter(|&i| sel.dims[i].keep).collect();
     let mut coords: Vec<Vec<i64>> = vec![Vec::new(); kept.len()];
     let mut values: Vec<u8> = Vec::new();
@@ -314,6 +334,8 @@ async fn send_sparse(
             }
             values.extend_from_slice(&b.data.bytes[i * itemsize..(i + 1) * itemsize]);
         }
+        let points = values.len() / itemsize.max(1);
+        check_bytes(state, values.len() + points * kept.len() * 8)?;
     }
     let dtype = dtype.unwrap_or_else(tessera_common::dtype::DataType::f8);
     let n = values.len() / dtype.itemsize().max(1);
@@ -362,6 +384,7 @@ pub async fn awkward_buffers(
         .dispatcher
         .read_awkward_buffers(source_of(&node)?, &form_keys)
         .await?;
+    check_bytes(state, buffers.iter().map(|(_, b)| b.len()).sum())?;
     let entries: Vec<(String, &[u8])> = buffers.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
     let body = Bytes::from(encode::zip(&entries)?);
     Ok(respond::send(
@@ -396,6 +419,7 @@ pub async fn awkward_full(
         .dispatcher
         .read_awkward_buffers(source_of(&node)?, &[])
         .await?;
+    check_bytes(state, buffers.iter().map(|(_, b)| b.len()).sum())?;
     let body = match media {
         negotiate::ZIP => {
             let entries: Vec<(String, &[u8])> =
@@ -445,6 +469,10 @@ pub async fn ragged_full(
         None | Some("") => ragged,
         Some(s) => ragged.slice(&SliceSpec::from_str(s)?)?,
     };
+    check_bytes(
+        state,
+        ragged.values.bytes.len() + ragged.offsets.iter().map(|o| o.len() * 8).sum::<usize>(),
+    )?;
     let body = match media {
         negotiate::JSON => Bytes::from(
             serde_json::to_vec(&ragged.to_json()?)

@@ -322,7 +322,16 @@ async fn dataset_table(
             }
         }
     }
-    let rows: usize = dims.iter().map(|(_, n)| n).product();
+    // Every column spans every row: the table is the product of the dimensions, whatever
+    // the variables' own sizes, so it is checked before any column is built.
+    let rows: usize = dims
+        .iter()
+        .fold(1usize, |acc, (_, n)| acc.saturating_mul(*n));
+    let columns_at_most = vars.len() + dims.len();
+    super::array::check_bytes(
+        state,
+        rows.saturating_mul(columns_at_most).saturating_mul(8),
+    )?;
     let mut budget = state.config.response_bytesize_limit;
     // Maps a row number to the flat index of a variable spanning `vdims`.
     let indexer = |vdims: Vec<String>, vshape: Vec<usize>| {

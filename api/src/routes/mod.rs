@@ -10,11 +10,12 @@ mod write;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
 
+use crate::admission::{Held, Holds, Reservation};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
@@ -130,6 +131,11 @@ pub struct Request {
     pub body: Bytes,
     /// `scheme://host/api/v1`, as the client sees us.
     pub base: String,
+    /// Names this request in the log and in error bodies.
+    pub id: String,
+    /// Memory reserved for this request's buffers and body, released once the response
+    /// body is sent.
+    reservations: std::sync::Mutex<Vec<Reservation>>,
 }
 
 impl Request {
@@ -138,6 +144,16 @@ impl Request {
         self.headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
+    }
+
+    /// Reserves `bytes` of the node's bytes-in-flight budget for `what`, held until the
+    /// response body is sent; waits for room a bounded time, else 503.
+    pub async fn reserve(&self, state: &AppState, bytes: u64, what: &str) -> Result<(), ApiError> {
+        let r = state.admission.reserve(bytes, what).await?;
+        if let Ok(mut held) = self.reservations.lock() {
+            held.push(r);
+        }
+        Ok(())
     }
 }
 
@@ -150,32 +166,157 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/api/v1")
 }
 
-/// The single axum handler: parse, dispatch, render errors.
+/// The request id: the one a proxy put in `X-Request-Id` when it is short and plain (so it
+/// cannot forge log lines), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    match given {
+        Some(v) => v.to_string(),
+        None => uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+    }
+}
+
+/// Routes whose body is data (arrays, tables, awkward buffers): the large upload limit.
+/// Every other body is a document (JSON or msgpack) under the small limit.
+fn is_data_upload(endpoint: &Endpoint, method: &Method) -> bool {
+    match endpoint {
+        Endpoint::ArrayFull(_) => method == Method::PUT || method == Method::PATCH,
+        Endpoint::ArrayBlock(_) | Endpoint::TableFull(_) | Endpoint::AwkwardFull(_) => {
+            method == Method::PUT
+        }
+        Endpoint::TablePartition(_) => method == Method::PUT || method == Method::PATCH,
+        _ => false,
+    }
+}
+
+/// Reads the body once the request is authorized: refused at once (413) when its declared
+/// length is over the route's limit, and cut off when it grows past it.
+async fn read_body(
+    state: &AppState,
+    endpoint: &Endpoint,
+    req: &Request,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let (limit, setting) = if is_data_upload(endpoint, &req.method) {
+        (
+            state.config.request_bytesize_limit,
+            "request_bytesize_limit",
+        )
+    } else {
+        (
+            state.config.document_bytesize_limit,
+            "document_bytesize_limit",
+        )
+    };
+    let too_large = |size: String| {
+        crate::metrics::REFUSED.with_label_values(&["body"]).inc();
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {size}; this route takes at most {limit} bytes \
+                 ({setting}): send the data in smaller pieces (by block or partition)"
+            ),
+        )
+    };
+    if HttpBody::is_end_stream(&body) {
+        return Ok(Bytes::new());
+    }
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared {
+        if n > limit as u64 {
+            return Err(too_large(format!("{n} bytes")));
+        }
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+    }
+    // A body of unknown length is read up to a quarter of the node's budget at most, so
+    // one chunked upload cannot hold all of it.
+    let limit = match declared {
+        Some(n) => n as usize,
+        None => limit.min((state.admission.max_bytes() / 4) as usize),
+    };
+    if limit > 64 << 10 {
+        req.reserve(state, limit as u64, "the request body").await?;
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large(format!("over {limit} bytes"))
+        } else {
+            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        }
+    })
+}
+
+/// The single axum handler: admit, parse, authorize, read the body, dispatch, render errors.
+/// The request's place and memory are held until its response body is sent.
 pub async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let endpoint = match Endpoint::parse(uri.path()) {
-        Ok(e) => e,
-        Err(e) => return e.into_response(),
+    let id = request_id(&headers);
+    let mut resp = match admit_and_route(&state, method, &uri, headers, body, &id).await {
+        Ok((resp, holds)) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, Held::wrap(body, holds))
+        }
+        Err(e) => e.render(&id),
     };
-    let req = Request {
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn admit_and_route(
+    state: &AppState,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+    id: &str,
+) -> Result<(Response, Holds), ApiError> {
+    let endpoint = Endpoint::parse(uri.path())?;
+    let slot = state.admission.admit()?;
+    let mut req = Request {
         base: base_url(&headers),
         params: Params::parse(uri.query()),
         method,
         headers,
-        body,
+        body: Bytes::new(),
+        id: id.to_string(),
+        reservations: Default::default(),
     };
-    if let Err(e) = authorize(&state, &endpoint, &req) {
-        return e.into_response();
-    }
-    match route(&state, endpoint, &req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    authorize(state, &endpoint, &req)?;
+    req.body = read_body(state, &endpoint, &req, body).await?;
+    let resp = route(state, endpoint, &req)
+        .await
+        .unwrap_or_else(|e| e.render(id));
+    let reservations = req.reservations.into_inner().unwrap_or_default();
+    Ok((
+        resp,
+        Holds {
+            slot: Some(slot),
+            reservations,
+        },
+    ))
 }
 
 /// The API key a request presents: `Authorization: Apikey ...`, `?api_key=` or the

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use tessera_common::structure::StructureFamily;
 
 use super::Request;
-use crate::catalog::query::{QUERY_NAMES, parse_filters};
+use crate::catalog::query::{Filter, QUERY_NAMES, parse_filters};
 use crate::catalog::{DistinctRequest, Node, SearchRequest, SortKey};
 use crate::error::ApiError;
 use crate::negotiate;
@@ -209,7 +209,9 @@ fn page_link(
     for (k, v) in &req.params.0 {
         if !matches!(
             k.as_str(),
-            "page[offset]" | "page[limit]" | "page[cursor]" | "page[after]"
+            // A credential in the query must not travel on in links (or into logs and
+            // browser histories through them).
+            "page[offset]" | "page[limit]" | "page[cursor]" | "page[after]" | "api_key"
         ) {
             q.append_pair(k, v);
         }
@@ -274,9 +276,16 @@ pub async fn search(
         None
     };
     let only_count = view.fields.as_ref().is_some_and(|f| f == &["count"]);
+    let sort = p.all("sort");
+    check_count(
+        sort.len(),
+        state.config.max_sort_keys,
+        "sort keys",
+        "max_sort_keys",
+    )?;
     let sreq = SearchRequest {
-        filters: parse_filters(&p.0)?,
-        sort: parse_sort(&p.all("sort"), deep)?,
+        filters: filters(state, p)?,
+        sort: parse_sort(&sort, deep)?,
         offset,
         limit: if only_count { 0 } else { limit },
         deep: max_depth,
@@ -320,19 +329,50 @@ pub async fn search(
     Ok(r)
 }
 
+/// Refuses more than `max` of something a search may list.
+fn check_count(n: usize, max: usize, what: &str, setting: &str) -> Result<(), ApiError> {
+    if n > max {
+        crate::metrics::REFUSED.with_label_values(&[setting]).inc();
+        return Err(ApiError::bad_request(format!(
+            "this request gives {n} {what}; at most {max} are accepted ({setting}): \
+             narrow the search in steps"
+        )));
+    }
+    Ok(())
+}
+
+/// The request's search filters, at most `max_filters` of them.
+fn filters(state: &AppState, p: &crate::params::Params) -> Result<Vec<Filter>, ApiError> {
+    let filters = parse_filters(&p.0)?;
+    check_count(
+        filters.len(),
+        state.config.max_filters,
+        "filters",
+        "max_filters",
+    )?;
+    Ok(filters)
+}
+
 pub async fn distinct(
     state: &AppState,
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
     let p = &req.params;
+    let keys = p.all("metadata");
+    check_count(
+        keys.len(),
+        state.config.max_distinct_keys,
+        "metadata keys",
+        "max_distinct_keys",
+    )?;
     let dreq = DistinctRequest {
-        metadata: p.all("metadata").iter().map(|s| s.to_string()).collect(),
+        metadata: keys.iter().map(|s| s.to_string()).collect(),
         structure_families: p.bool("structure_families", false)?,
         specs: p.bool("specs", false)?,
         counts: p.bool("counts", false)?,
     };
-    let filters = parse_filters(&p.0)?;
+    let filters = filters(state, p)?;
     let doc = state.catalog.distinct(path, &filters, &dreq).await?;
     respond::document(&req.headers, &doc).await
 }

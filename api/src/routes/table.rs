@@ -118,6 +118,13 @@ async fn send(
         format!("{partitions:?}{cols:?}{:?}", req.accept()).as_bytes(),
         media.as_bytes(),
     ]);
+    crate::planner::check_budget(
+        state,
+        "this request",
+        partitions.len() as u128,
+        0,
+        "read the table partition by partition with /table/partition",
+    )?;
     let produce = async {
         let index = state.dispatcher.index_columns(source).await?;
         let mut batches = Vec::with_capacity(partitions.len());
@@ -130,13 +137,16 @@ async fn send(
             let batch =
                 read_partition(state, source, node.data_version, *p, wanted.as_deref()).await?;
             let b = project(batch, &cols, &index)?;
-            bytes += b.get_array_memory_size();
+            let size = b.get_array_memory_size();
+            bytes += size;
             if bytes > state.config.response_bytesize_limit {
                 return Err(ApiError::bad_request(format!(
                     "Response would exceed {}. Request fewer partitions or columns.",
                     state.config.response_bytesize_limit
                 )));
             }
+            // The batches and their encoding live at once.
+            req.reserve(state, 2 * size as u64, "this table").await?;
             batches.push(b);
         }
         let header = !negotiate::csv_header_absent(req.params.get("format"), req.accept());

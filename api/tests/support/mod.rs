@@ -1,5 +1,6 @@
 //! Shared by the integration tests: a fresh PostgreSQL schema per test on the real server
-//! (127.0.0.1:5432, database `test`), dropped when the test ends, even by a panic.
+//! (127.0.0.1:5432, database `test`), dropped when the test ends, even by a panic; and a
+//! demo-tree server on a free port, stopped when the test ends.
 
 #![allow(dead_code)] // each test binary uses a part of it
 
@@ -95,5 +96,63 @@ impl Drop for PgSchema {
             })
         })
         .join();
+    }
+}
+
+/// `tessera serve demo` in-process on a free port, with a reqwest client.
+pub struct DemoServer {
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl DemoServer {
+    /// With the default settings.
+    pub async fn start() -> Self {
+        Self::with_config(tessera_api::config::Config::default()).await
+    }
+
+    /// With `config`.
+    pub async fn with_config(config: tessera_api::config::Config) -> Self {
+        use tessera_api::server;
+        let catalog = std::sync::Arc::new(server::demo_catalog().unwrap());
+        let state = server::embedded_state(config, catalog);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(server::run(listener, state, async {
+            let _ = rx.await;
+        }));
+        DemoServer {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            _stop: tx,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_with(&self, path: &str, accept: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The JSON document at `path`, which must answer 200.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.unwrap()
     }
 }
