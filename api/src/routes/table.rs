@@ -118,13 +118,6 @@ async fn send(
         format!("{partitions:?}{cols:?}{:?}", req.accept()).as_bytes(),
         media.as_bytes(),
     ]);
-    crate::planner::check_budget(
-        state,
-        "this request",
-        partitions.len() as u128,
-        0,
-        "read the table partition by partition with /table/partition",
-    )?;
     let produce = async {
         let index = state.dispatcher.index_columns(source).await?;
         let mut batches = Vec::with_capacity(partitions.len());
@@ -203,6 +196,13 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
     }
     let structure = table(&node, "/table/full")?;
     let cols = columns(req, structure, true)?;
+    crate::planner::check_budget(
+        state,
+        "this table",
+        structure.npartitions as u128,
+        0,
+        "read it partition by partition with /table/partition",
+    )?;
     send(
         state,
         req,

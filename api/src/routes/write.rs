@@ -176,6 +176,7 @@ pub async fn create(
             let structure = single_source_structure::<ArrayStructure>(&sources, "an array")?;
             zarr::validate(&structure).map_err(|e| ApiError::unprocessable(e.to_string()))?;
             check_dtype(&structure.data_type)?;
+            check_declared_size("the array", &structure.shape, &structure.data_type)?;
             Some((Structure::Array(structure), zarr::MIMETYPE, "zarr"))
         }
         StructureFamily::Table => {
@@ -187,6 +188,12 @@ pub async fn create(
                     "a table needs at least one partition",
                 ));
             }
+            if structure.npartitions > MAX_PARTITIONS {
+                return Err(ApiError::unprocessable(format!(
+                    "a table may have at most {MAX_PARTITIONS} partitions; {} declared",
+                    structure.npartitions
+                )));
+            }
             Some((
                 Structure::Table(structure),
                 parquet_table::MIMETYPE,
@@ -196,13 +203,14 @@ pub async fn create(
         StructureFamily::Sparse => {
             let structure = single_source_structure::<SparseStructure>(&sources, "a sparse array")?;
             ChunkGrid::new(&structure.shape, structure.chunks.clone())?;
+            check_dtype(&structure.data_type)?;
+            check_declared_size("the sparse array", &structure.shape, &structure.data_type)?;
             if structure.layout != "COO" {
                 return Err(ApiError::unprocessable(format!(
                     "sparse layout {:?} is not supported; COO is",
                     structure.layout
                 )));
             }
-            check_dtype(&structure.data_type)?;
             Some((
                 Structure::Sparse(structure),
                 sparse_store::MIMETYPE,
@@ -305,6 +313,33 @@ fn single_source_structure<T: serde::de::DeserializeOwned>(
         .ok_or_else(|| ApiError::unprocessable("the data source has no structure"))?;
     serde_json::from_value(structure)
         .map_err(|e| ApiError::unprocessable(format!("the structure of {what} is invalid: {e}")))
+}
+
+/// Partitions a table may be created with (each is a file, listed in every full read).
+const MAX_PARTITIONS: usize = 1 << 20;
+/// Chunks along one axis an array may grow to by extension.
+const MAX_CHUNKS_PER_AXIS: usize = 1 << 22;
+/// Dimensions an array may be created with (numpy's own limit is 64).
+const MAX_NDIM: usize = 32;
+
+/// Refuses a declared shape whose size cannot be counted: too many dimensions, or more bytes
+/// than 64 bits hold (a product that would wrap).
+fn check_declared_size(what: &str, shape: &[usize], dtype: &DataType) -> Result<(), ApiError> {
+    if shape.len() > MAX_NDIM {
+        return Err(ApiError::unprocessable(format!(
+            "{what} has {} dimensions; at most {MAX_NDIM} are supported",
+            shape.len()
+        )));
+    }
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.itemsize() as u64, |n, &d| n.checked_mul(d as u64));
+    if bytes.is_none() {
+        return Err(ApiError::unprocessable(format!(
+            "{what} of shape {shape:?} would hold more than 2^64 bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses data types numpy could not have produced (an `i3`, a zero-sized type).
@@ -777,6 +812,19 @@ pub async fn patch_array(
             ));
         }
         new.shape = s.shape.iter().zip(&end).map(|(n, e)| *n.max(e)).collect();
+        check_declared_size("the extended array", &new.shape, &new.data_type)?;
+        // The grid is listed chunk by chunk: an offset far past the end must not make it
+        // billions of entries long.
+        for (axis, (c, &n)) in s.chunks.iter().zip(&new.shape).enumerate() {
+            let size = c.first().copied().filter(|&x| x > 0).unwrap_or(n.max(1));
+            if n.div_ceil(size) > MAX_CHUNKS_PER_AXIS {
+                return Err(ApiError::unprocessable(format!(
+                    "extending axis {axis} to {n} would make {} chunks of {size}; at most \
+                     {MAX_CHUNKS_PER_AXIS} are allowed per axis",
+                    n.div_ceil(size)
+                )));
+            }
+        }
         new.chunks = s
             .chunks
             .iter()
@@ -1053,7 +1101,8 @@ pub async fn put_awkward(
     storage(state)?;
     let node = state.node(path).await?;
     let uri = writable_location(&node, awkward_store::MIMETYPE, "an awkward array")?;
-    awkward_store::write(&uri, req.body.clone())
+    let limit = state.config.request_bytesize_limit as u64;
+    awkward_store::write(&uri, req.body.clone(), limit)
         .await
         .map_err(|e| match e {
             tessera_common::adapters::AdapterError::BadSource(m) => ApiError::bad_request(m),
