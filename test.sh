@@ -29,4 +29,4 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/compat/requirements.txt "$venv/
 fi
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-TESSERA_BIN="$target_dir/debug/tessera" "$venv/bin/python" -m pytest tests/compat -q "$@"
+TESSERA_BIN="$target_dir/debug/tessera" "$venv/bin/python" -m pytest tests/compat -q -rsx "$@"

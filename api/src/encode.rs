@@ -99,8 +99,21 @@ pub async fn sparse(
 }
 
 /// A stored (uncompressed) zip of named buffers.
-pub fn zip(entries: &[(String, &[u8])]) -> Result<Vec<u8>, ApiError> {
-    Ok(serializers::zip::zip_stored(entries)?)
+pub async fn zip(entries: Vec<(String, Bytes)>) -> Result<Bytes, ApiError> {
+    blocking(move || {
+        let refs: Vec<(String, &[u8])> = entries.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+        serializers::zip::zip_stored(&refs).map(Bytes::from)
+    })
+    .await
+}
+
+/// Runs `f` (JSON of awkward or ragged arrays, say) on the blocking pool.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
 }
 
 /// A NetCDF file of variables, with global attributes `attrs`.

@@ -2,11 +2,13 @@
 //! `Content-Encoding` (zstd or gzip, only where it pays), and the headers Tiled's client reads.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::negotiate;
@@ -61,14 +63,41 @@ fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
     (has("zstd"), has("gzip"))
 }
 
-/// Bodies at least this large are compressed by zstd's worker threads, one per core.
+/// Bodies at least this large are compressed by zstd's worker threads.
 const PARALLEL_ZSTD: usize = 8 << 20;
 
-fn zstd(data: &[u8]) -> Option<Vec<u8>> {
-    if data.len() < PARALLEL_ZSTD {
+/// Threads compressing response bodies, for the whole process: one per core, shared by every
+/// response (a large one takes the free ones), so 48 large answers at once do not start 96
+/// compression threads.
+static COMPRESSION_THREADS: std::sync::LazyLock<(Arc<Semaphore>, usize)> =
+    std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (Arc::new(Semaphore::new(cores)), cores)
+    });
+
+/// Permits for compressing one body: one (waited for), plus whichever others are free when
+/// the body is large enough to share out.
+async fn compression_permits(len: usize) -> Vec<OwnedSemaphorePermit> {
+    let (sem, cores) = &*COMPRESSION_THREADS;
+    let Ok(first) = sem.clone().acquire_owned().await else {
+        return Vec::new();
+    };
+    let mut permits = vec![first];
+    if len >= PARALLEL_ZSTD {
+        while permits.len() < *cores {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+    }
+    permits
+}
+
+fn zstd_with(data: &[u8], workers: usize) -> Option<Vec<u8>> {
+    if workers <= 1 || data.len() < PARALLEL_ZSTD {
         return zstd::bulk::compress(data, 1).ok();
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut c = zstd::bulk::Compressor::new(1).ok()?;
     c.set_parameter(zstd::stream::raw::CParameter::NbWorkers(workers as u32))
         .ok()?;
@@ -84,17 +113,27 @@ fn gzip(data: &[u8]) -> Option<Vec<u8>> {
     enc.finish().ok()
 }
 
-/// Compresses `body` with the best encoding the client accepts, if that pays.
+/// Compresses `body` with the best encoding the client accepts, if that pays, on one thread.
 pub fn compress(headers: &HeaderMap, body: &Bytes) -> Option<(&'static str, Bytes)> {
+    compress_with(headers, body, 1)
+}
+
+/// As [`compress`], with zstd on up to `workers` threads for large bodies.
+fn compress_with(
+    headers: &HeaderMap,
+    body: &Bytes,
+    workers: usize,
+) -> Option<(&'static str, Bytes)> {
     if body.len() < MIN_COMPRESS {
         return None;
     }
     let (z, g) = accepted_encodings(headers);
-    type Codec = fn(&[u8]) -> Option<Vec<u8>>;
+    let zstd = move |d: &[u8]| zstd_with(d, workers);
+    type Codec<'a> = &'a dyn Fn(&[u8]) -> Option<Vec<u8>>;
     let (name, f): (&'static str, Codec) = if z {
-        ("zstd", zstd)
+        ("zstd", &zstd)
     } else if g {
-        ("gzip", gzip)
+        ("gzip", &gzip)
     } else {
         return None;
     };
@@ -161,10 +200,14 @@ pub async fn send(headers: &HeaderMap, p: Payload) -> Response {
     let body = p.body.clone();
     let compressed = if body.len() > 256 * 1024 {
         let hdrs = headers.clone();
-        tokio::task::spawn_blocking(move || compress(&hdrs, &body))
-            .await
-            .ok()
-            .flatten()
+        let permits = compression_permits(body.len()).await;
+        tokio::task::spawn_blocking(move || {
+            let workers = permits.len();
+            compress_with(&hdrs, &body, workers)
+        })
+        .await
+        .ok()
+        .flatten()
     } else {
         compress(headers, &body)
     };
@@ -282,13 +325,29 @@ mod tests {
     #[test]
     fn large_bodies_compress_in_parallel_to_one_frame() {
         let body = levels(PARALLEL_ZSTD + 12345, 4);
-        let (enc, out) = compress(&hdrs("zstd"), &body).unwrap();
+        let (enc, out) = compress_with(&hdrs("zstd"), &body, 2).unwrap();
         assert_eq!(enc, "zstd");
         // One frame that any zstd decoder reads whole, with its size recorded.
         assert_eq!(
             zstd::bulk::decompress(&out, body.len()).unwrap(),
             body.to_vec()
         );
+    }
+
+    #[tokio::test]
+    async fn compression_threads_are_shared_by_the_process() {
+        let (_, cores) = &*COMPRESSION_THREADS;
+        let large = compression_permits(PARALLEL_ZSTD).await;
+        assert_eq!(large.len(), *cores);
+        // While a large body holds every thread, the next waits for one.
+        let next = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            compression_permits(1 << 20),
+        )
+        .await;
+        assert!(next.is_err());
+        drop(large);
+        assert_eq!(compression_permits(1 << 20).await.len(), 1);
     }
 
     #[test]

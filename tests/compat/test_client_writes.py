@@ -503,9 +503,6 @@ def test_write_dask_dataframe_sends_one_put_per_partition(wc, rc, box):
         assert_frame_exact(got.read_partition(i), ddf.partitions[i].compute())
 
 
-@pytest.mark.tessera_todo(
-    "a partition replaced by a pandas frame keeps its own pandas dtypes (object, not string)"
-)
 def test_write_partition_replaces_one_partition(rc, box):
     _, ddf = _dask_frame()
     node = box.write_table(ddf, key="t")

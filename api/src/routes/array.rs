@@ -385,8 +385,7 @@ pub async fn awkward_buffers(
         .read_awkward_buffers(source_of(&node)?, &form_keys)
         .await?;
     check_bytes(state, buffers.iter().map(|(_, b)| b.len()).sum())?;
-    let entries: Vec<(String, &[u8])> = buffers.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-    let body = Bytes::from(encode::zip(&entries)?);
+    let body = encode::zip(buffers).await?;
     Ok(respond::send(
         &req.headers,
         Payload {
@@ -421,14 +420,16 @@ pub async fn awkward_full(
         .await?;
     check_bytes(state, buffers.iter().map(|(_, b)| b.len()).sum())?;
     let body = match media {
-        negotiate::ZIP => {
-            let entries: Vec<(String, &[u8])> =
-                buffers.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-            Bytes::from(encode::zip(&entries)?)
-        }
+        negotiate::ZIP => encode::zip(buffers).await?,
         negotiate::JSON => {
-            let v = crate::awkward::to_json(&s.form, s.length, &buffers)?;
-            Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))?)
+            let (form, length) = (s.form.clone(), s.length);
+            encode::on_blocking_pool(move || {
+                let v = crate::awkward::to_json(&form, length, &buffers)?;
+                serde_json::to_vec(&v)
+                    .map(Bytes::from)
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            })
+            .await?
         }
         other => {
             return Err(ApiError::not_acceptable(format!(
@@ -474,20 +475,28 @@ pub async fn ragged_full(
         ragged.values.bytes.len() + ragged.offsets.iter().map(|o| o.len() * 8).sum::<usize>(),
     )?;
     let body = match media {
-        negotiate::JSON => Bytes::from(
-            serde_json::to_vec(&ragged.to_json()?)
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-        ),
+        negotiate::JSON => {
+            encode::on_blocking_pool(move || {
+                serde_json::to_vec(&ragged.to_json()?)
+                    .map(Bytes::from)
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            })
+            .await?
+        }
         negotiate::ZIP => {
             let (form, buffers, length) = ragged.to_buffers()?;
-            let mut entries: Vec<(String, Vec<u8>)> = buffers;
-            entries.push(("length".into(), (length as u64).to_be_bytes().to_vec()));
+            let mut entries: Vec<(String, Bytes)> = buffers
+                .into_iter()
+                .map(|(n, b)| (n, Bytes::from(b)))
+                .collect();
+            entries.push((
+                "length".into(),
+                Bytes::copy_from_slice(&(length as u64).to_be_bytes()),
+            ));
             let form_json = serde_json::to_string(&Value::String(form.to_string()))
                 .map_err(|e| ApiError::internal(e.to_string()))?;
-            entries.push(("form".into(), form_json.into_bytes()));
-            let refs: Vec<(String, &[u8])> =
-                entries.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-            Bytes::from(encode::zip(&refs)?)
+            entries.push(("form".into(), Bytes::from(form_json)));
+            encode::zip(entries).await?
         }
         other => {
             return Err(ApiError::not_acceptable(format!(

@@ -955,9 +955,47 @@ fn to_declared_types(
             }
         }
     }
-    let schema = arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone());
+    let metadata = declared_pandas_types(schema.metadata(), want.metadata());
+    let schema = arrow_schema::Schema::new_with_metadata(fields, metadata);
     arrow_array::RecordBatch::try_new(Arc::new(schema), columns)
         .map_err(|e| ApiError::unprocessable(format!("the partition cannot be stored: {e}")))
+}
+
+/// The uploaded schema metadata, with the pandas types of the table's columns taken from the
+/// table's declared schema: a partition sent as a plain pandas frame (`str` strings) reads
+/// back with the table's dtypes (`string`), like its siblings, and its own index kept.
+fn declared_pandas_types(
+    sent: &arrow_schema::Metadata,
+    declared: &arrow_schema::Metadata,
+) -> arrow_schema::Metadata {
+    let parse = |m: &arrow_schema::Metadata| {
+        m.get("pandas")
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+    };
+    let (Some(mut pandas), Some(table)) = (parse(sent), parse(declared)) else {
+        return sent.clone();
+    };
+    let index: Vec<Value> = pandas["index_columns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let declared_columns = table["columns"].as_array().cloned().unwrap_or_default();
+    if let Some(columns) = pandas["columns"].as_array_mut() {
+        for c in columns {
+            let name = c["field_name"].clone();
+            if index.contains(&name) {
+                continue;
+            }
+            if let Some(d) = declared_columns.iter().find(|d| d["field_name"] == name) {
+                for k in ["pandas_type", "numpy_type", "metadata"] {
+                    c[k] = d[k].clone();
+                }
+            }
+        }
+    }
+    let mut out = sent.clone();
+    out.insert("pandas", pandas.to_string());
+    out
 }
 
 /// Arrow types that hold the same values (pandas gives `string` or `large_string` for the
