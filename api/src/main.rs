@@ -81,31 +81,43 @@ enum Serve {
     /// Serve a catalog (SQLite file or PostgreSQL), writable with --write, as
     /// `tiled serve catalog` does.
     Catalog {
-        /// The catalog database: an SQLite file path (or `sqlite:///path`), or a
-        /// `postgresql://` URI. Migrated at start-up.
-        #[arg(required_unless_present = "temp")]
-        database: Option<String>,
-        /// Use a fresh catalog in a temporary directory, deleted at exit.
-        #[arg(long, conflicts_with = "database")]
-        temp: bool,
-        /// Accepted for Tiled compatibility: the catalog is always created if missing.
-        #[arg(long, alias = "init")]
-        init_if_not_exists: bool,
-        /// A directory where written data is stored (Zarr arrays). Without it, read-only.
-        #[arg(long, env = "TESSERA_WRITE")]
-        write: Option<std::path::PathBuf>,
-        /// The single-user API key (one is generated and printed if not given).
-        #[arg(long, env = "TESSERA_API_KEY")]
-        api_key: Option<String>,
-        /// Let anonymous clients read; writes still need the API key.
-        #[arg(long)]
-        public: bool,
-        /// A directory whose files may be registered (POST /register); repeatable.
-        #[arg(long = "read", value_name = "DIR")]
-        read: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        catalog: CatalogOpts,
         #[command(flatten)]
         opts: ServeOpts,
     },
+}
+
+#[derive(clap::Args)]
+struct CatalogOpts {
+    /// The catalog database: an SQLite file path (or `sqlite:///path`), or a
+    /// `postgresql://` URI. Migrated at start-up.
+    #[arg(required_unless_present = "temp")]
+    database: Option<String>,
+    /// Use a fresh catalog in a temporary directory, deleted at exit.
+    #[arg(long, conflicts_with = "database")]
+    temp: bool,
+    /// Accepted for Tiled compatibility: the catalog is always created if missing.
+    #[arg(long, alias = "init")]
+    init_if_not_exists: bool,
+    /// A directory where written data is stored (Zarr arrays). Without it, read-only.
+    #[arg(long, env = "TESSERA_WRITE")]
+    write: Option<std::path::PathBuf>,
+    /// The single-user API key (one is generated and printed if not given).
+    #[arg(long, env = "TESSERA_API_KEY")]
+    api_key: Option<String>,
+    /// Let anonymous clients read; writes still need the API key.
+    #[arg(long)]
+    public: bool,
+    /// A directory whose files may be registered (POST /register); repeatable.
+    #[arg(long = "read", value_name = "DIR")]
+    read: Vec<std::path::PathBuf>,
+    /// At start-up, data in --write that no catalog row points at is removed once nothing
+    /// in it changed for this many seconds (what a crash left behind). The default is 0
+    /// with SQLite (this process is its only writer) and 3600 with PostgreSQL (other nodes
+    /// may be writing).
+    #[arg(long, value_name = "SECONDS", env = "TESSERA_ORPHAN_GRACE")]
+    orphan_grace: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -260,15 +272,17 @@ async fn serve(
 }
 
 /// `tessera serve catalog`: the catalog, optional writable storage and a single-user key.
-async fn serve_catalog(
-    database: Option<String>,
-    temp: bool,
-    write: Option<std::path::PathBuf>,
-    api_key: Option<String>,
-    public: bool,
-    read: Vec<std::path::PathBuf>,
-    opts: ServeOpts,
-) -> anyhow::Result<()> {
+async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
+    let CatalogOpts {
+        database,
+        temp,
+        init_if_not_exists: _,
+        write,
+        api_key,
+        public,
+        read,
+        orphan_grace,
+    } = c;
     use tessera_api::catalog::Catalog;
     use tessera_api::catalog::postgres::PostgresCatalog;
     use tessera_api::catalog::sqlite::SqliteCatalog;
@@ -316,13 +330,43 @@ async fn serve_catalog(
     };
     let write = write.or_else(|| tempdir.as_ref().map(|d| d.join("data")));
     let state = match &write {
-        Some(dir) => server::writable_state(config, catalog, Storage::local(dir)?),
+        Some(dir) => {
+            let storage = Storage::local(dir)?;
+            let grace = orphan_grace.unwrap_or(if is_postgres(&database) { 3600.0 } else { 0.0 });
+            sweep(catalog.as_ref(), &storage, grace).await?;
+            server::writable_state(config, catalog, storage)
+        }
         None => server::embedded_state(config, catalog),
     };
     let what = format!("the catalog {}", without_password(&database));
     serve(state, &opts, &what, started, &format!("?api_key={key}")).await?;
     if let Some(dir) = tempdir {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+/// Removes from `storage` what no catalog row points at (what a crash left behind), once
+/// nothing in it changed for `grace` seconds.
+async fn sweep(
+    catalog: &dyn tessera_api::catalog::Catalog,
+    storage: &Storage,
+    grace: f64,
+) -> anyhow::Result<()> {
+    let kept = catalog
+        .data_uris(&storage.prefix())
+        .await?
+        .into_iter()
+        .collect();
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs_f64(grace.max(0.0));
+    let swept = storage.sweep(kept, before).await?;
+    if swept != Default::default() {
+        tracing::info!(
+            "removed {} data locations no catalog row points at and {} staging files of \
+             interrupted writes",
+            swept.locations,
+            swept.staging_files
+        );
     }
     Ok(())
 }
@@ -466,20 +510,8 @@ async fn main() -> anyhow::Result<()> {
             serve(state, &opts, "the demo tree", started, "").await?;
         }
         Command::Serve {
-            what:
-                Serve::Catalog {
-                    database,
-                    temp,
-                    init_if_not_exists: _,
-                    write,
-                    api_key,
-                    public,
-                    read,
-                    opts,
-                },
-        } => {
-            serve_catalog(database, temp, write, api_key, public, read, opts).await?;
-        }
+            what: Serve::Catalog { catalog, opts },
+        } => serve_catalog(catalog, opts).await?,
         Command::Register {
             url,
             path,

@@ -1,9 +1,13 @@
 //! Where written data lives: a root location in an object store (a local directory by
 //! default). Every write goes to a fresh location that the catalog points at only once the
-//! write is complete; locations nothing points at any more are removed afterwards.
+//! write is complete; locations nothing points at any more are removed afterwards. What a
+//! crash leaves behind (a half-written location, one whose removal never ran, an
+//! interrupted put's staging file) is swept at start-up.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
@@ -26,15 +30,16 @@ impl Storage {
         Ok(Storage { root, store })
     }
 
+    /// The prefix every location of this storage begins with.
+    pub fn prefix(&self) -> String {
+        format!("file://localhost{}/", self.root.display())
+    }
+
     /// A new, unused location for one node's data (`file://localhost/...`).
     pub fn new_location(&self, ext: &str) -> String {
         let name = uuid::Uuid::new_v4().simple().to_string();
         // Spread over 256 directories so none grows huge.
-        format!(
-            "file://localhost{}/{}/{name}.{ext}",
-            self.root.display(),
-            &name[..2]
-        )
+        format!("{}{}/{name}.{ext}", self.prefix(), &name[..2])
     }
 
     /// The object store path of a location of this storage, if it is one.
@@ -71,5 +76,139 @@ impl Storage {
                 tracing::warn!("could not remove {uri}: {}", e.detail);
             }
         });
+    }
+
+    /// Removes what no catalog row points at and nothing touched since `before`: locations
+    /// not in `kept` (data of writes a crash cut short, or of nodes whose removal never ran),
+    /// and the staging files (`name#n`) interrupted puts leave inside kept locations.
+    /// `before` protects writes in flight (of this node or, with a shared catalog, others).
+    pub async fn sweep(
+        &self,
+        kept: HashSet<String>,
+        before: SystemTime,
+    ) -> Result<Swept, ApiError> {
+        let root = self.root.clone();
+        let prefix = self.prefix();
+        tokio::task::spawn_blocking(move || sweep_dir(&root, &prefix, &kept, before))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("sweeping the storage: {e}")))
+    }
+}
+
+/// What a sweep removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub locations: usize,
+    pub staging_files: usize,
+}
+
+fn sweep_dir(
+    root: &Path,
+    prefix: &str,
+    kept: &HashSet<String>,
+    before: SystemTime,
+) -> std::io::Result<Swept> {
+    let mut swept = Swept::default();
+    for shard in std::fs::read_dir(root)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        let shard_name = shard.file_name().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(shard.path())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if kept.contains(&format!("{prefix}{shard_name}/{name}")) {
+                swept.staging_files += remove_staging_files(&path, before)?;
+            } else if newest_change(&path)? < before {
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+                swept.locations += 1;
+            }
+        }
+    }
+    Ok(swept)
+}
+
+/// The latest modification time of anything under `path`.
+fn newest_change(path: &Path) -> std::io::Result<SystemTime> {
+    let md = std::fs::symlink_metadata(path)?;
+    let mut newest = md.modified()?;
+    if md.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            newest = newest.max(newest_change(&entry?.path())?);
+        }
+    }
+    Ok(newest)
+}
+
+/// Removes the object store's staging files (`name#n`) under `path` older than `before`.
+fn remove_staging_files(path: &Path, before: SystemTime) -> std::io::Result<usize> {
+    let md = std::fs::symlink_metadata(path)?;
+    if !md.is_dir() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let p = entry.path();
+        if entry.file_type()?.is_dir() {
+            n += remove_staging_files(&p, before)?;
+        } else if entry.file_name().to_string_lossy().contains('#')
+            && entry.metadata()?.modified()? < before
+        {
+            std::fs::remove_file(&p)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sweep_removes_what_no_row_points_at() {
+        let dir = std::env::temp_dir().join(format!("tessera-sweep-{}", uuid::Uuid::new_v4()));
+        let storage = Storage::local(&dir).unwrap();
+        let kept_uri = storage.new_location("zarr");
+        let orphan_uri = storage.new_location("parquet");
+        let kept = Path::new("/").join(tessera_common::adapters::local_path(&kept_uri).unwrap());
+        let orphan =
+            Path::new("/").join(tessera_common::adapters::local_path(&orphan_uri).unwrap());
+        std::fs::create_dir_all(kept.join("c/0")).unwrap();
+        std::fs::write(kept.join("c/0/0"), b"chunk").unwrap();
+        std::fs::write(kept.join("c/0/1#7"), b"half a put").unwrap();
+        std::fs::create_dir_all(&orphan).unwrap();
+        std::fs::write(orphan.join("part-0.parquet"), b"never committed").unwrap();
+
+        // Everything is newer than a time in the past: nothing goes.
+        let past = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let keep: HashSet<String> = [kept_uri.clone()].into();
+        assert_eq!(
+            storage.sweep(keep.clone(), past).await.unwrap(),
+            Swept::default()
+        );
+        assert!(orphan.exists());
+
+        let later = SystemTime::now() + std::time::Duration::from_secs(1);
+        let swept = storage.sweep(keep, later).await.unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                locations: 1,
+                staging_files: 1
+            }
+        );
+        assert!(!orphan.exists());
+        assert!(kept.join("c/0/0").exists());
+        assert!(!kept.join("c/0/1#7").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

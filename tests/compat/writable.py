@@ -76,8 +76,10 @@ def tessera_binary():
 class WritableServer:
     """One writable server; may be killed and started again on the same storage."""
 
-    def __init__(self, tmpdir, *, persistent=False, database=None, api_key=None, read=()):
+    def __init__(self, tmpdir, *, persistent=False, database=None, api_key=None, read=(), env=None):
         self.tmpdir = str(tmpdir)
+        # Extra environment variables of the server process (RUST_LOG, say).
+        self.env = {**os.environ, **(env or {})}
         # Directories whose files may be registered (`--read DIR`, the same flag in both).
         self.read = [str(d) for d in read]
         self.data_dir = os.path.join(self.tmpdir, "data")
@@ -138,9 +140,10 @@ class WritableServer:
         self.url = f"http://127.0.0.1:{port}"
         self.starts += 1
         out_path = os.path.join(self.log_dir, f"stdout-{self.starts}.txt")
+        self.stdout_path = out_path
         self.stderr_path = os.path.join(self.log_dir, f"stderr-{self.starts}.txt")
         with open(out_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(self.command(port), stdout=out, stderr=err)
+            self.process = subprocess.Popen(self.command(port), stdout=out, stderr=err, env=self.env)
         self._wait_until_ready()
         return self
 
@@ -211,13 +214,13 @@ class WritableServer:
 
 
 @contextlib.contextmanager
-def writable_server(tmpdir=None, *, persistent=False, database=None, api_key=None, read=()):
+def writable_server(tmpdir=None, *, persistent=False, database=None, api_key=None, read=(), env=None):
     """Start a writable server; yield it (unpacks as ``url, api_key, tmpdir``)."""
     own_tmpdir = tmpdir is None
     if own_tmpdir:
         tmpdir = tempfile.mkdtemp(prefix="tessera-writable-")
     server = WritableServer(
-        tmpdir, persistent=persistent, database=database, api_key=api_key, read=read
+        tmpdir, persistent=persistent, database=database, api_key=api_key, read=read, env=env
     )
     try:
         server.start()

@@ -447,6 +447,13 @@ pub trait Catalog: Send + Sync {
         Err(read_only())
     }
 
+    /// Every data location (asset URI) that begins with `prefix`: what the storage sweeper
+    /// must keep.
+    async fn data_uris(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let _ = prefix;
+        Err(read_only())
+    }
+
     /// Makes a completed data write visible: records `commit` and bumps the data version.
     async fn commit_data(
         &self,

@@ -963,6 +963,18 @@ impl Catalog for PostgresCatalog {
         Ok((out, count.max(0) as usize))
     }
 
+    async fn data_uris(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT data_uri FROM assets WHERE left(data_uri, length($1)) = $1",
+                &[&prefix],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn delete_revision(&self, path: &[String], number: i64) -> Result<(), ApiError> {
         let client = self.client().await?;
         let id = self.node_id(&client, path).await?;

@@ -837,6 +837,20 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
+    async fn data_uris(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let prefix = prefix.to_string();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT data_uri FROM assets WHERE substr(data_uri, 1, length(?1)) = ?1")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([&prefix], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
     async fn delete_revision(&self, path: &[String], number: i64) -> Result<(), ApiError> {
         let path = path.to_vec();
         self.with(move |conn| {

@@ -28,6 +28,19 @@ use crate::storage::Storage;
 
 const MAX_SPECS: usize = 20;
 
+/// Logs which step of a write request `req` has reached (`storing` its data, `committing`
+/// it to the catalog, `committed`, `removing` what it replaced): what an operator reads
+/// after a crash, and what the crash tests wait for before they kill.
+fn phase(req: &Request, path: &[String], phase: &str) {
+    tracing::debug!(
+        target: "tessera::write",
+        request_id = %req.id,
+        node = %path.join("/"),
+        phase,
+        "write"
+    );
+}
+
 fn storage(state: &AppState) -> Result<&Arc<Storage>, ApiError> {
     state.storage.as_ref().ok_or_else(read_only)
 }
@@ -526,7 +539,9 @@ pub async fn delete(
     let storage = storage(state)?;
     let recursive = req.params.bool("recursive", false)?;
     let external_only = req.params.bool("external_only", true)?;
+    phase(req, path, "committing");
     let removed = state.catalog.delete(path, recursive, external_only).await?;
+    phase(req, path, "removing");
     // The catalog no longer points at the data: remove what tessera wrote.
     for source in removed {
         if source.management == Management::Writable {
@@ -684,6 +699,7 @@ pub async fn put_array_full(
     let (s, old) = writable_array(&node)?;
     check_length("an array", req.body.len(), &s.shape, s.data_type.itemsize())?;
     let uri = storage.new_location("zarr");
+    phase(req, path, "storing");
     let written = async {
         zarr::create(&uri, &s).await?;
         let origin = vec![0; s.shape.len()];
@@ -698,10 +714,12 @@ pub async fn put_array_full(
         structure: None,
         data_uri: Some(uri.clone()),
     };
+    phase(req, path, "committing");
     if let Err(e) = state.catalog.commit_data(path, commit).await {
         storage.remove_later(uri);
         return Err(e);
     }
+    phase(req, path, "removing");
     storage.remove_later(old);
     json_response(req, &Value::Null).await
 }
@@ -738,7 +756,9 @@ pub async fn put_array_block(
         &shape,
         s.data_type.itemsize(),
     )?;
+    phase(req, path, "storing");
     zarr::write_region(&uri, &s, &origin, &shape, req.body.to_vec()).await?;
+    phase(req, path, "committing");
     state
         .catalog
         .commit_data(path, DataCommit::default())
@@ -838,6 +858,7 @@ pub async fn patch_array(
             })
             .collect();
     }
+    phase(req, path, "storing");
     zarr::write_region(&uri, &new, &offset, &shape, req.body.to_vec()).await?;
     let commit = DataCommit {
         structure: (new != s).then(|| Structure::Array(new.clone())),
@@ -847,6 +868,7 @@ pub async fn patch_array(
         // Other Zarr readers see the new shape too.
         zarr::create(&uri, &new).await?;
     }
+    phase(req, path, "committing");
     state.catalog.commit_data(path, commit).await?;
     json_response(req, &serde_json::to_value(&new).unwrap_or(Value::Null)).await
 }
@@ -1053,7 +1075,9 @@ pub async fn put_table(
         partition_param(req, &s)?
     };
     let batches = arrow_body(req, &s)?;
+    phase(req, path, "storing");
     parquet_table::write_partition(&uri, i, &batches).await?;
+    phase(req, path, "committing");
     state
         .catalog
         .commit_data(path, DataCommit::default())
@@ -1081,7 +1105,9 @@ pub async fn append_table(
         .await?
         .unwrap_or_default();
     batches.extend(new);
+    phase(req, path, "storing");
     parquet_table::write_partition(&uri, i, &batches).await?;
+    phase(req, path, "committing");
     state
         .catalog
         .commit_data(path, DataCommit::default())
@@ -1122,7 +1148,9 @@ async fn put_sparse(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let points = sparse_store::check_block(&batch, s, &shape)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    phase(req, &node.path, "storing");
     sparse_store::write_block(&uri, &block, points).await?;
+    phase(req, &node.path, "committing");
     state
         .catalog
         .commit_data(&node.path, DataCommit::default())
@@ -1140,12 +1168,14 @@ pub async fn put_awkward(
     let node = state.node(path).await?;
     let uri = writable_location(&node, awkward_store::MIMETYPE, "an awkward array")?;
     let limit = state.config.request_bytesize_limit as u64;
+    phase(req, path, "storing");
     awkward_store::write(&uri, req.body.clone(), limit)
         .await
         .map_err(|e| match e {
             tessera_common::adapters::AdapterError::BadSource(m) => ApiError::bad_request(m),
             other => other.into(),
         })?;
+    phase(req, path, "committing");
     state
         .catalog
         .commit_data(path, DataCommit::default())
