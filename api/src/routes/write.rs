@@ -703,7 +703,7 @@ pub async fn put_array_full(
     let written = async {
         zarr::create(&uri, &s).await?;
         let origin = vec![0; s.shape.len()];
-        zarr::write_region(&uri, &s, &origin, &s.shape, req.body.to_vec()).await
+        zarr::write_region(&uri, &s, &origin, &s.shape, req.body.clone()).await
     }
     .await;
     if let Err(e) = written {
@@ -757,7 +757,7 @@ pub async fn put_array_block(
         s.data_type.itemsize(),
     )?;
     phase(req, path, "storing");
-    zarr::write_region(&uri, &s, &origin, &shape, req.body.to_vec()).await?;
+    zarr::write_region(&uri, &s, &origin, &shape, req.body.clone()).await?;
     phase(req, path, "committing");
     state
         .catalog
@@ -859,7 +859,7 @@ pub async fn patch_array(
             .collect();
     }
     phase(req, path, "storing");
-    zarr::write_region(&uri, &new, &offset, &shape, req.body.to_vec()).await?;
+    zarr::write_region(&uri, &new, &offset, &shape, req.body.clone()).await?;
     let commit = DataCommit {
         structure: (new != s).then(|| Structure::Array(new.clone())),
         data_uri: None,

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use serde_json::{Value, json};
@@ -136,13 +137,21 @@ pub async fn write_region(
     s: &ArrayStructure,
     start: &[usize],
     shape: &[usize],
-    bytes: Vec<u8>,
+    bytes: Bytes,
 ) -> Result<(), AdapterError> {
     let a = array(uri, s)?;
     let subset = region(start, shape)?;
-    a.async_store_array_subset(&subset, ArrayBytes::new_flen(bytes))
-        .await
-        .map_err(|e| AdapterError::Read(format!("writing zarr data at {uri}: {e}")))
+    let uri = uri.to_string();
+    // Encoding the chunks is CPU work: it runs on the blocking pool, borrowing the body
+    // rather than copying it.
+    let handle = super::runtime()?;
+    tokio::task::spawn_blocking(move || {
+        handle
+            .block_on(a.async_store_array_subset(&subset, ArrayBytes::new_flen(&bytes[..])))
+            .map_err(|e| AdapterError::Read(format!("writing zarr data at {uri}: {e}")))
+    })
+    .await
+    .map_err(|e| AdapterError::Read(format!("writing zarr data: {e}")))?
 }
 
 /// Reads the C-order bytes of the region at `start` with `shape`.
@@ -330,7 +339,7 @@ mod tests {
         let s = structure(Kind::Int, 4, vec![5, 4], vec![vec![2, 2, 1], vec![4]]);
         create(&uri, &s).await.unwrap();
         let block: Vec<u8> = (0..8i32).flat_map(|v| v.to_le_bytes()).collect();
-        write_region(&uri, &s, &[2, 0], &[2, 4], block.clone())
+        write_region(&uri, &s, &[2, 0], &[2, 4], Bytes::from(block.clone()))
             .await
             .unwrap();
         assert_eq!(
