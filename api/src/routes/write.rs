@@ -889,7 +889,7 @@ async fn writable_table(
 }
 
 /// The schema and record batches of an Arrow IPC file body.
-fn arrow_ipc_body(
+async fn arrow_ipc_body(
     req: &Request,
     what: &str,
 ) -> Result<(arrow_schema::SchemaRef, Vec<arrow_array::RecordBatch>), ApiError> {
@@ -904,24 +904,27 @@ fn arrow_ipc_body(
             format!("{what} must be sent as application/vnd.apache.arrow.file, not {ct:?}"),
         ));
     }
-    let reader =
-        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(req.body.clone()), None)
+    let body = req.body.clone();
+    crate::encode::on_blocking_pool(move || {
+        let reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(body), None)
             .map_err(|e| {
                 ApiError::bad_request(format!("the body is not an Arrow IPC file: {e}"))
             })?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}")))?;
-    Ok((schema, batches))
+        let schema = reader.schema();
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| {
+            ApiError::bad_request(format!("the Arrow IPC body cannot be read: {e}"))
+        })?;
+        Ok((schema, batches))
+    })
+    .await
 }
 
 /// The record batches of an Arrow IPC file body, checked against the table's columns.
-fn arrow_body(
+async fn arrow_body(
     req: &Request,
     s: &TableStructure,
 ) -> Result<Vec<arrow_array::RecordBatch>, ApiError> {
-    let (got, batches) = arrow_ipc_body(req, "table data")?;
+    let (got, batches) = arrow_ipc_body(req, "table data").await?;
     let want = parquet_table::schema(s).map_err(|e| ApiError::internal(e.to_string()))?;
     // pandas' index travels as extra columns its metadata names; they are kept, not checked.
     let index = parquet_table::index_columns(&got);
@@ -947,10 +950,13 @@ fn arrow_body(
             names(&want)
         )));
     }
-    batches
-        .into_iter()
-        .map(|b| to_declared_types(b, &want))
-        .collect()
+    crate::encode::on_blocking_pool(move || {
+        batches
+            .into_iter()
+            .map(|b| to_declared_types(b, &want))
+            .collect()
+    })
+    .await
 }
 
 /// Casts columns to the table's declared types where they differ only in representation
@@ -1074,7 +1080,7 @@ pub async fn put_table(
     } else {
         partition_param(req, &s)?
     };
-    let batches = arrow_body(req, &s)?;
+    let batches = arrow_body(req, &s).await?;
     phase(req, path, "storing");
     parquet_table::write_partition(&uri, i, &batches).await?;
     phase(req, path, "committing");
@@ -1098,7 +1104,7 @@ pub async fn append_table(
     storage(state)?;
     let (s, uri) = writable_table(state, path).await?;
     let i = partition_param(req, &s)?;
-    let new = arrow_body(req, &s)?;
+    let new = arrow_body(req, &s).await?;
     let lock = APPENDS.get_with(path.join("/"), || Arc::new(tokio::sync::Mutex::new(())));
     let _guard = lock.lock().await;
     let mut batches = parquet_table::read_partition(&uri, i)
@@ -1143,7 +1149,7 @@ async fn put_sparse(
             .ok_or_else(|| ApiError::invalid_param("block", "missing", None, "Field required"))?
     };
     let shape = grid.block_shape(&block)?;
-    let (schema, batches) = arrow_ipc_body(req, "sparse data")?;
+    let (schema, batches) = arrow_ipc_body(req, "sparse data").await?;
     let batch = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let points = sparse_store::check_block(&batch, s, &shape)

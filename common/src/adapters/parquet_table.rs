@@ -61,13 +61,18 @@ pub async fn read_partition(uri: &str, i: usize) -> Result<Option<Vec<RecordBatc
     get_parquet(uri, &format!("partition-{i}.parquet")).await
 }
 
-/// Writes `batches` as the Parquet file `name` under `uri`, with one atomic put.
+/// Writes `batches` as the Parquet file `name` under `uri`, with one atomic put. Encoding
+/// runs on the blocking pool.
 pub async fn put_parquet(
     uri: &str,
     name: &str,
     batches: &[RecordBatch],
 ) -> Result<(), AdapterError> {
-    let bytes = to_parquet(batches).map_err(|e| AdapterError::Read(e.to_string()))?;
+    let owned = batches.to_vec();
+    let bytes = tokio::task::spawn_blocking(move || to_parquet(&owned))
+        .await
+        .map_err(|e| AdapterError::Read(e.to_string()))?
+        .map_err(|e| AdapterError::Read(e.to_string()))?;
     let (store, path) = object_path(uri, name)?;
     store
         .put(&path, PutPayload::from(Bytes::from(bytes)))
@@ -76,7 +81,8 @@ pub async fn put_parquet(
     Ok(())
 }
 
-/// Reads the Parquet file `name` under `uri`; `None` if it was never written.
+/// Reads the Parquet file `name` under `uri`; `None` if it was never written. Decoding runs
+/// on the blocking pool.
 pub async fn get_parquet(uri: &str, name: &str) -> Result<Option<Vec<RecordBatch>>, AdapterError> {
     let (store, path) = object_path(uri, name)?;
     let bytes = match store.get(&path).await {
@@ -87,19 +93,24 @@ pub async fn get_parquet(uri: &str, name: &str) -> Result<Option<Vec<RecordBatch
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(AdapterError::Read(format!("reading {path}: {e}"))),
     };
-    let decode_err =
-        |e: &dyn std::fmt::Display| AdapterError::Read(format!("decoding {path}: {e}"));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decode_err(&e))?;
-    // The batches the reader yields lack the schema's metadata (pandas' index description):
-    // put the stored schema back on them.
-    let schema = builder.schema().clone();
-    let reader = builder.build().map_err(|e| decode_err(&e))?;
-    let mut batches = Vec::new();
-    for b in reader {
-        let b = b.map_err(|e| decode_err(&e))?;
-        batches.push(b.with_schema(schema.clone()).map_err(|e| decode_err(&e))?);
-    }
-    Ok(Some(batches))
+    tokio::task::spawn_blocking(move || {
+        let decode_err =
+            |e: &dyn std::fmt::Display| AdapterError::Read(format!("decoding {path}: {e}"));
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| decode_err(&e))?;
+        // The batches the reader yields lack the schema's metadata (pandas' index
+        // description): put the stored schema back on them.
+        let schema = builder.schema().clone();
+        let reader = builder.build().map_err(|e| decode_err(&e))?;
+        let mut batches = Vec::new();
+        for b in reader {
+            let b = b.map_err(|e| decode_err(&e))?;
+            batches.push(b.with_schema(schema.clone()).map_err(|e| decode_err(&e))?);
+        }
+        Ok(Some(batches))
+    })
+    .await
+    .map_err(|e| AdapterError::Read(e.to_string()))?
 }
 
 /// The pandas index columns named in a schema's `pandas` metadata.
