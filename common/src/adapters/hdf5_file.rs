@@ -13,6 +13,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii
 use hdf5::{Hyperslab, Selection, SliceOrIndex};
 use serde_json::{Map, Value, json};
 
+use super::limits::{self, Walk};
 use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::{ArrayData, encode_unicode};
 use crate::chunks::ChunkGrid;
@@ -29,21 +30,55 @@ const CONTIGUOUS_BLOCK_BYTES: usize = 8 << 20;
 /// A file that cannot be read is a problem with the data, reported as such (a 4xx, naming the
 /// file), not as a server fault the client would retry.
 fn read_err(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::BadSource(format!("{}: {what}: {e}", path.display()))
+    AdapterError::BadSource(format!("{}: {what}: {e}", super::shown(path)))
 }
+
+/// Data that does not decode (a damaged chunk, an index that points past the file).
+fn corrupt(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Corrupt(format!("{}: {what}: {e}", super::shown(path)))
+}
+
+/// Refuses a dataset whose bytes live in another file: external storage (libhdf5 resolves
+/// its relative names against the server's working directory, so where it reads cannot be
+/// checked from here) and virtual datasets with a source outside this file.
+fn storage_in_file(ds: &hdf5::Dataset) -> Result<(), String> {
+    let dcpl = ds.dcpl().map_err(|e| e.to_string())?;
+    let external = dcpl.get_external().map_err(|e| e.to_string())?;
+    if let Some(f) = external.first() {
+        return Err(format!(
+            "its data is stored in another file ({:?}); HDF5 external storage is not served",
+            f.name
+        ));
+    }
+    if dcpl.layout() == hdf5::dataset::Layout::Virtual {
+        let map = dcpl.get_virtual_map().map_err(|e| e.to_string())?;
+        if let Some(m) = map.iter().find(|m| m.src_filename != ".") {
+            return Err(format!(
+                "it is a virtual dataset reading {:?} in file {:?}; only virtual datasets \
+                 whose sources are in the same file are served",
+                m.src_dataset, m.src_filename
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most elements of an attribute, or of a variable-length string dataset, read whole while
+/// describing a file.
+const MAX_DESCRIBED_ELEMENTS: usize = 1 << 20;
 
 /// Opens an HDF5 file for reading, with an error that names the file and the reason.
 pub fn open_file(path: &Path) -> Result<hdf5::File, AdapterError> {
     if !path.is_file() {
         return Err(AdapterError::BadSource(format!(
             "{}: no such file",
-            path.display()
+            super::shown(path)
         )));
     }
     hdf5::File::open(path).map_err(|e| {
         AdapterError::BadSource(format!(
             "{}: not a readable HDF5 file ({e})",
-            path.display()
+            super::shown(path)
         ))
     })
 }
@@ -184,6 +219,13 @@ fn data_type(
         T::VarLenAscii | T::VarLenUnicode => {
             let unicode = matches!(td, T::VarLenUnicode);
             let chars = match dataset {
+                Some(ds) if ds.size() > MAX_DESCRIBED_ELEMENTS => {
+                    return Err(format!(
+                        "{} variable-length strings; datasets of more than \
+                         {MAX_DESCRIBED_ELEMENTS} are not served",
+                        ds.size()
+                    ));
+                }
                 Some(ds) => read_strings(ds, &Selection::All, ReadAs::VarLen(unicode))
                     .map_err(|e| e.to_string())?
                     .iter()
@@ -265,11 +307,18 @@ fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
         .dtype()
         .and_then(|t| t.to_descriptor())
         .map_err(|e| e.to_string())?;
-    let (data_type, _) = data_type(&td, Some(ds))?;
+    storage_in_file(ds)?;
     let shape = ds.shape();
+    let (data_type, _) = data_type(&td, Some(ds))?;
+    if limits::checked_bytes(&shape, data_type.itemsize()).is_none() {
+        return Err(format!(
+            "its shape {shape:?} holds more than 2^64 bytes; it is not served"
+        ));
+    }
     let block: Vec<usize> = match ds.chunk() {
         Some(c) if c.len() == shape.len() => c,
         _ => {
+            // Cannot overflow: the whole array's size fits in 64 bits (checked above).
             let row: usize = shape.iter().skip(1).product::<usize>() * data_type.itemsize();
             let rows = (CONTIGUOUS_BLOCK_BYTES / row.max(1)).max(1);
             shape
@@ -279,11 +328,8 @@ fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
                 .collect()
         }
     };
-    let chunks = shape
-        .iter()
-        .zip(&block)
-        .map(|(&n, &c)| super::regular_chunks(n, c))
-        .collect();
+    let chunks =
+        limits::chunk_lists(&shape, &block, data_type.itemsize()).map_err(|e| e.to_string())?;
     Ok(ArrayStructure {
         data_type,
         chunks,
@@ -295,6 +341,9 @@ fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
 
 /// An attribute's value as JSON (`None` for types that have no JSON form).
 fn attr_value(attr: &hdf5::Attribute) -> Option<Value> {
+    if attr.size() > MAX_DESCRIBED_ELEMENTS {
+        return None;
+    }
     let td = attr.dtype().ok()?.to_descriptor().ok()?;
     let scalar = attr.is_scalar();
     let shape = attr.shape();
@@ -398,8 +447,23 @@ pub fn inspect(
         .as_group()
         .map_err(|e| read_err(path, "opening the root group", e))?;
     let mut ancestors = Vec::new();
-    group_node(&root, key, "", &uri, &mut ancestors, skipped)
-        .map_err(|e| read_err(path, "reading its layout", e))
+    let mut walk = Walk::default();
+    let file_name = file.filename();
+    let at = Place {
+        path,
+        uri: &uri,
+        file_name: &file_name,
+    };
+    group_node(&root, key, "", &at, &mut ancestors, &mut walk, skipped)
+}
+
+/// The file a walk describes: its path (for messages), URI (for data sources) and name as
+/// libhdf5 reports it (an object reporting another name was reached through a link to
+/// another file).
+struct Place<'a> {
+    path: &'a Path,
+    uri: &'a str,
+    file_name: &'a str,
 }
 
 /// The mimetype of NetCDF files (NetCDF-4, which is HDF5 underneath).
@@ -464,12 +528,20 @@ pub fn inspect_netcdf(
     for name in root.member_names().map_err(err)? {
         match root.loc_type_by_name(&name) {
             Ok(hdf5::LocationType::Dataset) => {
-                datasets.push((name.clone(), root.dataset(&name).map_err(err)?))
+                let ds = root.dataset(&name).map_err(err)?;
+                if ds.filename() != file.filename() {
+                    skipped.push(format!(
+                        "{}: variable {name}: leads to another file, not followed",
+                        super::shown(path)
+                    ));
+                    continue;
+                }
+                datasets.push((name.clone(), ds))
             }
             Ok(hdf5::LocationType::Group) => {
                 skipped.push(format!(
                     "{}: group {name}: NetCDF groups are not served yet",
-                    path.display()
+                    super::shown(path)
                 ));
             }
             _ => {}
@@ -506,7 +578,7 @@ pub fn inspect_netcdf(
         let mut s = match array_structure(ds) {
             Ok(s) => s,
             Err(why) => {
-                skipped.push(format!("{}: variable {name}: {why}", path.display()));
+                skipped.push(format!("{}: variable {name}: {why}", super::shown(path)));
                 continue;
             }
         };
@@ -540,41 +612,73 @@ fn group_node(
     g: &hdf5::Group,
     key: &str,
     at: &str,
-    uri: &str,
+    place: &Place,
     ancestors: &mut Vec<(u64, hdf5::LocationToken)>,
+    walk: &mut Walk,
     skipped: &mut Vec<String>,
-) -> Result<TreeNode, hdf5::Error> {
-    let info = g.loc_info()?;
+) -> Result<TreeNode, AdapterError> {
+    let path = place.path;
+    let err = |e: hdf5::Error| read_err(path, "reading its layout", e);
+    walk.enter(ancestors.len())
+        .map_err(|e| AdapterError::Limit(format!("{}: {e}", super::shown(path))))?;
+    let info = g.loc_info().map_err(err)?;
     ancestors.push((info.fileno, info.token));
     let metadata = attributes(g);
     let mut node = TreeNode::container(key, Value::Object(metadata.clone()), Vec::new());
     node.specs = specs_of(&metadata);
-    for name in g.member_names()? {
+    // Link types first: an external link is never followed (it would open another file).
+    let mut links = Vec::new();
+    g.iter_visit_default(|name, link| {
+        links.push((name.to_string(), link.link_type));
+        Ok(())
+    })
+    .map_err(err)?;
+    links.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, link_type) in links {
         let child_at = format!("{at}/{name}");
+        if link_type == hdf5::LinkType::External {
+            skipped.push(format!(
+                "{child_at}: an external link to another file, which is not followed"
+            ));
+            continue;
+        }
         let Ok(kind) = g.loc_type_by_name(&name) else {
-            // A dangling soft link or an external link to a missing file.
+            // A dangling soft link.
             skipped.push(format!("{child_at}: the link cannot be resolved"));
             continue;
         };
         match kind {
             hdf5::LocationType::Group => {
-                let child = g.group(&name)?;
-                let ci = child.loc_info()?;
+                let child = g.group(&name).map_err(err)?;
+                if child.filename() != place.file_name {
+                    skipped.push(format!("{child_at}: leads to another file, not followed"));
+                    continue;
+                }
+                let ci = child.loc_info().map_err(err)?;
                 if ancestors.contains(&(ci.fileno, ci.token)) {
                     skipped.push(format!("{child_at}: links back to one of its parents"));
                     continue;
                 }
                 node.children.push(group_node(
-                    &child, &name, &child_at, uri, ancestors, skipped,
+                    &child, &name, &child_at, place, ancestors, walk, skipped,
                 )?);
             }
             hdf5::LocationType::Dataset => {
-                let ds = g.dataset(&name)?;
+                let ds = g.dataset(&name).map_err(err)?;
+                if ds.filename() != place.file_name {
+                    skipped.push(format!("{child_at}: leads to another file, not followed"));
+                    continue;
+                }
+                walk.enter(ancestors.len())
+                    .map_err(|e| AdapterError::Limit(format!("{}: {e}", super::shown(path))))?;
                 match array_structure(&ds) {
                     Ok(s) => {
                         let metadata = attributes(&ds);
-                        let mut child =
-                            TreeNode::data(&name, Structure::Array(s), data_source(uri, &child_at));
+                        let mut child = TreeNode::data(
+                            &name,
+                            Structure::Array(s),
+                            data_source(place.uri, &child_at),
+                        );
                         child.specs = specs_of(&metadata);
                         child.metadata = metadata;
                         node.children.push(child);
@@ -593,9 +697,20 @@ fn group_node(
 pub fn dataset_structure(path: &Path, dataset: &str) -> Result<ArrayStructure, AdapterError> {
     let file = open_file(path)?;
     let ds = file.dataset(dataset).map_err(|e| {
-        AdapterError::BadSource(format!("{}: no dataset {dataset:?} ({e})", path.display()))
+        AdapterError::BadSource(format!(
+            "{}: no dataset {dataset:?} ({e})",
+            super::shown(path)
+        ))
     })?;
-    array_structure(&ds).map_err(|e| AdapterError::BadSource(format!("{}: {e}", path.display())))
+    if ds.filename() != file.filename() {
+        return Err(AdapterError::Outside(format!(
+            "{}: dataset {dataset} is reached through an external link to another file, \
+             which is not followed",
+            super::shown(path)
+        )));
+    }
+    array_structure(&ds)
+        .map_err(|e| AdapterError::BadSource(format!("{}: {e}", super::shown(path))))
 }
 
 /// Reads blocks of one dataset, each a hyperslab of the declared chunk grid (the native chunks
@@ -615,6 +730,8 @@ struct DatasetReader {
     file: std::fs::File,
     /// Where a contiguous dataset's data starts in the file (asked of libhdf5 once).
     contiguous_at: Option<u64>,
+    /// The file's length when opened: no read from the chunk index may pass it.
+    file_len: u64,
 }
 
 /// The stored chunks of a dataset whose filters are gzip, shuffle or bitshuffle/LZ4, read straight from
@@ -647,13 +764,10 @@ impl RawChunks {
             return None;
         }
         let chunk = ds.chunk()?;
-        let native: Vec<Vec<usize>> = s
-            .shape
-            .iter()
-            .zip(&chunk)
-            .map(|(&n, &c)| super::regular_chunks(n, c))
-            .collect();
-        if chunk.len() != s.shape.len() || native != s.chunks {
+        // Checked against the caps before the lists are made (a registering client may have
+        // declared other chunks than the file's).
+        let native = limits::chunk_lists(&s.shape, &chunk, itemsize).ok()?;
+        if native != s.chunks {
             return None;
         }
         // Compound types have no order of their own (h5py writes members in this
@@ -698,6 +812,7 @@ impl RawChunks {
     fn read(
         &self,
         file: &std::fs::File,
+        file_len: u64,
         path: &Path,
         start: &[usize],
         shape: &[usize],
@@ -711,15 +826,26 @@ impl RawChunks {
         let full: usize = self.chunk.iter().product::<usize>() * self.itemsize;
         // A stored chunk is never much larger than its data; a bigger size is a damaged file.
         if size > (full as u64) * 2 + (1 << 20) {
-            return Err(read_err(
+            return Err(corrupt(
                 path,
                 "reading a chunk",
                 format!("the chunk index says {size} bytes for a {full}-byte chunk"),
             ));
         }
+        if addr.checked_add(size).is_none_or(|end| end > file_len) {
+            return Err(corrupt(
+                path,
+                "reading a chunk",
+                format!(
+                    "the chunk index places {size} bytes at offset {addr}, past the end of \
+                     the {file_len}-byte file"
+                ),
+            ));
+        }
         let mut data = vec![0u8; size as usize];
-        file.read_exact_at(&mut data, addr)
-            .map_err(|e| read_err(path, "reading a chunk", e))?;
+        file.read_exact_at(&mut data, addr).map_err(|e| {
+            AdapterError::Read(format!("{}: reading a chunk: {e}", super::shown(path)))
+        })?;
         for (i, f) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {
                 continue;
@@ -731,20 +857,27 @@ impl RawChunks {
                     let mut out = Vec::with_capacity(full + 1);
                     let status = flate2::Decompress::new(true)
                         .decompress_vec(&data, &mut out, flate2::FlushDecompress::Finish)
-                        .map_err(|e| read_err(path, "inflating a chunk", e))?;
+                        .map_err(|e| corrupt(path, "inflating a chunk", e))?;
                     if status != flate2::Status::StreamEnd && out.len() <= full {
-                        return Err(read_err(path, "inflating a chunk", "the stream ends early"));
+                        return Err(corrupt(path, "inflating a chunk", "the stream ends early"));
                     }
                     out
                 }
                 Filter::Shuffle => unshuffle(&data, self.itemsize),
                 Filter::User(BITSHUFFLE, _) => bitshuffle_lz4(&data, self.itemsize, full)
-                    .map_err(|e| read_err(path, "decoding a bitshuffle/LZ4 chunk", e))?,
+                    .map_err(|e| corrupt(path, "decoding a bitshuffle/LZ4 chunk", e))?,
                 _ => return Ok(None),
             };
         }
+        if data.len() > full {
+            return Err(corrupt(
+                path,
+                "decoding a chunk",
+                format!("it decodes to more than the {full} bytes its shape holds"),
+            ));
+        }
         if data.len() != full {
-            return Err(read_err(
+            return Err(corrupt(
                 path,
                 "decoding a chunk",
                 format!("{} bytes where the chunk holds {full}", data.len()),
@@ -942,7 +1075,7 @@ impl ArrayReader for DatasetReader {
             ));
         }
         if let Some(raw) = &self.raw
-            && let Some(bytes) = raw.read(&self.file, &self.path, &start, &shape)?
+            && let Some(bytes) = raw.read(&self.file, self.file_len, &self.path, &start, &shape)?
         {
             let mut bytes = self.packed(bytes);
             super::to_declared_order(&self.structure.data_type, &mut bytes);
@@ -980,7 +1113,7 @@ impl ArrayReader for DatasetReader {
                 })
                 .collect();
             match plugins.is_empty() {
-                true => read_err(&self.path, "reading a block", e),
+                true => corrupt(&self.path, "reading a block", e),
                 false => read_err(
                     &self.path,
                     "reading a block",
@@ -1087,12 +1220,32 @@ impl DatasetReader {
             return Ok(None);
         }
         let item = self.stored_itemsize();
-        let row: usize = s.iter().skip(1).product::<usize>() * item;
-        let first = start.first().copied().unwrap_or(0);
-        let mut out = vec![0u8; shape.iter().product::<usize>() * item];
-        self.file
-            .read_exact_at(&mut out, base + (first * row) as u64)
-            .map_err(|e| read_err(&self.path, "reading a block", e))?;
+        let first = start.first().copied().unwrap_or(0) as u64;
+        let too_large = || corrupt(&self.path, "reading a block", "its size overflows");
+        let row = limits::checked_bytes(&s[1.min(s.len())..], item).ok_or_else(too_large)?;
+        let len = limits::checked_bytes(shape, item).ok_or_else(too_large)?;
+        let at = row
+            .checked_mul(first)
+            .and_then(|o| o.checked_add(base))
+            .ok_or_else(too_large)?;
+        if at.checked_add(len).is_none_or(|end| end > self.file_len) {
+            return Err(corrupt(
+                &self.path,
+                "reading a block",
+                format!(
+                    "the dataset's {len} bytes at offset {at} run past the end of the \
+                     {}-byte file",
+                    self.file_len
+                ),
+            ));
+        }
+        let mut out = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut out, at).map_err(|e| {
+            AdapterError::Read(format!(
+                "{}: reading a block: {e}",
+                super::shown(&self.path)
+            ))
+        })?;
         Ok(Some(out))
     }
 }
@@ -1120,13 +1273,25 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let dataset = dataset_parameter(&source.parameters).ok_or_else(|| {
         AdapterError::BadSource(format!(
             "{}: the data source names no dataset; only datasets are read as arrays",
-            path.display()
+            super::shown(&path)
         ))
     })?;
     let file = open_file(&path)?;
     let ds = file.dataset(&dataset).map_err(|e| {
-        AdapterError::BadSource(format!("{}: no dataset {dataset:?} ({e})", path.display()))
+        AdapterError::BadSource(format!(
+            "{}: no dataset {dataset:?} ({e})",
+            super::shown(&path)
+        ))
     })?;
+    if ds.filename() != file.filename() {
+        return Err(AdapterError::Outside(format!(
+            "{}: dataset {dataset} is reached through an external link to another file, \
+             which is not followed",
+            super::shown(&path)
+        )));
+    }
+    storage_in_file(&ds)
+        .map_err(|e| AdapterError::Outside(format!("{}: {dataset}: {e}", super::shown(&path))))?;
     let td = ds
         .dtype()
         .and_then(|t| t.to_descriptor())
@@ -1134,11 +1299,11 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let structure: ArrayStructure = match super::structure_of(source) {
         Ok(s) => s,
         Err(_) => array_structure(&ds)
-            .map_err(|e| AdapterError::BadSource(format!("{}: {e}", path.display())))?,
+            .map_err(|e| AdapterError::BadSource(format!("{}: {e}", super::shown(&path))))?,
     };
     let declared_size = structure.data_type.itemsize();
     let (native, read_as) = data_type(&td, None)
-        .map_err(|e| AdapterError::BadSource(format!("{}: {dataset}: {e}", path.display())))?;
+        .map_err(|e| AdapterError::BadSource(format!("{}: {dataset}: {e}", super::shown(&path))))?;
     let compatible = match read_as {
         ReadAs::VarLen(..) => matches!(
             &structure.data_type,
@@ -1149,7 +1314,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     if !compatible {
         return Err(AdapterError::BadSource(format!(
             "{}: dataset {dataset} holds {} values but the node declares {}",
-            path.display(),
+            super::shown(&path),
             describe(&native),
             describe(&structure.data_type)
         )));
@@ -1157,7 +1322,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     if ds.shape() != structure.shape {
         return Err(AdapterError::BadSource(format!(
             "{}: dataset {dataset} has shape {:?} but the node declares {:?}",
-            path.display(),
+            super::shown(&path),
             ds.shape(),
             structure.shape
         )));
@@ -1170,6 +1335,10 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         .map_or(structure.data_type.itemsize(), |r| r.stored);
     let raw = RawChunks::new(&ds, read_as, &structure, stored);
     let file = std::fs::File::open(&path).map_err(|e| read_err(&path, "opening it", e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| read_err(&path, "opening it", e))?
+        .len();
     let contiguous_at = ds.offset();
     Ok(Adapter::Array(Arc::new(DatasetReader {
         file,
@@ -1181,6 +1350,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         grid,
         raw,
         repack,
+        file_len,
     })))
 }
 

@@ -22,7 +22,7 @@ use crate::structure::{StructureFamily, TableStructure};
 pub const CSV_MIMETYPE: &str = "text/csv";
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
-    AdapterError::BadSource(format!("{}: {why}", path.display()))
+    AdapterError::BadSource(format!("{}: {why}", super::shown(path)))
 }
 
 /// An external data source reading `paths` as one table.
