@@ -15,24 +15,21 @@ const SLACK: u64 = 4096;
 /// they are bounded by their own format or refused by the library.
 pub fn check(codec: &str, stored: &[u8], decoded: u64) -> Result<(), String> {
     let bound = decoded.saturating_add(SLACK);
+    let within = |n: u64| {
+        if n > bound {
+            return Err(format!(
+                "a {codec} chunk decodes to more than the {decoded} bytes its shape holds"
+            ));
+        }
+        Ok(())
+    };
     match codec {
-        "zstd" => zstd_content_size(stored).and_then(|n| within(n, bound, "zstd")),
-        "gzip" => inflated_size(flate2::read::GzDecoder::new(stored), bound)
-            .and_then(|n| within(n, bound, "gzip")),
-        "zlib" => inflated_size(flate2::read::ZlibDecoder::new(stored), bound)
-            .and_then(|n| within(n, bound, "zlib")),
-        "blosc" => blosc_size(stored).and_then(|n| within(n, bound, "blosc")),
+        "zstd" => zstd_content_size(stored).and_then(within),
+        "gzip" => inflated_size(flate2::read::GzDecoder::new(stored), bound).and_then(within),
+        "zlib" => inflated_size(flate2::read::ZlibDecoder::new(stored), bound).and_then(within),
+        "blosc" => blosc_size(stored).and_then(within),
         _ => Ok(()),
     }
-}
-
-fn within(n: u64, bound: u64, codec: &str) -> Result<(), String> {
-    if n > bound {
-        return Err(format!(
-            "a {codec} chunk decodes to more than {bound} bytes, more than its shape holds"
-        ));
-    }
-    Ok(())
 }
 
 /// The bytes a deflate stream inflates to, counted up to one past `bound`.

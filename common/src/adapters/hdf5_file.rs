@@ -51,7 +51,9 @@ fn storage_in_file(ds: &hdf5::Dataset) -> Result<(), String> {
         ));
     }
     if dcpl.layout() == hdf5::dataset::Layout::Virtual {
-        let map = dcpl.get_virtual_map().map_err(|e| e.to_string())?;
+        let map = dcpl.get_virtual_map().map_err(|e| {
+            format!("it is a virtual dataset whose mapping cannot be read ({e}); it is not served")
+        })?;
         if let Some(m) = map.iter().find(|m| m.src_filename != ".") {
             return Err(format!(
                 "it is a virtual dataset reading {:?} in file {:?}; only virtual datasets \
@@ -732,6 +734,110 @@ struct DatasetReader {
     contiguous_at: Option<u64>,
     /// The file's length when opened: no read from the chunk index may pass it.
     file_len: u64,
+    /// For gzip chunks libhdf5 inflates (off the raw path): their index, to measure each
+    /// stream before libhdf5 inflates it without a bound.
+    deflated: Option<DeflatedChunks>,
+}
+
+/// The stored chunks of a dataset whose outermost filter is gzip, read by libhdf5. libhdf5
+/// grows its buffer until a deflate stream ends, so a crafted chunk of a megabyte could take a
+/// gigabyte: each chunk a block needs is inflated into nothing first, stopping past its size.
+struct DeflatedChunks {
+    chunk: Vec<usize>,
+    /// The bytes one chunk holds as stored.
+    full: u64,
+    /// The gzip filter's bit in each chunk's filter mask (set when it was skipped).
+    bit: u32,
+    /// (file address, stored size, filter mask) of each allocated chunk, by its origin.
+    index: std::collections::HashMap<Vec<u64>, (u64, u64, u32)>,
+}
+
+impl DeflatedChunks {
+    fn new(ds: &hdf5::Dataset) -> Option<DeflatedChunks> {
+        let filters = ds.filters();
+        if !matches!(filters.last(), Some(hdf5::filters::Filter::Deflate(_))) {
+            return None;
+        }
+        let chunk = ds.chunk()?;
+        let item = ds.dtype().ok()?.size() as u64;
+        let full = chunk
+            .iter()
+            .try_fold(item, |n, &c| n.checked_mul(c as u64))?;
+        let n = ds.num_chunks()?;
+        let mut index = std::collections::HashMap::with_capacity(n);
+        for i in 0..n {
+            let info = ds.chunk_info(i)?;
+            index.insert(info.offset, (info.addr, info.size, info.filter_mask));
+        }
+        Some(DeflatedChunks {
+            chunk,
+            full,
+            bit: 1 << (filters.len() - 1),
+            index,
+        })
+    }
+
+    /// Measures the chunks the block at `start` with `shape` needs.
+    fn check(
+        &self,
+        file: &std::fs::File,
+        file_len: u64,
+        path: &Path,
+        start: &[usize],
+        shape: &[usize],
+    ) -> Result<(), AdapterError> {
+        use std::os::unix::fs::FileExt;
+        if start.len() != self.chunk.len() || shape.contains(&0) {
+            return Ok(());
+        }
+        // The chunk-grid range of the block along each axis.
+        let ranges: Vec<(usize, usize)> = start
+            .iter()
+            .zip(shape)
+            .zip(&self.chunk)
+            .map(|((&s, &n), &c)| (s / c.max(1), (s + n - 1) / c.max(1)))
+            .collect();
+        let mut at: Vec<usize> = ranges.iter().map(|r| r.0).collect();
+        loop {
+            let origin: Vec<u64> = at
+                .iter()
+                .zip(&self.chunk)
+                .map(|(&i, &c)| (i * c) as u64)
+                .collect();
+            if let Some(&(addr, size, mask)) = self.index.get(&origin)
+                && mask & self.bit == 0
+            {
+                if size > self.full.saturating_mul(2).saturating_add(1 << 20)
+                    || addr.checked_add(size).is_none_or(|end| end > file_len)
+                {
+                    return Err(corrupt(
+                        path,
+                        "reading a chunk",
+                        format!("the chunk index says {size} bytes at offset {addr}"),
+                    ));
+                }
+                let mut data = vec![0u8; size as usize];
+                file.read_exact_at(&mut data, addr).map_err(|e| {
+                    AdapterError::Read(format!("{}: reading a chunk: {e}", super::shown(path)))
+                })?;
+                super::codec_bounds::check("zlib", &data, self.full)
+                    .map_err(|e| corrupt(path, "inflating a chunk", e))?;
+            }
+            // The next chunk of the block, last axis fastest.
+            let mut axis = at.len();
+            loop {
+                if axis == 0 {
+                    return Ok(());
+                }
+                axis -= 1;
+                if at[axis] < ranges[axis].1 {
+                    at[axis] += 1;
+                    break;
+                }
+                at[axis] = ranges[axis].0;
+            }
+        }
+    }
 }
 
 /// The stored chunks of a dataset whose filters are gzip, shuffle or bitshuffle/LZ4, read straight from
@@ -1085,6 +1191,9 @@ impl ArrayReader for DatasetReader {
                 bytes,
             ));
         }
+        if let Some(guard) = &self.deflated {
+            guard.check(&self.file, self.file_len, &self.path, &start, &shape)?;
+        }
         let sel = if shape.is_empty() {
             Selection::All
         } else {
@@ -1334,6 +1443,11 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         .as_ref()
         .map_or(structure.data_type.itemsize(), |r| r.stored);
     let raw = RawChunks::new(&ds, read_as, &structure, stored);
+    let deflated = if raw.is_none() {
+        DeflatedChunks::new(&ds)
+    } else {
+        None
+    };
     let file = std::fs::File::open(&path).map_err(|e| read_err(&path, "opening it", e))?;
     let file_len = file
         .metadata()
@@ -1348,6 +1462,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         read_as,
         structure,
         grid,
+        deflated,
         raw,
         repack,
         file_len,
@@ -1357,6 +1472,54 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
 #[cfg(test)]
 mod raw_tests {
     use super::*;
+
+    #[test]
+    fn links_and_storage_out_of_the_file_are_not_followed() {
+        let dir = std::env::temp_dir().join(format!("tessera-h5-links-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let other = dir.join("other.h5");
+        hdf5::File::create(&other)
+            .unwrap()
+            .new_dataset::<u8>()
+            .shape(4)
+            .create("secret")
+            .unwrap();
+        let path = dir.join("links.h5");
+        {
+            let f = hdf5::File::create(&path).unwrap();
+            f.new_dataset::<u8>().shape(4).create("local").unwrap();
+            f.link_external(other.to_str().unwrap(), "/secret", "ext")
+                .unwrap();
+            f.link_soft("/ext", "soft").unwrap();
+            let g = f.create_group("g").unwrap();
+            g.link_hard("/g", "self").unwrap();
+            f.new_dataset::<u8>()
+                .shape(4)
+                .external(other.to_str().unwrap(), 0, 4)
+                .create("stored_outside")
+                .unwrap();
+        }
+        let mut skipped = Vec::new();
+        let t = inspect(&path, "links", &mut skipped).unwrap();
+        let keys: Vec<&str> = t.children.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["g", "local"], "{skipped:?}");
+        let said = skipped.join("\n");
+        for why in [
+            "/ext: an external link",
+            "/soft: leads to another file",
+            "/g/self: links back",
+            "/stored_outside: its data is stored in another file",
+        ] {
+            assert!(said.contains(why), "{why} not in {said}");
+        }
+        // Nor is a dataset named through the link, when opened directly.
+        let source = data_source(&super::super::file_uri(&path), "/ext");
+        let Err(e) = open(&source) else {
+            panic!("opened a dataset in another file")
+        };
+        assert!(matches!(e, AdapterError::Outside(_)), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn unshuffle_restores_elements() {

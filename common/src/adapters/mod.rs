@@ -363,8 +363,54 @@ pub fn parsed_whole(mimetype: &str) -> bool {
     matches!(mimetype, table_files::CSV_MIMETYPE | xlsx::MIMETYPE)
 }
 
-/// Opens a data source with the adapter its mimetype names.
+/// Opens a data source with the adapter its mimetype names. Readers of files tessera does
+/// not own are [`Guarded`]: a panic a crafted file provokes becomes a [`AdapterError::Corrupt`].
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let adapter = open_unguarded(source)?;
+    if source.management != Management::External {
+        return Ok(adapter);
+    }
+    Ok(match adapter {
+        Adapter::Array(r) => Adapter::Array(Arc::new(Guarded(r))),
+        Adapter::Table(r) => Adapter::Table(Arc::new(Guarded(r))),
+        other => other,
+    })
+}
+
+/// A reader of untrusted files whose panics are caught and reported as corrupt content, so
+/// a bug a crafted file finds costs one 422, not the request's worker.
+pub struct Guarded<R: ?Sized>(Arc<R>);
+
+fn caught<T>(f: impl FnOnce() -> Result<T, AdapterError>) -> Result<T, AdapterError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(AdapterError::Corrupt(format!("reading it failed ({why})")))
+    })
+}
+
+impl ArrayReader for Guarded<dyn ArrayReader> {
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        caught(|| self.0.read_block(block))
+    }
+}
+
+impl TableReader for Guarded<dyn TableReader> {
+    fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError> {
+        caught(|| self.0.read_partition(i))
+    }
+    fn read_columns(&self, i: usize, columns: &[String]) -> Result<RecordBatch, AdapterError> {
+        caught(|| self.0.read_columns(i, columns))
+    }
+    fn index_columns(&self) -> Vec<String> {
+        caught(|| Ok(self.0.index_columns())).unwrap_or_default()
+    }
+}
+
+fn open_unguarded(source: &DataSource) -> Result<Adapter, AdapterError> {
     match source.mimetype.as_str() {
         demo::MIMETYPE => demo::open(source),
         table_column::MIMETYPE => table_column::open(source),
