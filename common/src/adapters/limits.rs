@@ -28,6 +28,9 @@ pub const MAX_NODES_PER_FILE: usize = 100_000;
 /// Largest metadata document (`zarr.json`, `.zarray`, `.zmetadata`) read whole.
 pub const MAX_METADATA_BYTES: u64 = 64 << 20;
 
+/// Largest text table (CSV) read: a partition is the whole file, parsed in memory.
+pub const MAX_TEXT_TABLE_BYTES: u64 = 256 << 20;
+
 /// Largest uncompressed content of a zip container (an `.xlsx` workbook).
 pub const MAX_UNZIPPED_BYTES: u64 = 256 << 20;
 
