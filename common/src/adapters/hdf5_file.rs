@@ -1522,6 +1522,30 @@ mod raw_tests {
     }
 
     #[test]
+    fn a_chunk_index_pointing_past_the_file_is_corrupt_not_read() {
+        let dir = std::env::temp_dir().join(format!("tessera-h5-raw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.bin");
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut index = std::collections::HashMap::new();
+        index.insert(vec![0u64], (90u64, 64u64, 0u32));
+        index.insert(vec![4u64], (u64::MAX - 8, 64u64, 0u32));
+        let raw = RawChunks {
+            chunk: vec![4],
+            filters: vec![hdf5::filters::Filter::Deflate(4)],
+            index,
+            itemsize: 8,
+        };
+        for start in [0usize, 4] {
+            let e = raw.read(&file, 100, &path, &[start], &[4]).unwrap_err();
+            assert!(matches!(e, AdapterError::Corrupt(_)), "{e}");
+            assert!(e.to_string().contains("past the end"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn unshuffle_restores_elements() {
         let values: Vec<u16> = vec![0x0102, 0x0304, 0x0506];
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
