@@ -33,6 +33,19 @@ fn read_err(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError 
     AdapterError::BadSource(format!("{}: {what}: {e}", super::shown(path)))
 }
 
+/// A read by file offset that failed: the file ending early (shortened since it was opened,
+/// or its index lies) is the file's fault, anything else the storage's.
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> AdapterError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return corrupt(
+            path,
+            what,
+            "the file ends before the data its index points at",
+        );
+    }
+    AdapterError::Read(format!("{}: {what}: {e}", super::shown(path)))
+}
+
 /// Data that does not decode (a damaged chunk, an index that points past the file).
 fn corrupt(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
     AdapterError::Corrupt(format!("{}: {what}: {e}", super::shown(path)))
@@ -817,9 +830,8 @@ impl DeflatedChunks {
                     ));
                 }
                 let mut data = vec![0u8; size as usize];
-                file.read_exact_at(&mut data, addr).map_err(|e| {
-                    AdapterError::Read(format!("{}: reading a chunk: {e}", super::shown(path)))
-                })?;
+                file.read_exact_at(&mut data, addr)
+                    .map_err(|e| io_err(path, "reading a chunk", e))?;
                 super::codec_bounds::check("zlib", &data, self.full)
                     .map_err(|e| corrupt(path, "inflating a chunk", e))?;
             }
@@ -949,9 +961,8 @@ impl RawChunks {
             ));
         }
         let mut data = vec![0u8; size as usize];
-        file.read_exact_at(&mut data, addr).map_err(|e| {
-            AdapterError::Read(format!("{}: reading a chunk: {e}", super::shown(path)))
-        })?;
+        file.read_exact_at(&mut data, addr)
+            .map_err(|e| io_err(path, "reading a chunk", e))?;
         for (i, f) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {
                 continue;
@@ -1349,12 +1360,9 @@ impl DatasetReader {
             ));
         }
         let mut out = vec![0u8; len as usize];
-        self.file.read_exact_at(&mut out, at).map_err(|e| {
-            AdapterError::Read(format!(
-                "{}: reading a block: {e}",
-                super::shown(&self.path)
-            ))
-        })?;
+        self.file
+            .read_exact_at(&mut out, at)
+            .map_err(|e| io_err(&self.path, "reading a block", e))?;
         Ok(Some(out))
     }
 }

@@ -324,8 +324,9 @@ impl ArrayReader for VariableReader {
             return Err(out_of_range("the variable is one block along this axis"));
         }
         let mut reader = open_reader(&self.path)?;
+        // The file is read whole by the decoder: what fails is its content (or its end).
         let read_err = |e: netcdf3::ReadError| {
-            AdapterError::Read(format!(
+            AdapterError::Corrupt(format!(
                 "{}: variable {}: {e:?}",
                 super::shown(&self.path),
                 self.var
@@ -348,7 +349,7 @@ impl ArrayReader for VariableReader {
         let bytes = le_bytes(values);
         let expected = shape.iter().product::<usize>() * s.data_type.itemsize();
         if bytes.len() != expected {
-            return Err(AdapterError::Read(format!(
+            return Err(AdapterError::Corrupt(format!(
                 "{}: variable {} gave {} bytes where {expected} were expected",
                 super::shown(&self.path),
                 self.var,

@@ -302,7 +302,7 @@ fn check_stored_chunks(
         std::path::PathBuf::from(format!("/{}", a.path().as_str().trim_start_matches('/')));
     let real_dir = array_dir
         .canonicalize()
-        .map_err(|e| AdapterError::Read(format!("the array cannot be resolved ({e})")))?;
+        .map_err(|e| AdapterError::BadSource(format!("the array cannot be resolved ({e})")))?;
     let codec = outer_codec(a);
     let Ok(Some(chunks)) = a.chunks_in_array_subset(subset) else {
         return Ok(());
