@@ -51,9 +51,10 @@ fn corrupt(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
     AdapterError::Corrupt(format!("{}: {what}: {e}", super::shown(path)))
 }
 
-/// Refuses a dataset whose bytes live in another file: external storage (libhdf5 resolves
+/// Refuses a dataset whose bytes may live in another file: external storage (libhdf5 resolves
 /// its relative names against the server's working directory, so where it reads cannot be
-/// checked from here) and virtual datasets with a source outside this file.
+/// checked from here) and virtual datasets (a source named in the same file may still be
+/// reached through an external link, which libhdf5 would follow).
 fn storage_in_file(ds: &hdf5::Dataset) -> Result<(), String> {
     let dcpl = ds.dcpl().map_err(|e| e.to_string())?;
     let external = dcpl.get_external().map_err(|e| e.to_string())?;
@@ -64,16 +65,11 @@ fn storage_in_file(ds: &hdf5::Dataset) -> Result<(), String> {
         ));
     }
     if dcpl.layout() == hdf5::dataset::Layout::Virtual {
-        let map = dcpl.get_virtual_map().map_err(|e| {
-            format!("it is a virtual dataset whose mapping cannot be read ({e}); it is not served")
-        })?;
-        if let Some(m) = map.iter().find(|m| m.src_filename != ".") {
-            return Err(format!(
-                "it is a virtual dataset reading {:?} in file {:?}; only virtual datasets \
-                 whose sources are in the same file are served",
-                m.src_dataset, m.src_filename
-            ));
-        }
+        return Err(
+            "it is a virtual dataset, which reads other datasets and files; virtual \
+                    datasets are not served"
+                .into(),
+        );
     }
     Ok(())
 }
