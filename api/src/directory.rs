@@ -4,7 +4,9 @@
 //! directory is rescanned and files added, changed or removed are indexed again.
 //!
 //! A file that cannot be read stays in the tree as an empty container with the spec
-//! [`UNREADABLE`] and its error in the metadata; reading it answers that error (a 4xx).
+//! [`UNREADABLE`] and its error in the metadata; reading it answers that error (a 4xx). So does
+//! a file whose adapter panics while describing it: one hostile file never stops the scan.
+//! Files are named relative to the served directory, never by their path on the server.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tessera_common::inspect::{self, EntryKind, Formats};
+use tessera_common::adapters::AdapterError;
+use tessera_common::inspect::{self, Entry, EntryKind, Formats};
 use tessera_common::node::TreeNode;
 use tessera_common::structure::{Spec, StructureFamily};
 
@@ -210,12 +213,7 @@ impl Indexer {
         let mut described = futures::stream::iter(todo.into_iter().map(|(path, e, now)| {
             let entry = e.clone();
             async move {
-                let result = tokio::task::spawn_blocking(move || {
-                    let mut skipped = Vec::new();
-                    let t = inspect::describe(&entry, &mut skipped);
-                    (t, skipped)
-                })
-                .await;
+                let result = tokio::task::spawn_blocking(move || describe(&entry)).await;
                 (path, e, now, result)
             }
         }))
@@ -235,7 +233,12 @@ impl Indexer {
                 (Err(err), _) => {
                     tracing::warn!("unreadable: {err}");
                     self.progress.unreadable += 1;
-                    unreadable(&e.key, &e.path, &err.to_string())
+                    let root = &self.root;
+                    unreadable(
+                        &e.key,
+                        &relative(root, &e.path.display().to_string()),
+                        &relative(root, &err.to_string()),
+                    )
                 }
             };
             batch.push((path, e.real.clone(), now, node));
@@ -341,13 +344,37 @@ fn stamp_sources(t: &mut TreeNode, stamp: &str) {
     }
 }
 
+/// Describes one entry on the blocking pool. A panic in an adapter (a bug a crafted file
+/// found) makes the file unreadable instead of ending the scan.
+fn describe(entry: &Entry) -> (Result<TreeNode, AdapterError>, Vec<String>) {
+    let mut skipped = Vec::new();
+    let described = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inspect::describe(entry, &mut skipped)
+    }));
+    let t = described.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(AdapterError::Corrupt(format!(
+            "{}: describing it failed ({why})",
+            entry.path.display()
+        )))
+    });
+    (t, skipped)
+}
+
+/// `text` with the served directory's path taken out of every path in it, so a client sees
+/// where a file is in the tree, not where the server keeps it.
+fn relative(root: &Path, text: &str) -> String {
+    let root = root.display().to_string();
+    text.replace(&format!("{root}/"), "").replace(&root, ".")
+}
+
 /// The node standing for a file that cannot be read.
-fn unreadable(key: &str, path: &Path, error: &str) -> TreeNode {
-    let mut t = TreeNode::container(
-        key,
-        json!({"file": path.display().to_string(), "error": error}),
-        Vec::new(),
-    );
+fn unreadable(key: &str, file: &str, error: &str) -> TreeNode {
+    let mut t = TreeNode::container(key, json!({"file": file, "error": error}), Vec::new());
     t.specs = vec![Spec::named(UNREADABLE)];
     t
 }
@@ -363,4 +390,32 @@ pub fn unreadable_error(
     }
     let error = metadata.get("error").and_then(Value::as_str).unwrap_or("");
     Some(ApiError::unprocessable(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_files_relative_to_the_served_directory() {
+        let root = Path::new("/srv/beamtime");
+        assert_eq!(
+            relative(root, "/srv/beamtime/raw/a.h5: not a readable HDF5 file"),
+            "raw/a.h5: not a readable HDF5 file"
+        );
+        assert_eq!(relative(root, "in /srv/beamtime"), "in .");
+    }
+
+    #[test]
+    fn a_panicking_adapter_makes_the_file_unreadable() {
+        let entry = Entry {
+            path: PathBuf::from("/nonexistent/x.h5"),
+            real: PathBuf::from("/nonexistent/x.h5"),
+            key: "x".into(),
+            // Not a file: describing it is an error, and never a panic that escapes.
+            kind: EntryKind::Directory,
+        };
+        let (t, _) = describe(&entry);
+        assert!(t.is_err());
+    }
 }

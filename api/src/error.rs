@@ -211,7 +211,11 @@ impl From<AdapterError> for ApiError {
             AdapterError::PartitionOutOfRange(_) => ApiError::bad_request(e.to_string()),
             // A node the catalog lists but whose data cannot be read is a problem with the
             // data, not a transient server fault: a 4xx stops the client's 5xx retry loop.
-            AdapterError::UnknownMimetype(_) | AdapterError::BadSource(_) => {
+            AdapterError::UnknownMimetype(_)
+            | AdapterError::BadSource(_)
+            | AdapterError::Corrupt(_)
+            | AdapterError::Limit(_)
+            | AdapterError::Outside(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
             AdapterError::Read(_) => ApiError::internal(e.to_string()),

@@ -315,9 +315,24 @@ pub async fn register(
     }
     let reg = {
         let key = key.clone();
-        tokio::task::spawn_blocking(move || describe(family, format, &paths, &requested, &key))
-            .await
-            .map_err(|e| ApiError::internal(format!("registration task failed: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            // A panic in an adapter (a bug a crafted file found) refuses this registration
+            // and leaves nothing behind; the server goes on.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                describe(family, format, &paths, &requested, &key)
+            }))
+            .unwrap_or_else(|_| {
+                Err(ApiError::unprocessable(format!(
+                    "{}: the file could not be described (it is damaged or crafted)",
+                    paths
+                        .first()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )))
+            })
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("registration task failed: {e}")))??
     };
     // The client's metadata and specs go over what the file says.
     let mut merged = reg.metadata;

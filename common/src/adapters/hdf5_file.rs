@@ -13,6 +13,7 @@ use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii
 use hdf5::{Hyperslab, Selection, SliceOrIndex};
 use serde_json::{Map, Value, json};
 
+use super::limits::{self, Walk};
 use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::{ArrayData, encode_unicode};
 use crate::chunks::ChunkGrid;
@@ -29,21 +30,66 @@ const CONTIGUOUS_BLOCK_BYTES: usize = 8 << 20;
 /// A file that cannot be read is a problem with the data, reported as such (a 4xx, naming the
 /// file), not as a server fault the client would retry.
 fn read_err(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::BadSource(format!("{}: {what}: {e}", path.display()))
+    AdapterError::BadSource(format!("{}: {what}: {e}", super::shown(path)))
 }
+
+/// A read by file offset that failed: the file ending early (shortened since it was opened,
+/// or its index lies) is the file's fault, anything else the storage's.
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> AdapterError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return corrupt(
+            path,
+            what,
+            "the file ends before the data its index points at",
+        );
+    }
+    AdapterError::Read(format!("{}: {what}: {e}", super::shown(path)))
+}
+
+/// Data that does not decode (a damaged chunk, an index that points past the file).
+fn corrupt(path: &Path, what: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Corrupt(format!("{}: {what}: {e}", super::shown(path)))
+}
+
+/// Refuses a dataset whose bytes may live in another file: external storage (libhdf5 resolves
+/// its relative names against the server's working directory, so where it reads cannot be
+/// checked from here) and virtual datasets (a source named in the same file may still be
+/// reached through an external link, which libhdf5 would follow).
+fn storage_in_file(ds: &hdf5::Dataset) -> Result<(), String> {
+    let dcpl = ds.dcpl().map_err(|e| e.to_string())?;
+    let external = dcpl.get_external().map_err(|e| e.to_string())?;
+    if let Some(f) = external.first() {
+        return Err(format!(
+            "its data is stored in another file ({:?}); HDF5 external storage is not served",
+            f.name
+        ));
+    }
+    if dcpl.layout() == hdf5::dataset::Layout::Virtual {
+        return Err(
+            "it is a virtual dataset, which reads other datasets and files; virtual \
+                    datasets are not served"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Most elements of an attribute, or of a variable-length string dataset, read whole while
+/// describing a file.
+const MAX_DESCRIBED_ELEMENTS: usize = 1 << 20;
 
 /// Opens an HDF5 file for reading, with an error that names the file and the reason.
 pub fn open_file(path: &Path) -> Result<hdf5::File, AdapterError> {
     if !path.is_file() {
         return Err(AdapterError::BadSource(format!(
             "{}: no such file",
-            path.display()
+            super::shown(path)
         )));
     }
     hdf5::File::open(path).map_err(|e| {
         AdapterError::BadSource(format!(
             "{}: not a readable HDF5 file ({e})",
-            path.display()
+            super::shown(path)
         ))
     })
 }
@@ -184,6 +230,13 @@ fn data_type(
         T::VarLenAscii | T::VarLenUnicode => {
             let unicode = matches!(td, T::VarLenUnicode);
             let chars = match dataset {
+                Some(ds) if ds.size() > MAX_DESCRIBED_ELEMENTS => {
+                    return Err(format!(
+                        "{} variable-length strings; datasets of more than \
+                         {MAX_DESCRIBED_ELEMENTS} are not served",
+                        ds.size()
+                    ));
+                }
                 Some(ds) => read_strings(ds, &Selection::All, ReadAs::VarLen(unicode))
                     .map_err(|e| e.to_string())?
                     .iter()
@@ -265,11 +318,18 @@ fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
         .dtype()
         .and_then(|t| t.to_descriptor())
         .map_err(|e| e.to_string())?;
-    let (data_type, _) = data_type(&td, Some(ds))?;
+    storage_in_file(ds)?;
     let shape = ds.shape();
+    let (data_type, _) = data_type(&td, Some(ds))?;
+    if limits::checked_bytes(&shape, data_type.itemsize()).is_none() {
+        return Err(format!(
+            "its shape {shape:?} holds more than 2^64 bytes; it is not served"
+        ));
+    }
     let block: Vec<usize> = match ds.chunk() {
         Some(c) if c.len() == shape.len() => c,
         _ => {
+            // Cannot overflow: the whole array's size fits in 64 bits (checked above).
             let row: usize = shape.iter().skip(1).product::<usize>() * data_type.itemsize();
             let rows = (CONTIGUOUS_BLOCK_BYTES / row.max(1)).max(1);
             shape
@@ -279,11 +339,8 @@ fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
                 .collect()
         }
     };
-    let chunks = shape
-        .iter()
-        .zip(&block)
-        .map(|(&n, &c)| super::regular_chunks(n, c))
-        .collect();
+    let chunks =
+        limits::chunk_lists(&shape, &block, data_type.itemsize()).map_err(|e| e.to_string())?;
     Ok(ArrayStructure {
         data_type,
         chunks,
@@ -295,6 +352,9 @@ fn array_structure(ds: &hdf5::Dataset) -> Result<ArrayStructure, String> {
 
 /// An attribute's value as JSON (`None` for types that have no JSON form).
 fn attr_value(attr: &hdf5::Attribute) -> Option<Value> {
+    if attr.size() > MAX_DESCRIBED_ELEMENTS {
+        return None;
+    }
     let td = attr.dtype().ok()?.to_descriptor().ok()?;
     let scalar = attr.is_scalar();
     let shape = attr.shape();
@@ -398,8 +458,23 @@ pub fn inspect(
         .as_group()
         .map_err(|e| read_err(path, "opening the root group", e))?;
     let mut ancestors = Vec::new();
-    group_node(&root, key, "", &uri, &mut ancestors, skipped)
-        .map_err(|e| read_err(path, "reading its layout", e))
+    let mut walk = Walk::default();
+    let file_name = file.filename();
+    let at = Place {
+        path,
+        uri: &uri,
+        file_name: &file_name,
+    };
+    group_node(&root, key, "", &at, &mut ancestors, &mut walk, skipped)
+}
+
+/// The file a walk describes: its path (for messages), URI (for data sources) and name as
+/// libhdf5 reports it (an object reporting another name was reached through a link to
+/// another file).
+struct Place<'a> {
+    path: &'a Path,
+    uri: &'a str,
+    file_name: &'a str,
 }
 
 /// The mimetype of NetCDF files (NetCDF-4, which is HDF5 underneath).
@@ -464,12 +539,20 @@ pub fn inspect_netcdf(
     for name in root.member_names().map_err(err)? {
         match root.loc_type_by_name(&name) {
             Ok(hdf5::LocationType::Dataset) => {
-                datasets.push((name.clone(), root.dataset(&name).map_err(err)?))
+                let ds = root.dataset(&name).map_err(err)?;
+                if ds.filename() != file.filename() {
+                    skipped.push(format!(
+                        "{}: variable {name}: leads to another file, not followed",
+                        super::shown(path)
+                    ));
+                    continue;
+                }
+                datasets.push((name.clone(), ds))
             }
             Ok(hdf5::LocationType::Group) => {
                 skipped.push(format!(
                     "{}: group {name}: NetCDF groups are not served yet",
-                    path.display()
+                    super::shown(path)
                 ));
             }
             _ => {}
@@ -506,7 +589,7 @@ pub fn inspect_netcdf(
         let mut s = match array_structure(ds) {
             Ok(s) => s,
             Err(why) => {
-                skipped.push(format!("{}: variable {name}: {why}", path.display()));
+                skipped.push(format!("{}: variable {name}: {why}", super::shown(path)));
                 continue;
             }
         };
@@ -540,41 +623,73 @@ fn group_node(
     g: &hdf5::Group,
     key: &str,
     at: &str,
-    uri: &str,
+    place: &Place,
     ancestors: &mut Vec<(u64, hdf5::LocationToken)>,
+    walk: &mut Walk,
     skipped: &mut Vec<String>,
-) -> Result<TreeNode, hdf5::Error> {
-    let info = g.loc_info()?;
+) -> Result<TreeNode, AdapterError> {
+    let path = place.path;
+    let err = |e: hdf5::Error| read_err(path, "reading its layout", e);
+    walk.enter(ancestors.len())
+        .map_err(|e| AdapterError::Limit(format!("{}: {e}", super::shown(path))))?;
+    let info = g.loc_info().map_err(err)?;
     ancestors.push((info.fileno, info.token));
     let metadata = attributes(g);
     let mut node = TreeNode::container(key, Value::Object(metadata.clone()), Vec::new());
     node.specs = specs_of(&metadata);
-    for name in g.member_names()? {
+    // Link types first: an external link is never followed (it would open another file).
+    let mut links = Vec::new();
+    g.iter_visit_default(|name, link| {
+        links.push((name.to_string(), link.link_type));
+        Ok(())
+    })
+    .map_err(err)?;
+    links.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, link_type) in links {
         let child_at = format!("{at}/{name}");
+        if link_type == hdf5::LinkType::External {
+            skipped.push(format!(
+                "{child_at}: an external link to another file, which is not followed"
+            ));
+            continue;
+        }
         let Ok(kind) = g.loc_type_by_name(&name) else {
-            // A dangling soft link or an external link to a missing file.
+            // A dangling soft link.
             skipped.push(format!("{child_at}: the link cannot be resolved"));
             continue;
         };
         match kind {
             hdf5::LocationType::Group => {
-                let child = g.group(&name)?;
-                let ci = child.loc_info()?;
+                let child = g.group(&name).map_err(err)?;
+                if child.filename() != place.file_name {
+                    skipped.push(format!("{child_at}: leads to another file, not followed"));
+                    continue;
+                }
+                let ci = child.loc_info().map_err(err)?;
                 if ancestors.contains(&(ci.fileno, ci.token)) {
                     skipped.push(format!("{child_at}: links back to one of its parents"));
                     continue;
                 }
                 node.children.push(group_node(
-                    &child, &name, &child_at, uri, ancestors, skipped,
+                    &child, &name, &child_at, place, ancestors, walk, skipped,
                 )?);
             }
             hdf5::LocationType::Dataset => {
-                let ds = g.dataset(&name)?;
+                let ds = g.dataset(&name).map_err(err)?;
+                if ds.filename() != place.file_name {
+                    skipped.push(format!("{child_at}: leads to another file, not followed"));
+                    continue;
+                }
+                walk.enter(ancestors.len())
+                    .map_err(|e| AdapterError::Limit(format!("{}: {e}", super::shown(path))))?;
                 match array_structure(&ds) {
                     Ok(s) => {
                         let metadata = attributes(&ds);
-                        let mut child =
-                            TreeNode::data(&name, Structure::Array(s), data_source(uri, &child_at));
+                        let mut child = TreeNode::data(
+                            &name,
+                            Structure::Array(s),
+                            data_source(place.uri, &child_at),
+                        );
                         child.specs = specs_of(&metadata);
                         child.metadata = metadata;
                         node.children.push(child);
@@ -593,9 +708,20 @@ fn group_node(
 pub fn dataset_structure(path: &Path, dataset: &str) -> Result<ArrayStructure, AdapterError> {
     let file = open_file(path)?;
     let ds = file.dataset(dataset).map_err(|e| {
-        AdapterError::BadSource(format!("{}: no dataset {dataset:?} ({e})", path.display()))
+        AdapterError::BadSource(format!(
+            "{}: no dataset {dataset:?} ({e})",
+            super::shown(path)
+        ))
     })?;
-    array_structure(&ds).map_err(|e| AdapterError::BadSource(format!("{}: {e}", path.display())))
+    if ds.filename() != file.filename() {
+        return Err(AdapterError::Outside(format!(
+            "{}: dataset {dataset} is reached through an external link to another file, \
+             which is not followed",
+            super::shown(path)
+        )));
+    }
+    array_structure(&ds)
+        .map_err(|e| AdapterError::BadSource(format!("{}: {e}", super::shown(path))))
 }
 
 /// Reads blocks of one dataset, each a hyperslab of the declared chunk grid (the native chunks
@@ -615,6 +741,111 @@ struct DatasetReader {
     file: std::fs::File,
     /// Where a contiguous dataset's data starts in the file (asked of libhdf5 once).
     contiguous_at: Option<u64>,
+    /// The file's length when opened: no read from the chunk index may pass it.
+    file_len: u64,
+    /// For gzip chunks libhdf5 inflates (off the raw path): their index, to measure each
+    /// stream before libhdf5 inflates it without a bound.
+    deflated: Option<DeflatedChunks>,
+}
+
+/// The stored chunks of a dataset whose outermost filter is gzip, read by libhdf5. libhdf5
+/// grows its buffer until a deflate stream ends, so a crafted chunk of a megabyte could take a
+/// gigabyte: each chunk a block needs is inflated into nothing first, stopping past its size.
+struct DeflatedChunks {
+    chunk: Vec<usize>,
+    /// The bytes one chunk holds as stored.
+    full: u64,
+    /// The gzip filter's bit in each chunk's filter mask (set when it was skipped).
+    bit: u32,
+    /// (file address, stored size, filter mask) of each allocated chunk, by its origin.
+    index: std::collections::HashMap<Vec<u64>, (u64, u64, u32)>,
+}
+
+impl DeflatedChunks {
+    fn new(ds: &hdf5::Dataset) -> Option<DeflatedChunks> {
+        let filters = ds.filters();
+        if !matches!(filters.last(), Some(hdf5::filters::Filter::Deflate(_))) {
+            return None;
+        }
+        let chunk = ds.chunk()?;
+        let item = ds.dtype().ok()?.size() as u64;
+        let full = chunk
+            .iter()
+            .try_fold(item, |n, &c| n.checked_mul(c as u64))?;
+        let n = ds.num_chunks()?;
+        let mut index = std::collections::HashMap::with_capacity(n);
+        for i in 0..n {
+            let info = ds.chunk_info(i)?;
+            index.insert(info.offset, (info.addr, info.size, info.filter_mask));
+        }
+        Some(DeflatedChunks {
+            chunk,
+            full,
+            bit: 1 << (filters.len() - 1),
+            index,
+        })
+    }
+
+    /// Measures the chunks the block at `start` with `shape` needs.
+    fn check(
+        &self,
+        file: &std::fs::File,
+        file_len: u64,
+        path: &Path,
+        start: &[usize],
+        shape: &[usize],
+    ) -> Result<(), AdapterError> {
+        use std::os::unix::fs::FileExt;
+        if start.len() != self.chunk.len() || shape.contains(&0) {
+            return Ok(());
+        }
+        // The chunk-grid range of the block along each axis.
+        let ranges: Vec<(usize, usize)> = start
+            .iter()
+            .zip(shape)
+            .zip(&self.chunk)
+            .map(|((&s, &n), &c)| (s / c.max(1), (s + n - 1) / c.max(1)))
+            .collect();
+        let mut at: Vec<usize> = ranges.iter().map(|r| r.0).collect();
+        loop {
+            let origin: Vec<u64> = at
+                .iter()
+                .zip(&self.chunk)
+                .map(|(&i, &c)| (i * c) as u64)
+                .collect();
+            if let Some(&(addr, size, mask)) = self.index.get(&origin)
+                && mask & self.bit == 0
+            {
+                if size > self.full.saturating_mul(2).saturating_add(1 << 20)
+                    || addr.checked_add(size).is_none_or(|end| end > file_len)
+                {
+                    return Err(corrupt(
+                        path,
+                        "reading a chunk",
+                        format!("the chunk index says {size} bytes at offset {addr}"),
+                    ));
+                }
+                let mut data = vec![0u8; size as usize];
+                file.read_exact_at(&mut data, addr)
+                    .map_err(|e| io_err(path, "reading a chunk", e))?;
+                super::codec_bounds::check("zlib", &data, self.full)
+                    .map_err(|e| corrupt(path, "inflating a chunk", e))?;
+            }
+            // The next chunk of the block, last axis fastest.
+            let mut axis = at.len();
+            loop {
+                if axis == 0 {
+                    return Ok(());
+                }
+                axis -= 1;
+                if at[axis] < ranges[axis].1 {
+                    at[axis] += 1;
+                    break;
+                }
+                at[axis] = ranges[axis].0;
+            }
+        }
+    }
 }
 
 /// The stored chunks of a dataset whose filters are gzip, shuffle or bitshuffle/LZ4, read straight from
@@ -647,13 +878,10 @@ impl RawChunks {
             return None;
         }
         let chunk = ds.chunk()?;
-        let native: Vec<Vec<usize>> = s
-            .shape
-            .iter()
-            .zip(&chunk)
-            .map(|(&n, &c)| super::regular_chunks(n, c))
-            .collect();
-        if chunk.len() != s.shape.len() || native != s.chunks {
+        // Checked against the caps before the lists are made (a registering client may have
+        // declared other chunks than the file's).
+        let native = limits::chunk_lists(&s.shape, &chunk, itemsize).ok()?;
+        if native != s.chunks {
             return None;
         }
         // Compound types have no order of their own (h5py writes members in this
@@ -698,6 +926,7 @@ impl RawChunks {
     fn read(
         &self,
         file: &std::fs::File,
+        file_len: u64,
         path: &Path,
         start: &[usize],
         shape: &[usize],
@@ -711,15 +940,25 @@ impl RawChunks {
         let full: usize = self.chunk.iter().product::<usize>() * self.itemsize;
         // A stored chunk is never much larger than its data; a bigger size is a damaged file.
         if size > (full as u64) * 2 + (1 << 20) {
-            return Err(read_err(
+            return Err(corrupt(
                 path,
                 "reading a chunk",
                 format!("the chunk index says {size} bytes for a {full}-byte chunk"),
             ));
         }
+        if addr.checked_add(size).is_none_or(|end| end > file_len) {
+            return Err(corrupt(
+                path,
+                "reading a chunk",
+                format!(
+                    "the chunk index places {size} bytes at offset {addr}, past the end of \
+                     the {file_len}-byte file"
+                ),
+            ));
+        }
         let mut data = vec![0u8; size as usize];
         file.read_exact_at(&mut data, addr)
-            .map_err(|e| read_err(path, "reading a chunk", e))?;
+            .map_err(|e| io_err(path, "reading a chunk", e))?;
         for (i, f) in self.filters.iter().enumerate().rev() {
             if mask & (1 << i) != 0 {
                 continue;
@@ -731,20 +970,27 @@ impl RawChunks {
                     let mut out = Vec::with_capacity(full + 1);
                     let status = flate2::Decompress::new(true)
                         .decompress_vec(&data, &mut out, flate2::FlushDecompress::Finish)
-                        .map_err(|e| read_err(path, "inflating a chunk", e))?;
+                        .map_err(|e| corrupt(path, "inflating a chunk", e))?;
                     if status != flate2::Status::StreamEnd && out.len() <= full {
-                        return Err(read_err(path, "inflating a chunk", "the stream ends early"));
+                        return Err(corrupt(path, "inflating a chunk", "the stream ends early"));
                     }
                     out
                 }
                 Filter::Shuffle => unshuffle(&data, self.itemsize),
                 Filter::User(BITSHUFFLE, _) => bitshuffle_lz4(&data, self.itemsize, full)
-                    .map_err(|e| read_err(path, "decoding a bitshuffle/LZ4 chunk", e))?,
+                    .map_err(|e| corrupt(path, "decoding a bitshuffle/LZ4 chunk", e))?,
                 _ => return Ok(None),
             };
         }
+        if data.len() > full {
+            return Err(corrupt(
+                path,
+                "decoding a chunk",
+                format!("it decodes to more than the {full} bytes its shape holds"),
+            ));
+        }
         if data.len() != full {
-            return Err(read_err(
+            return Err(corrupt(
                 path,
                 "decoding a chunk",
                 format!("{} bytes where the chunk holds {full}", data.len()),
@@ -942,7 +1188,7 @@ impl ArrayReader for DatasetReader {
             ));
         }
         if let Some(raw) = &self.raw
-            && let Some(bytes) = raw.read(&self.file, &self.path, &start, &shape)?
+            && let Some(bytes) = raw.read(&self.file, self.file_len, &self.path, &start, &shape)?
         {
             let mut bytes = self.packed(bytes);
             super::to_declared_order(&self.structure.data_type, &mut bytes);
@@ -951,6 +1197,9 @@ impl ArrayReader for DatasetReader {
                 shape,
                 bytes,
             ));
+        }
+        if let Some(guard) = &self.deflated {
+            guard.check(&self.file, self.file_len, &self.path, &start, &shape)?;
         }
         let sel = if shape.is_empty() {
             Selection::All
@@ -980,7 +1229,7 @@ impl ArrayReader for DatasetReader {
                 })
                 .collect();
             match plugins.is_empty() {
-                true => read_err(&self.path, "reading a block", e),
+                true => corrupt(&self.path, "reading a block", e),
                 false => read_err(
                     &self.path,
                     "reading a block",
@@ -1087,12 +1336,29 @@ impl DatasetReader {
             return Ok(None);
         }
         let item = self.stored_itemsize();
-        let row: usize = s.iter().skip(1).product::<usize>() * item;
-        let first = start.first().copied().unwrap_or(0);
-        let mut out = vec![0u8; shape.iter().product::<usize>() * item];
+        let first = start.first().copied().unwrap_or(0) as u64;
+        let too_large = || corrupt(&self.path, "reading a block", "its size overflows");
+        let row = limits::checked_bytes(&s[1.min(s.len())..], item).ok_or_else(too_large)?;
+        let len = limits::checked_bytes(shape, item).ok_or_else(too_large)?;
+        let at = row
+            .checked_mul(first)
+            .and_then(|o| o.checked_add(base))
+            .ok_or_else(too_large)?;
+        if at.checked_add(len).is_none_or(|end| end > self.file_len) {
+            return Err(corrupt(
+                &self.path,
+                "reading a block",
+                format!(
+                    "the dataset's {len} bytes at offset {at} run past the end of the \
+                     {}-byte file",
+                    self.file_len
+                ),
+            ));
+        }
+        let mut out = vec![0u8; len as usize];
         self.file
-            .read_exact_at(&mut out, base + (first * row) as u64)
-            .map_err(|e| read_err(&self.path, "reading a block", e))?;
+            .read_exact_at(&mut out, at)
+            .map_err(|e| io_err(&self.path, "reading a block", e))?;
         Ok(Some(out))
     }
 }
@@ -1120,13 +1386,25 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let dataset = dataset_parameter(&source.parameters).ok_or_else(|| {
         AdapterError::BadSource(format!(
             "{}: the data source names no dataset; only datasets are read as arrays",
-            path.display()
+            super::shown(&path)
         ))
     })?;
     let file = open_file(&path)?;
     let ds = file.dataset(&dataset).map_err(|e| {
-        AdapterError::BadSource(format!("{}: no dataset {dataset:?} ({e})", path.display()))
+        AdapterError::BadSource(format!(
+            "{}: no dataset {dataset:?} ({e})",
+            super::shown(&path)
+        ))
     })?;
+    if ds.filename() != file.filename() {
+        return Err(AdapterError::Outside(format!(
+            "{}: dataset {dataset} is reached through an external link to another file, \
+             which is not followed",
+            super::shown(&path)
+        )));
+    }
+    storage_in_file(&ds)
+        .map_err(|e| AdapterError::Outside(format!("{}: {dataset}: {e}", super::shown(&path))))?;
     let td = ds
         .dtype()
         .and_then(|t| t.to_descriptor())
@@ -1134,11 +1412,11 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let structure: ArrayStructure = match super::structure_of(source) {
         Ok(s) => s,
         Err(_) => array_structure(&ds)
-            .map_err(|e| AdapterError::BadSource(format!("{}: {e}", path.display())))?,
+            .map_err(|e| AdapterError::BadSource(format!("{}: {e}", super::shown(&path))))?,
     };
     let declared_size = structure.data_type.itemsize();
     let (native, read_as) = data_type(&td, None)
-        .map_err(|e| AdapterError::BadSource(format!("{}: {dataset}: {e}", path.display())))?;
+        .map_err(|e| AdapterError::BadSource(format!("{}: {dataset}: {e}", super::shown(&path))))?;
     let compatible = match read_as {
         ReadAs::VarLen(..) => matches!(
             &structure.data_type,
@@ -1149,7 +1427,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     if !compatible {
         return Err(AdapterError::BadSource(format!(
             "{}: dataset {dataset} holds {} values but the node declares {}",
-            path.display(),
+            super::shown(&path),
             describe(&native),
             describe(&structure.data_type)
         )));
@@ -1157,7 +1435,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     if ds.shape() != structure.shape {
         return Err(AdapterError::BadSource(format!(
             "{}: dataset {dataset} has shape {:?} but the node declares {:?}",
-            path.display(),
+            super::shown(&path),
             ds.shape(),
             structure.shape
         )));
@@ -1169,7 +1447,16 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         .as_ref()
         .map_or(structure.data_type.itemsize(), |r| r.stored);
     let raw = RawChunks::new(&ds, read_as, &structure, stored);
+    let deflated = if raw.is_none() {
+        DeflatedChunks::new(&ds)
+    } else {
+        None
+    };
     let file = std::fs::File::open(&path).map_err(|e| read_err(&path, "opening it", e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| read_err(&path, "opening it", e))?
+        .len();
     let contiguous_at = ds.offset();
     Ok(Adapter::Array(Arc::new(DatasetReader {
         file,
@@ -1179,14 +1466,88 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         read_as,
         structure,
         grid,
+        deflated,
         raw,
         repack,
+        file_len,
     })))
 }
 
 #[cfg(test)]
 mod raw_tests {
     use super::*;
+
+    #[test]
+    fn links_and_storage_out_of_the_file_are_not_followed() {
+        let dir = std::env::temp_dir().join(format!("tessera-h5-links-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let other = dir.join("other.h5");
+        hdf5::File::create(&other)
+            .unwrap()
+            .new_dataset::<u8>()
+            .shape(4)
+            .create("secret")
+            .unwrap();
+        let path = dir.join("links.h5");
+        {
+            let f = hdf5::File::create(&path).unwrap();
+            f.new_dataset::<u8>().shape(4).create("local").unwrap();
+            f.link_external(other.to_str().unwrap(), "/secret", "ext")
+                .unwrap();
+            f.link_soft("/ext", "soft").unwrap();
+            let g = f.create_group("g").unwrap();
+            g.link_hard("/g", "self").unwrap();
+            f.new_dataset::<u8>()
+                .shape(4)
+                .external(other.to_str().unwrap(), 0, 4)
+                .create("stored_outside")
+                .unwrap();
+        }
+        let mut skipped = Vec::new();
+        let t = inspect(&path, "links", &mut skipped).unwrap();
+        let keys: Vec<&str> = t.children.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["g", "local"], "{skipped:?}");
+        let said = skipped.join("\n");
+        for why in [
+            "/ext: an external link",
+            "/soft: leads to another file",
+            "/g/self: links back",
+            "/stored_outside: its data is stored in another file",
+        ] {
+            assert!(said.contains(why), "{why} not in {said}");
+        }
+        // Nor is a dataset named through the link, when opened directly.
+        let source = data_source(&super::super::file_uri(&path), "/ext");
+        let Err(e) = open(&source) else {
+            panic!("opened a dataset in another file")
+        };
+        assert!(matches!(e, AdapterError::Outside(_)), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_chunk_index_pointing_past_the_file_is_corrupt_not_read() {
+        let dir = std::env::temp_dir().join(format!("tessera-h5-raw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.bin");
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut index = std::collections::HashMap::new();
+        index.insert(vec![0u64], (90u64, 64u64, 0u32));
+        index.insert(vec![4u64], (u64::MAX - 8, 64u64, 0u32));
+        let raw = RawChunks {
+            chunk: vec![4],
+            filters: vec![hdf5::filters::Filter::Deflate(4)],
+            index,
+            itemsize: 8,
+        };
+        for start in [0usize, 4] {
+            let e = raw.read(&file, 100, &path, &[start], &[4]).unwrap_err();
+            assert!(matches!(e, AdapterError::Corrupt(_)), "{e}");
+            assert!(e.to_string().contains("past the end"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn unshuffle_restores_elements() {

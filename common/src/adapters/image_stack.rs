@@ -26,7 +26,7 @@ pub const NPY_SEQUENCE_MIMETYPE: &str = "multipart/related;type=application/x-np
 const NPY_BLOCK_BYTES: usize = 8 << 20;
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
-    AdapterError::BadSource(format!("{}: {why}", path.display()))
+    AdapterError::BadSource(format!("{}: {why}", super::shown(path)))
 }
 
 // ---------------------------------------------------------------------------------------------

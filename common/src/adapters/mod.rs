@@ -3,10 +3,12 @@
 //! [`Adapter`], whose readers decode only the chunk, partition or buffers a request needs.
 
 pub mod awkward_store;
+pub mod codec_bounds;
 pub mod demo;
 #[cfg(feature = "hdf5")]
 pub mod hdf5_file;
 pub mod image_stack;
+pub mod limits;
 pub mod netcdf3_file;
 pub mod parquet_table;
 pub mod sparse_store;
@@ -131,8 +133,20 @@ pub enum AdapterError {
     BlockOutOfRange { block: Vec<usize>, reason: String },
     #[error("partition {0} is out of range")]
     PartitionOutOfRange(usize),
+    /// The storage failed (an I/O error, a missing runtime): not the file's fault.
     #[error("could not read the data: {0}")]
     Read(String),
+    /// The file's content is damaged or does not decode (a bad compressed stream, a chunk
+    /// shorter or longer than its shape, a header that contradicts itself).
+    #[error("the file's content is corrupt: {0}")]
+    Corrupt(String),
+    /// The file asks for more than tessera serves (see [`limits`]).
+    #[error("the file is too large to serve: {0}")]
+    Limit(String),
+    /// The file points outside the directories tessera serves (an external link, external
+    /// storage, a virtual dataset or a symlink).
+    #[error("the file refers outside the served directories: {0}")]
+    Outside(String),
 }
 
 /// The path, relative to `/`, of a local `file://localhost/...` or `file:///...` location (the
@@ -148,6 +162,35 @@ pub fn local_path(uri: &str) -> Result<String, AdapterError> {
         })?;
     let decoded = percent_encoding::percent_decode_str(local).decode_utf8_lossy();
     Ok(decoded.trim_end_matches('/').to_string())
+}
+
+/// How a message names a file: from the Zarr store that holds it (`scan.zarr/frames`), or by
+/// its name (`scan.h5`), never by the path where the server keeps it (a client sees the node's
+/// path in the tree, not the server's directories).
+pub fn shown(path: &std::path::Path) -> String {
+    use std::path::Path;
+    // The outermost of the stores that hold `path` (the path itself may be a file in one).
+    let mut store = None;
+    for dir in path.ancestors() {
+        if dir.is_dir() && zarr_tree::is_store(dir) {
+            store = Some(dir);
+        } else if dir != path {
+            break;
+        }
+    }
+    let shown = match store.and_then(Path::parent) {
+        Some(parent) => path.strip_prefix(parent).unwrap_or(path),
+        None => path.file_name().map_or(path, Path::new),
+    };
+    shown.display().to_string()
+}
+
+/// [`shown`] for a `file://` location.
+pub fn shown_uri(uri: &str) -> String {
+    match local_path(uri) {
+        Ok(p) => shown(std::path::Path::new(&format!("/{p}"))),
+        Err(_) => uri.to_string(),
+    }
 }
 
 /// The data source of one part (`parameter` names it, e.g. a dataset or a sheet) of the single
@@ -320,8 +363,54 @@ pub fn parsed_whole(mimetype: &str) -> bool {
     matches!(mimetype, table_files::CSV_MIMETYPE | xlsx::MIMETYPE)
 }
 
-/// Opens a data source with the adapter its mimetype names.
+/// Opens a data source with the adapter its mimetype names. Readers of files tessera does
+/// not own are [`Guarded`]: a panic a crafted file provokes becomes a [`AdapterError::Corrupt`].
 pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
+    let adapter = open_unguarded(source)?;
+    if source.management != Management::External {
+        return Ok(adapter);
+    }
+    Ok(match adapter {
+        Adapter::Array(r) => Adapter::Array(Arc::new(Guarded(r))),
+        Adapter::Table(r) => Adapter::Table(Arc::new(Guarded(r))),
+        other => other,
+    })
+}
+
+/// A reader of untrusted files whose panics are caught and reported as corrupt content, so
+/// a bug a crafted file finds costs one 422, not the request's worker.
+pub struct Guarded<R: ?Sized>(Arc<R>);
+
+fn caught<T>(f: impl FnOnce() -> Result<T, AdapterError>) -> Result<T, AdapterError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(AdapterError::Corrupt(format!("reading it failed ({why})")))
+    })
+}
+
+impl ArrayReader for Guarded<dyn ArrayReader> {
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        caught(|| self.0.read_block(block))
+    }
+}
+
+impl TableReader for Guarded<dyn TableReader> {
+    fn read_partition(&self, i: usize) -> Result<RecordBatch, AdapterError> {
+        caught(|| self.0.read_partition(i))
+    }
+    fn read_columns(&self, i: usize, columns: &[String]) -> Result<RecordBatch, AdapterError> {
+        caught(|| self.0.read_columns(i, columns))
+    }
+    fn index_columns(&self) -> Vec<String> {
+        caught(|| Ok(self.0.index_columns())).unwrap_or_default()
+    }
+}
+
+fn open_unguarded(source: &DataSource) -> Result<Adapter, AdapterError> {
     match source.mimetype.as_str() {
         demo::MIMETYPE => demo::open(source),
         table_column::MIMETYPE => table_column::open(source),

@@ -43,14 +43,14 @@ pub fn inspect_any(
         Some(m) if m == *b"CDF\x01" || m == *b"CDF\x02" => inspect(path, key, skipped),
         Some(m) if m == *b"CDF\x05" => Err(AdapterError::BadSource(format!(
             "{}: NetCDF-3 files with 64-bit data (CDF-5) are not served yet",
-            path.display()
+            super::shown(path)
         ))),
         #[cfg(feature = "hdf5")]
         _ => super::hdf5_file::inspect_netcdf(path, key, skipped),
         #[cfg(not(feature = "hdf5"))]
         _ => Err(AdapterError::BadSource(format!(
             "{}: this build of tessera has no HDF5 (NetCDF-4) support",
-            path.display()
+            super::shown(&path)
         ))),
     }
 }
@@ -59,7 +59,7 @@ fn open_reader(path: &Path) -> Result<FileReader, AdapterError> {
     FileReader::open(path).map_err(|e| {
         AdapterError::BadSource(format!(
             "{}: not a readable NetCDF-3 file ({e:?})",
-            path.display()
+            super::shown(path)
         ))
     })
 }
@@ -128,19 +128,32 @@ fn data_source(uri: &str, var: &str) -> DataSource {
     )
 }
 
-/// The chunking of a variable: one block, or one record per block along the unlimited dimension.
-fn chunks_of(shape: &[usize], record: bool) -> Vec<Vec<usize>> {
-    shape
+/// The chunking of a variable: one block, or one record per block along the unlimited
+/// dimension; checked first against what the file can hold (a header may promise any number
+/// of records of any size) and against the caps of [`super::limits`].
+fn chunks_of(
+    path: &Path,
+    shape: &[usize],
+    itemsize: usize,
+    record: bool,
+) -> Result<Vec<Vec<usize>>, AdapterError> {
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    match super::limits::checked_bytes(shape, itemsize) {
+        Some(bytes) if bytes <= file_len => {}
+        _ => {
+            return Err(AdapterError::Corrupt(format!(
+                "{}: its header gives a variable of shape {shape:?} ({itemsize}-byte values), \
+                 more than the {file_len}-byte file holds",
+                super::shown(path)
+            )));
+        }
+    }
+    let chunk: Vec<usize> = shape
         .iter()
         .enumerate()
-        .map(|(i, &n)| {
-            if i == 0 && record {
-                vec![1; n]
-            } else {
-                vec![n]
-            }
-        })
-        .collect()
+        .map(|(i, &n)| if i == 0 && record { 1 } else { n })
+        .collect();
+    super::limits::chunk_lists(shape, &chunk, itemsize)
 }
 
 /// The tree of a NetCDF-3 file: an `xarray_dataset` container keyed `key`.
@@ -174,12 +187,22 @@ pub fn inspect(
     for v in ds.get_vars() {
         let name = v.name();
         let Some((data_type, shape, dims)) = served_type(ds, name) else {
-            skipped.push(format!("{}: variable {name}: unreadable", path.display()));
+            skipped.push(format!(
+                "{}: variable {name}: unreadable",
+                super::shown(path)
+            ));
             continue;
+        };
+        let chunks = match chunks_of(path, &shape, data_type.itemsize(), v.is_record_var()) {
+            Ok(c) => c,
+            Err(e) => {
+                skipped.push(format!("variable {name}: {e}"));
+                continue;
+            }
         };
         let structure = ArrayStructure {
             data_type,
-            chunks: chunks_of(&shape, v.is_record_var()),
+            chunks,
             shape,
             dims: Some(dims),
             resizable: false,
@@ -231,14 +254,14 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         .ok_or_else(|| {
             AdapterError::BadSource(format!(
                 "{}: the data source names no variable",
-                path.display()
+                super::shown(&path)
             ))
         })?
         .to_string();
     let reader = open_reader(&path)?;
     let ds = reader.data_set();
     let (data_type, shape, dims) = served_type(ds, &var).ok_or_else(|| {
-        AdapterError::BadSource(format!("{}: no variable {var:?}", path.display()))
+        AdapterError::BadSource(format!("{}: no variable {var:?}", super::shown(&path)))
     })?;
     let record = ds.is_record_var(&var).unwrap_or(false);
     let structure = match super::structure_of::<ArrayStructure>(source) {
@@ -246,20 +269,27 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         Ok(s) => {
             return Err(AdapterError::BadSource(format!(
                 "{}: variable {var} is {:?} of shape {shape:?} but the node declares {:?} of shape {:?}",
-                path.display(),
+                super::shown(&path),
                 data_type,
                 s.data_type,
                 s.shape
             )));
         }
         Err(_) => ArrayStructure {
+            chunks: chunks_of(&path, &shape, data_type.itemsize(), record)?,
             data_type,
-            chunks: chunks_of(&shape, record),
             shape,
             dims: Some(dims),
             resizable: false,
         },
     };
+    // Whatever the node declares, the variable must fit in the file before it is read.
+    chunks_of(
+        &path,
+        &structure.shape,
+        structure.data_type.itemsize(),
+        record,
+    )?;
     Ok(Adapter::Array(Arc::new(VariableReader {
         path,
         var,
@@ -294,10 +324,11 @@ impl ArrayReader for VariableReader {
             return Err(out_of_range("the variable is one block along this axis"));
         }
         let mut reader = open_reader(&self.path)?;
+        // The file is read whole by the decoder: what fails is its content (or its end).
         let read_err = |e: netcdf3::ReadError| {
-            AdapterError::Read(format!(
+            AdapterError::Corrupt(format!(
                 "{}: variable {}: {e:?}",
-                self.path.display(),
+                super::shown(&self.path),
                 self.var
             ))
         };
@@ -318,9 +349,9 @@ impl ArrayReader for VariableReader {
         let bytes = le_bytes(values);
         let expected = shape.iter().product::<usize>() * s.data_type.itemsize();
         if bytes.len() != expected {
-            return Err(AdapterError::Read(format!(
+            return Err(AdapterError::Corrupt(format!(
                 "{}: variable {} gave {} bytes where {expected} were expected",
-                self.path.display(),
+                super::shown(&self.path),
                 self.var,
                 bytes.len()
             )));

@@ -22,7 +22,7 @@ use crate::structure::{StructureFamily, TableStructure};
 pub const CSV_MIMETYPE: &str = "text/csv";
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
-    AdapterError::BadSource(format!("{}: {why}", path.display()))
+    AdapterError::BadSource(format!("{}: {why}", super::shown(path)))
 }
 
 /// An external data source reading `paths` as one table.
@@ -286,6 +286,16 @@ fn column(values: &[Option<&str>]) -> (ArrowType, ArrayRef) {
 
 /// Reads a CSV file into one record batch (header on the first line, `sep` between fields).
 pub fn read_csv(path: &Path, sep: u8) -> Result<RecordBatch, AdapterError> {
+    use super::limits::MAX_TEXT_TABLE_BYTES;
+    let len = std::fs::metadata(path)
+        .map_err(|e| bad(path, format!("cannot be read ({e})")))?
+        .len();
+    if len > MAX_TEXT_TABLE_BYTES {
+        return Err(AdapterError::Limit(format!(
+            "{}: a CSV file of {len} bytes is read whole; at most {MAX_TEXT_TABLE_BYTES} are",
+            super::shown(path)
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot be read ({e})")))?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(sep)

@@ -14,6 +14,7 @@ use arrow_schema::{DataType as ArrowType, Field, Schema, TimeUnit};
 use calamine::{Data, Reader};
 use serde_json::{Value, json};
 
+use super::limits::{MAX_SHEET_CELLS, MAX_UNZIPPED_BYTES};
 use super::{Adapter, AdapterError, DataSource, TableReader};
 use crate::node::TreeNode;
 use crate::serializers::table::arrow_schema_data_uri;
@@ -23,14 +24,169 @@ use crate::structure::{Structure, StructureFamily, TableStructure};
 pub const MIMETYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> AdapterError {
-    AdapterError::BadSource(format!("{}: {why}", path.display()))
+    AdapterError::BadSource(format!("{}: {why}", super::shown(path)))
 }
 
 fn workbook(
     path: &Path,
 ) -> Result<calamine::Sheets<std::io::BufReader<std::fs::File>>, AdapterError> {
+    check_package(path)?;
     calamine::open_workbook_auto(path)
         .map_err(|e| bad(path, format!("not a readable workbook ({e})")))
+}
+
+/// Checks a workbook's zip package before the spreadsheet reader sees it, which trusts it:
+/// the unzipped parts must fit [`MAX_UNZIPPED_BYTES`] (a zip bomb does not), the shared
+/// strings table may not declare more strings than its bytes can hold (the reader reserves
+/// room for all of them), and each sheet's used range may not pass [`MAX_SHEET_CELLS`] (the
+/// reader makes a dense grid of it: two cells at A1 and XFD1048576 are 17 billion).
+fn check_package(path: &Path) -> Result<(), AdapterError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
+        .map_err(|e| bad(path, format!("not a readable workbook ({e})")))?;
+    let limit = |why: String| AdapterError::Limit(format!("{}: {why}", super::shown(path)));
+    let corrupt = |e: &dyn std::fmt::Display| {
+        AdapterError::Corrupt(format!(
+            "{}: a part cannot be unzipped ({e})",
+            super::shown(path)
+        ))
+    };
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let part = zip.by_index_raw(i).map_err(|e| corrupt(&e))?;
+        total = total.saturating_add(part.size());
+    }
+    if total > MAX_UNZIPPED_BYTES {
+        return Err(limit(format!(
+            "its parts unzip to {total} bytes; at most {MAX_UNZIPPED_BYTES} are read"
+        )));
+    }
+    for i in 0..zip.len() {
+        let mut part = zip.by_index(i).map_err(|e| corrupt(&e))?;
+        let name = part.name().map_err(|e| corrupt(&e))?.to_string();
+        let declared = part.size();
+        let is_sheet = name.starts_with("xl/worksheets/") && name.ends_with(".xml");
+        if !(is_sheet || name == "xl/sharedStrings.xml") {
+            continue;
+        }
+        // Never more than the part declares (plus one byte, to see a lie), whatever it holds.
+        let mut scan = CellScan::default();
+        let mut reader = (&mut part).take(declared.min(MAX_UNZIPPED_BYTES) + 1);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut carry: Vec<u8> = Vec::new();
+        let mut read: u64 = 0;
+        let mut head: Vec<u8> = Vec::new();
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| corrupt(&e))?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+            if head.len() < 4096 {
+                head.extend_from_slice(&buf[..n.min(4096 - head.len())]);
+            }
+            if is_sheet {
+                carry.extend_from_slice(&buf[..n]);
+                let keep = scan.feed(&carry);
+                carry.drain(..carry.len() - keep);
+            }
+        }
+        if read > declared {
+            return Err(corrupt(&format!(
+                "{name} unzips to more than the {declared} bytes it declares"
+            )));
+        }
+        if is_sheet {
+            let cells = scan.cells();
+            if cells > MAX_SHEET_CELLS {
+                return Err(limit(format!(
+                    "{name} spans {cells} cells; sheets of at most {MAX_SHEET_CELLS} are read"
+                )));
+            }
+        } else if let Some(count) = declared_count(&head)
+            && count > declared / 4
+        {
+            return Err(corrupt(&format!(
+                "{name} declares {count} strings in {declared} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The largest `uniqueCount` or `count` the start of a shared strings table declares.
+fn declared_count(head: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(head);
+    ["uniqueCount=\"", " count=\""]
+        .iter()
+        .filter_map(|attr| {
+            let at = text.find(attr)? + attr.len();
+            let digits: String = text[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+        })
+        .max()
+}
+
+/// The bounding box of the cell references (`r="B7"`) of a sheet's XML, fed in pieces.
+#[derive(Debug, Default)]
+struct CellScan {
+    rows: Option<(u64, u64)>,
+    cols: Option<(u64, u64)>,
+}
+
+impl CellScan {
+    /// Scans `text` for references; returns how many bytes at its end may hold one that is
+    /// cut off (to be scanned again with the next piece).
+    fn feed(&mut self, text: &[u8]) -> usize {
+        const TAIL: usize = 32;
+        let mut i = 0;
+        while let Some(at) = text[i..].windows(3).position(|w| w == b"r=\"") {
+            let start = i + at;
+            let value = start + 3;
+            let Some(end) = text[value..].iter().position(|&b| b == b'"') else {
+                return text.len() - start;
+            };
+            let preceded = start > 0 && text[start - 1].is_ascii_whitespace();
+            if preceded {
+                self.add(&text[value..value + end]);
+            }
+            i = value + end;
+        }
+        TAIL.min(text.len()).min(text.len() - i)
+    }
+
+    fn add(&mut self, r: &[u8]) {
+        let letters = r.iter().take_while(|b| b.is_ascii_uppercase()).count();
+        let digits = &r[letters..];
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || digits.len() > 12 {
+            return;
+        }
+        let row: u64 = digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
+        widen(&mut self.rows, row);
+        if letters > 0 && letters <= 4 {
+            let col = r[..letters]
+                .iter()
+                .fold(0u64, |n, c| n * 26 + u64::from(c - b'A' + 1));
+            widen(&mut self.cols, col);
+        }
+    }
+
+    /// The cells of the dense grid spanning every reference.
+    fn cells(&self) -> u64 {
+        let span = |r: Option<(u64, u64)>| r.map_or(1, |(lo, hi)| hi - lo + 1);
+        span(self.rows).saturating_mul(span(self.cols))
+    }
+}
+
+fn widen(range: &mut Option<(u64, u64)>, v: u64) {
+    *range = Some(match *range {
+        None => (v, v),
+        Some((lo, hi)) => (lo.min(v), hi.max(v)),
+    });
 }
 
 /// Excel's day count (1900 system) as microseconds since 1970. Excel keeps milliseconds at
@@ -213,4 +369,26 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         _ => return Err(bad(&path, "the data source names no sheet")),
     };
     Ok(Adapter::Table(Arc::new(Sheet { path, name })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_references_give_the_sheets_dense_size() {
+        let mut scan = CellScan::default();
+        let xml = br#"<row r="1"><c r="A1"><v>1</v></c></row><row r="1048576"><c r="XFD1048576">"#;
+        // Fed in two pieces cut inside a reference.
+        let (a, b) = xml.split_at(60);
+        let keep = scan.feed(a);
+        let mut rest = a[a.len() - keep..].to_vec();
+        rest.extend_from_slice(b);
+        scan.feed(&rest);
+        assert_eq!(scan.cells(), 1_048_576 * 16_384);
+        assert_eq!(
+            declared_count(br#"<sst count="1" uniqueCount="99">"#),
+            Some(99)
+        );
+    }
 }

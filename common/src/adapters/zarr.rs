@@ -218,13 +218,14 @@ impl ArrayReader for ExternalReader {
     fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
         let (start, shape) = super::block_region(&self.grid, block)?;
         let uri = &self.uri;
+        let name = super::shown_uri(uri);
         let mut bytes = self.handle.block_on(async {
             let a = self
                 .array
                 .get_or_try_init(|| async {
                     let (store, path) = locate(uri)?;
                     Array::async_open(store, &path).await.map_err(|e| {
-                        AdapterError::BadSource(format!("{uri}: not a readable Zarr array ({e})"))
+                        AdapterError::Corrupt(format!("{name}: not a readable Zarr array ({e})"))
                     })
                 })
                 .await?;
@@ -237,23 +238,30 @@ impl ArrayReader for ExternalReader {
                     .collect::<Vec<_>>()
             {
                 return Err(AdapterError::BadSource(format!(
-                    "{uri}: the array has shape {:?} but the node declares {:?}",
+                    "{name}: the array has shape {:?} but the node declares {:?}",
                     a.shape(),
                     self.structure.shape
                 )));
             }
+            let subset = region(&start, &shape)?;
+            let itemsize = self.structure.data_type.itemsize();
+            check_stored_chunks(a, &subset, itemsize).map_err(|e| match e {
+                AdapterError::Corrupt(m) => AdapterError::Corrupt(format!("{name}: {m}")),
+                AdapterError::Outside(m) => AdapterError::Outside(format!("{name}: {m}")),
+                other => other,
+            })?;
             let bytes: ArrayBytes<'static> = a
-                .async_retrieve_array_subset(&region(&start, &shape)?)
+                .async_retrieve_array_subset(&subset)
                 .await
-                .map_err(|e| AdapterError::BadSource(format!("{uri}: cannot be read ({e})")))?;
+                .map_err(|e| AdapterError::Corrupt(format!("{name}: cannot be decoded ({e})")))?;
             bytes
                 .into_fixed()
                 .map(|b| b.into_owned())
-                .map_err(|e| AdapterError::BadSource(format!("{uri}: {e}")))
+                .map_err(|e| AdapterError::BadSource(format!("{name}: {e}")))
         })?;
         if bytes.len() != shape.iter().product::<usize>() * self.structure.data_type.itemsize() {
             return Err(AdapterError::BadSource(format!(
-                "{uri}: the array's elements are not {} as the node declares",
+                "{name}: the array's elements are not {} as the node declares",
                 self.structure
                     .data_type
                     .builtin()
@@ -267,6 +275,86 @@ impl ArrayReader for ExternalReader {
             bytes,
         ))
     }
+}
+
+/// The codec a registered array's chunks were last encoded with (the first one decoding
+/// meets), and whether a checksum codec (crc32c, 4 bytes at the end) wraps it; `None` for
+/// sharded arrays (their inner chunks are indexed inside the shard).
+fn outer_codec(a: &Array<Store>) -> Option<(String, bool)> {
+    let meta = serde_json::to_value(a.metadata()).ok()?;
+    if let Some(codecs) = meta["codecs"].as_array() {
+        let names: Vec<&str> = codecs.iter().filter_map(|c| c["name"].as_str()).collect();
+        if names.contains(&"sharding_indexed") {
+            return None;
+        }
+        let mut rest = names.iter().rev();
+        return match rest.next() {
+            Some(&"crc32c") => rest.next().map(|n| (n.to_string(), true)),
+            Some(n) => Some((n.to_string(), false)),
+            None => None,
+        };
+    }
+    meta["compressor"]["id"]
+        .as_str()
+        .map(|id| (id.to_string(), false))
+}
+
+/// Checks the stored chunks a subset needs before zarrs decodes them: each chunk file must
+/// lie in the array's directory (a symlink out of it is refused), and must not decode to more
+/// than its shape holds (see [`super::codec_bounds`]).
+fn check_stored_chunks(
+    a: &Array<Store>,
+    subset: &ArraySubset,
+    itemsize: usize,
+) -> Result<(), AdapterError> {
+    let array_dir =
+        std::path::PathBuf::from(format!("/{}", a.path().as_str().trim_start_matches('/')));
+    let real_dir = array_dir
+        .canonicalize()
+        .map_err(|e| AdapterError::BadSource(format!("the array cannot be resolved ({e})")))?;
+    let codec = outer_codec(a);
+    let Ok(Some(chunks)) = a.chunks_in_array_subset(subset) else {
+        return Ok(());
+    };
+    for idx in &chunks.indices() {
+        let key = a.chunk_key(&idx);
+        let file = std::path::PathBuf::from(format!("/{}", key.as_str()));
+        let Ok(real) = file.canonicalize() else {
+            continue; // never written: the fill value
+        };
+        if !real.starts_with(&real_dir) {
+            return Err(AdapterError::Outside(format!(
+                "chunk {idx:?} is a symlink that leads out of the array's directory"
+            )));
+        }
+        let Some((name, crc)) = &codec else {
+            continue;
+        };
+        let decoded = a
+            .chunk_shape(&idx)
+            .ok()
+            .and_then(|s| {
+                s.iter()
+                    .try_fold(itemsize as u64, |n, d| n.checked_mul(d.get()))
+            })
+            .unwrap_or(u64::MAX);
+        let len = real.metadata().map_or(0, |m| m.len());
+        if len > decoded.saturating_mul(2).saturating_add(1 << 20) {
+            return Err(AdapterError::Corrupt(format!(
+                "chunk {idx:?} is stored in {len} bytes, far more than the {decoded} it holds"
+            )));
+        }
+        let stored =
+            std::fs::read(&real).map_err(|e| AdapterError::Read(format!("chunk {idx:?}: {e}")))?;
+        let body = if *crc {
+            &stored[..stored.len().saturating_sub(4)]
+        } else {
+            &stored[..]
+        };
+        super::codec_bounds::check(name, body, decoded)
+            .map_err(|e| AdapterError::Corrupt(format!("chunk {idx:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Opens a Zarr data source (its first asset is the array's location). Arrays tessera wrote

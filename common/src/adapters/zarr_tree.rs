@@ -4,10 +4,11 @@
 //! (v2 `.zmetadata`, v3 `consolidated_metadata`) is used when present, so a large store is
 //! described with one file read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::limits::{self, Walk};
 use super::{AdapterError, Asset, DataSource, Management, zarr};
 use crate::dtype::{BuiltinDType, DataType, Kind};
 use crate::node::TreeNode;
@@ -23,23 +24,53 @@ pub fn is_store(dir: &Path) -> bool {
 /// Metadata documents of a store: from its consolidated metadata, or read file by file.
 struct Docs<'a> {
     root: &'a Path,
+    /// `root` with symlinks resolved: every document and array read lies under it.
+    real_root: PathBuf,
     consolidated: Option<Map<String, Value>>,
 }
 
+/// Whether one part of a member path may be followed: not empty, `.` or `..` (a consolidated
+/// key such as `/a/.zarray` or `../x/.zarray` must neither recurse on the store itself nor
+/// leave it), and not hidden.
+fn member_name_ok(name: &str) -> bool {
+    !name.is_empty() && name != ".." && !name.starts_with('.') && !name.contains('\\')
+}
+
 impl Docs<'_> {
+    /// `rel` under the store, refused when a symlink leads it out of the store.
+    fn inside(&self, rel: &str) -> Result<PathBuf, AdapterError> {
+        let path = self.root.join(rel);
+        match path.canonicalize() {
+            Ok(real) if !real.starts_with(&self.real_root) => Err(AdapterError::Outside(format!(
+                "{}: {rel} is a symlink that leads out of the store",
+                super::shown(self.root)
+            ))),
+            _ => Ok(path),
+        }
+    }
+
     fn get(&self, rel: &str) -> Result<Option<Value>, AdapterError> {
         if let Some(c) = &self.consolidated {
             return Ok(c.get(rel).cloned());
         }
-        let path = self.root.join(rel);
+        let path = self.inside(rel)?;
         if !path.is_file() {
             return Ok(None);
         }
+        // Metadata documents are small; a huge one is not a Zarr document.
+        let len = path.metadata().map_or(0, |m| m.len());
+        if len > limits::MAX_METADATA_BYTES {
+            return Err(AdapterError::Limit(format!(
+                "{}: {len} bytes of metadata; at most {} are read",
+                super::shown(&path),
+                limits::MAX_METADATA_BYTES
+            )));
+        }
         let text = std::fs::read(&path).map_err(|e| {
-            AdapterError::BadSource(format!("{}: cannot be read ({e})", path.display()))
+            AdapterError::BadSource(format!("{}: cannot be read ({e})", super::shown(&path)))
         })?;
         serde_json::from_slice(&text).map(Some).map_err(|e| {
-            AdapterError::BadSource(format!("{}: is not valid JSON ({e})", path.display()))
+            AdapterError::BadSource(format!("{}: is not valid JSON ({e})", super::shown(&path)))
         })
     }
 
@@ -55,7 +86,7 @@ impl Docs<'_> {
                 c.keys()
                     .filter_map(|k| k.strip_prefix(&prefix))
                     .filter_map(|k| k.split('/').next())
-                    .filter(|n| !n.starts_with('.') && *n != "zarr.json")
+                    .filter(|n| member_name_ok(n) && *n != "zarr.json")
                     .map(str::to_string)
                     .collect()
             }
@@ -64,7 +95,7 @@ impl Docs<'_> {
                     it.filter_map(Result::ok)
                         .filter(|e| e.path().is_dir())
                         .filter_map(|e| e.file_name().into_string().ok())
-                        .filter(|n| !n.starts_with('.'))
+                        .filter(|n| member_name_ok(n))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -90,8 +121,12 @@ pub fn inspect(
     key: &str,
     skipped: &mut Vec<String>,
 ) -> Result<TreeNode, AdapterError> {
+    let real_root = root.canonicalize().map_err(|e| {
+        AdapterError::BadSource(format!("{}: cannot be resolved ({e})", super::shown(root)))
+    })?;
     let plain = Docs {
         root,
+        real_root: real_root.clone(),
         consolidated: None,
     };
     let consolidated = if let Some(Value::Object(mut m)) = plain.get(".zmetadata")? {
@@ -111,12 +146,16 @@ pub fn inspect(
     } else {
         None
     };
-    let docs = Docs { root, consolidated };
-    match node(&docs, &plain, "", key, skipped)? {
+    let docs = Docs {
+        root,
+        real_root,
+        consolidated,
+    };
+    match node(&docs, &plain, "", key, &mut Walk::default(), skipped)? {
         Some(n) => Ok(n),
         None => Err(AdapterError::BadSource(format!(
             "{}: not a Zarr store (no zarr.json, .zarray or .zgroup)",
-            root.display()
+            super::shown(root)
         ))),
     }
 }
@@ -126,8 +165,16 @@ fn node(
     plain: &Docs,
     rel: &str,
     key: &str,
+    walk: &mut Walk,
     skipped: &mut Vec<String>,
 ) -> Result<Option<TreeNode>, AdapterError> {
+    let depth = if rel.is_empty() {
+        0
+    } else {
+        rel.split('/').count()
+    };
+    walk.enter(depth)
+        .map_err(|e| AdapterError::Limit(format!("{}: {e}", super::shown(docs.root))))?;
     let name = |f: &str| join(rel, f);
     // The root's own documents are never in the consolidated map.
     let source = if rel.is_empty() { plain } else { docs };
@@ -148,13 +195,17 @@ fn node(
         "group" => {
             let mut n = TreeNode::container(key, Value::Object(attrs), Vec::new());
             for m in docs.members(rel) {
-                if let Some(child) = node(docs, plain, &join(rel, &m), &m, skipped)? {
+                if let Some(child) = node(docs, plain, &join(rel, &m), &m, walk, skipped)? {
                     n.children.push(child);
                 }
             }
             Ok(Some(n))
         }
-        "array" => match array_structure(&doc, &attrs) {
+        "array" => match array_structure(&doc, &attrs).and_then(|s| {
+            // The array's chunks are read under its directory: it must be in the store.
+            docs.inside(rel)?;
+            Ok(s)
+        }) {
             Ok(s) => {
                 let source = DataSource {
                     structure_family: StructureFamily::Array,
@@ -173,14 +224,16 @@ fn node(
                         .with_metadata(Value::Object(attrs)),
                 ))
             }
+            // A lone array that cannot be served is the store's error, not a part left out.
+            Err(why) if rel.is_empty() => Err(why),
             Err(why) => {
-                skipped.push(format!("{}: {why}", at.display()));
+                skipped.push(format!("{}: {why}", super::shown(&at)));
                 Ok(None)
             }
         },
         other => Err(AdapterError::BadSource(format!(
             "{}: unknown Zarr node type {other:?}",
-            at.display()
+            super::shown(&at)
         ))),
     }
 }
@@ -201,7 +254,26 @@ fn usizes(v: &Value) -> Option<Vec<usize>> {
 
 /// The structure of an array from its v2 `.zarray` or v3 `zarr.json`. Blocks are the
 /// array's chunks; with sharding, the inner chunks (zarrs decodes just those).
-fn array_structure(doc: &Value, attrs: &Map<String, Value>) -> Result<ArrayStructure, String> {
+fn array_structure(
+    doc: &Value,
+    attrs: &Map<String, Value>,
+) -> Result<ArrayStructure, AdapterError> {
+    let (data_type, shape, chunk, dims) =
+        array_parts(doc, attrs).map_err(AdapterError::BadSource)?;
+    let chunks = limits::chunk_lists(&shape, &chunk, data_type.itemsize())?;
+    Ok(ArrayStructure {
+        data_type,
+        chunks,
+        dims: dims.filter(|d| d.len() == shape.len()),
+        shape,
+        resizable: false,
+    })
+}
+
+/// What the metadata document of an array says: type, shape, (inner) chunk shape, dims.
+type ArrayParts = (DataType, Vec<usize>, Vec<usize>, Option<Vec<String>>);
+
+fn array_parts(doc: &Value, attrs: &Map<String, Value>) -> Result<ArrayParts, String> {
     let shape = usizes(&doc["shape"]).ok_or("the array metadata has no shape")?;
     let (data_type, chunk, dims) = if doc["zarr_format"] == 3 {
         let dt = doc["data_type"]
@@ -241,18 +313,7 @@ fn array_structure(doc: &Value, attrs: &Map<String, Value>) -> Result<ArrayStruc
     if chunk.len() != shape.len() {
         return Err("the chunk shape and the array shape differ in length".into());
     }
-    let chunks = shape
-        .iter()
-        .zip(&chunk)
-        .map(|(&n, &c)| super::regular_chunks(n, c))
-        .collect();
-    Ok(ArrayStructure {
-        data_type,
-        chunks,
-        dims: dims.filter(|d| d.len() == shape.len()),
-        shape,
-        resizable: false,
-    })
+    Ok((data_type, shape, chunk, dims))
 }
 
 fn numeric(kind: Kind, size: usize) -> Result<DataType, String> {
@@ -313,6 +374,82 @@ mod tests {
         assert_eq!(be.builtin().unwrap().numpy_str(), "<f8");
         assert_eq!(v2_type("|b1").unwrap().builtin().unwrap().kind, Kind::Bool);
         assert!(v2_type("<U5").is_err());
+    }
+
+    fn store(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("tessera-zarr-tree-{}", std::process::id()))
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        for (rel, text) in files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn huge_or_overflowing_shapes_are_refused_not_allocated() {
+        let unit = store(
+            "unit.zarr",
+            &[(
+                "zarr.json",
+                r#"{"zarr_format": 3, "node_type": "array", "shape": [1000000000000],
+                    "data_type": "uint8", "chunk_grid": {"name": "regular",
+                    "configuration": {"chunk_shape": [1]}}, "codecs": [{"name": "bytes"}]}"#,
+            )],
+        );
+        let e = inspect(&unit, "unit", &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, AdapterError::Limit(_)), "{e}");
+        let wrap = store(
+            "wrap.zarr",
+            &[(
+                ".zarray",
+                r#"{"zarr_format": 2, "shape": [4611686018427387904, 4611686018427387904],
+                    "chunks": [4611686018427387904, 4611686018427387904], "dtype": "<f8",
+                    "compressor": null, "fill_value": 0, "order": "C", "filters": null}"#,
+            )],
+        );
+        let e = inspect(&wrap, "wrap", &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("2^64"), "{e}");
+    }
+
+    #[test]
+    fn a_slash_prefixed_consolidated_key_does_not_recurse() {
+        let dir = store(
+            "slash.zarr",
+            &[
+                (".zgroup", r#"{"zarr_format": 2}"#),
+                (
+                    ".zmetadata",
+                    r#"{"zarr_consolidated_format": 1, "metadata": {
+                        "/.zgroup": {"zarr_format": 2}, "//.zgroup": {"zarr_format": 2},
+                        "../.zgroup": {"zarr_format": 2}, "a/.zgroup": {"zarr_format": 2}}}"#,
+                ),
+            ],
+        );
+        let t = inspect(&dir, "slash", &mut Vec::new()).unwrap();
+        let keys: Vec<&str> = t.children.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["a"]);
+    }
+
+    #[test]
+    fn deep_groups_stop_at_the_depth_cap() {
+        let mut files = vec![(String::new(), r#"{"zarr_format": 2}"#)];
+        let mut rel = String::new();
+        for _ in 0..(limits::MAX_GROUP_DEPTH + 5) {
+            rel.push_str("g/");
+            files.push((rel.clone(), r#"{"zarr_format": 2}"#));
+        }
+        let files: Vec<(String, &str)> = files
+            .into_iter()
+            .map(|(r, t)| (format!("{r}.zgroup"), t))
+            .collect();
+        let refs: Vec<(&str, &str)> = files.iter().map(|(r, t)| (r.as_str(), *t)).collect();
+        let dir = store("deep.zarr", &refs);
+        let e = inspect(&dir, "deep", &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("nested"), "{e}");
     }
 
     #[test]
