@@ -1,5 +1,5 @@
 //! Document routes: the root document, one node's metadata, search (children and deep),
-//! distinct values, health and the landing page.
+//! distinct values, health, the landing page and the OpenAPI document.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -34,12 +34,21 @@ pub fn metrics() -> Response {
         .into_response()
 }
 
+/// The OpenAPI 3.1 document of every route, kept as a file beside the code.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /openapi.json`.
+pub fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 pub fn web_root() -> Response {
     Html(concat!(
         "<!doctype html><html><head><title>tessera</title></head><body>",
         "<h1>tessera</h1><p>A Tiled-compatible data service. The API is at ",
         "<a href=\"/api/v1/\">/api/v1/</a>; browse nodes under ",
-        "<a href=\"/api/v1/search/\">/api/v1/search/</a>.</p></body></html>"
+        "<a href=\"/api/v1/search/\">/api/v1/search/</a>; the routes are described in ",
+        "<a href=\"/openapi.json\">/openapi.json</a>.</p></body></html>"
     ))
     .into_response()
 }
