@@ -121,8 +121,9 @@ const NODE_ROUTES: [(&str, MakeEndpoint); 15] = [
     ("container/full", Endpoint::ContainerFull),
     ("revisions", Endpoint::Revisions),
     ("register", Endpoint::Register),
-    // Tiled's deprecated alias of the container/table routes.
-    ("node/full", Endpoint::ContainerFull),
+    // Tiled's deprecated alias of the table and container reads and the table write;
+    // /table/full serves containers as /container/full does.
+    ("node/full", Endpoint::TableFull),
 ];
 
 /// Everything a handler needs about the request.
