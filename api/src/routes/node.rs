@@ -252,27 +252,7 @@ pub async fn search(
     } else {
         "page[offset]"
     };
-    let offset = match p.get(offset_param) {
-        Some(raw) if raw.starts_with('-') && raw[1..].parse::<u64>().is_ok() => {
-            return Err(ApiError::invalid_param(
-                offset_param,
-                "greater_than_equal",
-                Some(raw),
-                "Input should be greater than or equal to 0",
-            ));
-        }
-        _ => p.usize(offset_param, 0)?,
-    };
-    let limit = p.usize("page[limit]", 100)?;
-    let max = state.config.max_page_limit;
-    if limit > max {
-        return Err(ApiError::invalid_param(
-            "page[limit]",
-            "less_than_equal",
-            p.get("page[limit]"),
-            format!("Input should be less than or equal to {max}"),
-        ));
-    }
+    let (offset, limit) = page(state, p, offset_param)?;
     let max_depth = if deep {
         let d = p.usize("max_depth", 64)?;
         if !(1..=64).contains(&d) {
@@ -336,6 +316,47 @@ pub async fn search(
         HeaderValue::from_static("must-revalidate"),
     );
     Ok(r)
+}
+
+/// The page a request asks for: the offset (in `offset_param`, `page[offset]` or its alias)
+/// and `page[limit]`, at most `max_page_limit`. Offsets stop at `i64::MAX`, what SQL
+/// catalogs hold, so that `offset + limit` cannot overflow either.
+pub(super) fn page(
+    state: &AppState,
+    p: &crate::params::Params,
+    offset_param: &str,
+) -> Result<(usize, usize), ApiError> {
+    let raw = p.get(offset_param);
+    let offset = match raw {
+        Some(raw) if raw.starts_with('-') && raw[1..].parse::<u64>().is_ok() => {
+            return Err(ApiError::invalid_param(
+                offset_param,
+                "greater_than_equal",
+                Some(raw),
+                "Input should be greater than or equal to 0",
+            ));
+        }
+        _ => p.usize(offset_param, 0)?,
+    };
+    if offset > i64::MAX as usize {
+        return Err(ApiError::invalid_param(
+            offset_param,
+            "less_than_equal",
+            raw,
+            format!("Input should be less than or equal to {}", i64::MAX),
+        ));
+    }
+    let limit = p.usize("page[limit]", 100)?;
+    let max = state.config.max_page_limit;
+    if limit > max {
+        return Err(ApiError::invalid_param(
+            "page[limit]",
+            "less_than_equal",
+            p.get("page[limit]"),
+            format!("Input should be less than or equal to {max}"),
+        ));
+    }
+    Ok((offset, limit))
 }
 
 /// Refuses more than `max` of something a search may list.

@@ -544,8 +544,7 @@ pub async fn revisions(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
-    let offset = req.params.usize("page[offset]", 0)?;
-    let limit = req.params.usize("page[limit]", 100)?;
+    let (offset, limit) = super::node::page(state, &req.params, "page[offset]")?;
     let (revs, count) = state.catalog.revisions(path, offset, limit).await?;
     let encoded: Vec<String> = path
         .iter()
