@@ -228,8 +228,13 @@ def run_schemathesis(schema_path, url, tmp_path, name, headers=()):
 
 
 def check(returncode, output):
-    # The failing cases and their curl lines sit before the summary.
-    assert returncode == 0, f"schemathesis found problems:\n{output[-20000:]}"
+    # The failing cases (with their curl lines) and errors come first, the summary last.
+    starts = [i for i in (output.find("= FAILURES ="), output.find("= ERRORS =")) if i >= 0]
+    first = min(starts, default=0)
+    report = output[output.rfind("\n", 0, first) + 1 :]
+    if len(report) > 30000:
+        report = report[:20000] + "\n...\n" + report[-10000:]
+    assert returncode == 0, f"schemathesis found problems:\n{report}"
     assert re.search(r"Test cases:\s*\n\s*\d+ generated", output), output[-5000:]
 
 
