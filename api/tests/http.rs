@@ -165,6 +165,20 @@ async fn table_columns_are_array_children() {
     assert_eq!(b, a.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
 }
 
+/// `node/full` is Tiled's deprecated alias of `table/full`: tables and containers both.
+#[tokio::test]
+async fn node_full_serves_tables_and_containers() {
+    let s = DemoServer::start().await;
+    for path in ["tables/short_table", "structured_data/xarray_dataset"] {
+        let alias = s.get(&format!("/api/v1/node/full/{path}?format=csv")).await;
+        assert_eq!(alias.status(), 200, "{path}");
+        let table = s
+            .get(&format!("/api/v1/table/full/{path}?format=csv"))
+            .await;
+        assert_eq!(alias.bytes().await.unwrap(), table.bytes().await.unwrap());
+    }
+}
+
 /// Malformed requests: each a clear 4xx with a JSON detail, never a 5xx.
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx() {

@@ -29,6 +29,7 @@ pub enum Endpoint {
     WebRoot,
     Healthz,
     Metrics,
+    OpenApi,
     ApiRootRedirect,
     ApiRoot,
     Metadata(Vec<String>),
@@ -83,45 +84,47 @@ impl Endpoint {
             "/" | "" => return Ok(Endpoint::WebRoot),
             "/healthz" => return Ok(Endpoint::Healthz),
             "/metrics" => return Ok(Endpoint::Metrics),
+            "/openapi.json" => return Ok(Endpoint::OpenApi),
             "/api/v1" => return Ok(Endpoint::ApiRootRedirect),
             "/api/v1/" => return Ok(Endpoint::ApiRoot),
             _ => {}
         }
         let not_found = || ApiError::not_found("Not Found");
         let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
-        type Make = fn(Vec<String>) -> Endpoint;
-        let routes: [(&str, Make); 14] = [
-            ("metadata", Endpoint::Metadata),
-            ("search", Endpoint::Search),
-            ("search-deep", Endpoint::SearchDeep),
-            ("distinct", Endpoint::Distinct),
-            ("array/full", Endpoint::ArrayFull),
-            ("array/block", Endpoint::ArrayBlock),
-            ("table/partition", Endpoint::TablePartition),
-            ("table/full", Endpoint::TableFull),
-            ("awkward/buffers", Endpoint::AwkwardBuffers),
-            ("awkward/full", Endpoint::AwkwardFull),
-            ("ragged/full", Endpoint::RaggedFull),
-            ("container/full", Endpoint::ContainerFull),
-            ("revisions", Endpoint::Revisions),
-            ("register", Endpoint::Register),
-        ];
-        for (prefix, make) in routes {
+        for (prefix, make) in NODE_ROUTES {
             if let Some(tail) = rest.strip_prefix(prefix)
                 && (tail.is_empty() || tail.starts_with('/'))
             {
                 return Ok(make(split_path(tail)?));
             }
         }
-        // `node/full` is Tiled's deprecated alias of the container/table routes.
-        if let Some(tail) = rest.strip_prefix("node/full")
-            && (tail.is_empty() || tail.starts_with('/'))
-        {
-            return Ok(Endpoint::ContainerFull(split_path(tail)?));
-        }
         Err(not_found())
     }
 }
+
+type MakeEndpoint = fn(Vec<String>) -> Endpoint;
+
+/// The routes `/api/v1/<prefix>/<node path>`, tried in order. The OpenAPI document
+/// (`openapi.json`) lists each; a unit test keeps the two in step.
+const NODE_ROUTES: [(&str, MakeEndpoint); 15] = [
+    ("metadata", Endpoint::Metadata),
+    ("search", Endpoint::Search),
+    ("search-deep", Endpoint::SearchDeep),
+    ("distinct", Endpoint::Distinct),
+    ("array/full", Endpoint::ArrayFull),
+    ("array/block", Endpoint::ArrayBlock),
+    ("table/partition", Endpoint::TablePartition),
+    ("table/full", Endpoint::TableFull),
+    ("awkward/buffers", Endpoint::AwkwardBuffers),
+    ("awkward/full", Endpoint::AwkwardFull),
+    ("ragged/full", Endpoint::RaggedFull),
+    ("container/full", Endpoint::ContainerFull),
+    ("revisions", Endpoint::Revisions),
+    ("register", Endpoint::Register),
+    // Tiled's deprecated alias of the table and container reads and the table write;
+    // /table/full serves containers as /container/full does.
+    ("node/full", Endpoint::TableFull),
+];
 
 /// Everything a handler needs about the request.
 pub struct Request {
@@ -346,8 +349,8 @@ fn presented_key(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(cookie)
 }
 
-/// Single-user access: with an API key configured, every request but the root document and
-/// health checks presents it (reads may be public).
+/// Single-user access: with an API key configured, every request but the root document,
+/// health checks, metrics and the OpenAPI document presents it (reads may be public).
 fn authorize(state: &AppState, endpoint: &Endpoint, req: &Request) -> Result<(), ApiError> {
     let Some(key) = &state.config.api_key else {
         return Ok(());
@@ -357,6 +360,7 @@ fn authorize(state: &AppState, endpoint: &Endpoint, req: &Request) -> Result<(),
         Endpoint::WebRoot
             | Endpoint::Healthz
             | Endpoint::Metrics
+            | Endpoint::OpenApi
             | Endpoint::ApiRootRedirect
             | Endpoint::ApiRoot
     ) {
@@ -432,6 +436,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
         Endpoint::Metrics if read => Ok(node::metrics()),
+        Endpoint::OpenApi if read => Ok(node::openapi()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
         Endpoint::ApiRoot if read => node::root(state, req).await,
         Endpoint::Metadata(p) if read => node::metadata(state, req, &p).await,
@@ -482,6 +487,43 @@ mod tests {
             Endpoint::parse("/api/v1/search-deep").unwrap(),
             Endpoint::SearchDeep(vec![])
         );
+    }
+
+    /// The published OpenAPI document names every route the router knows, and names only
+    /// routes it knows.
+    #[test]
+    fn openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(node::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        let mut expected: Vec<String> = ["/", "/healthz", "/metrics", "/openapi.json"]
+            .iter()
+            .chain(&["/api/v1", "/api/v1/"])
+            .map(|p| p.to_string())
+            .collect();
+        expected.extend(
+            NODE_ROUTES
+                .iter()
+                .map(|(prefix, _)| format!("/api/v1/{prefix}/{{path}}")),
+        );
+        for path in &expected {
+            assert!(
+                paths.contains_key(path),
+                "openapi.json does not list {path}"
+            );
+        }
+        for (path, item) in paths {
+            let concrete = path.replace("{path}", "a/b");
+            assert!(
+                Endpoint::parse(&concrete).is_ok(),
+                "openapi.json lists {path}, which the router does not know"
+            );
+            let item = item.as_object().unwrap();
+            assert!(
+                item.keys().any(|k| k != "parameters"),
+                "{path} lists no operation"
+            );
+        }
     }
 
     #[test]

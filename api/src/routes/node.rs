@@ -1,5 +1,5 @@
 //! Document routes: the root document, one node's metadata, search (children and deep),
-//! distinct values, health and the landing page.
+//! distinct values, health, the landing page and the OpenAPI document.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -34,12 +34,21 @@ pub fn metrics() -> Response {
         .into_response()
 }
 
+/// The OpenAPI 3.1 document of every route, kept as a file beside the code.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /openapi.json`.
+pub fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 pub fn web_root() -> Response {
     Html(concat!(
         "<!doctype html><html><head><title>tessera</title></head><body>",
         "<h1>tessera</h1><p>A Tiled-compatible data service. The API is at ",
         "<a href=\"/api/v1/\">/api/v1/</a>; browse nodes under ",
-        "<a href=\"/api/v1/search/\">/api/v1/search/</a>.</p></body></html>"
+        "<a href=\"/api/v1/search/\">/api/v1/search/</a>; the routes are described in ",
+        "<a href=\"/openapi.json\">/openapi.json</a>.</p></body></html>"
     ))
     .into_response()
 }
@@ -243,27 +252,7 @@ pub async fn search(
     } else {
         "page[offset]"
     };
-    let offset = match p.get(offset_param) {
-        Some(raw) if raw.starts_with('-') && raw[1..].parse::<u64>().is_ok() => {
-            return Err(ApiError::invalid_param(
-                offset_param,
-                "greater_than_equal",
-                Some(raw),
-                "Input should be greater than or equal to 0",
-            ));
-        }
-        _ => p.usize(offset_param, 0)?,
-    };
-    let limit = p.usize("page[limit]", 100)?;
-    let max = state.config.max_page_limit;
-    if limit > max {
-        return Err(ApiError::invalid_param(
-            "page[limit]",
-            "less_than_equal",
-            p.get("page[limit]"),
-            format!("Input should be less than or equal to {max}"),
-        ));
-    }
+    let (offset, limit) = page(state, p, offset_param)?;
     let max_depth = if deep {
         let d = p.usize("max_depth", 64)?;
         if !(1..=64).contains(&d) {
@@ -327,6 +316,47 @@ pub async fn search(
         HeaderValue::from_static("must-revalidate"),
     );
     Ok(r)
+}
+
+/// The page a request asks for: the offset (in `offset_param`, `page[offset]` or its alias)
+/// and `page[limit]`, at most `max_page_limit`. Offsets stop at `i64::MAX`, what SQL
+/// catalogs hold, so that `offset + limit` cannot overflow either.
+pub(super) fn page(
+    state: &AppState,
+    p: &crate::params::Params,
+    offset_param: &str,
+) -> Result<(usize, usize), ApiError> {
+    let raw = p.get(offset_param);
+    let offset = match raw {
+        Some(raw) if raw.starts_with('-') && raw[1..].parse::<u64>().is_ok() => {
+            return Err(ApiError::invalid_param(
+                offset_param,
+                "greater_than_equal",
+                Some(raw),
+                "Input should be greater than or equal to 0",
+            ));
+        }
+        _ => p.usize(offset_param, 0)?,
+    };
+    if offset > i64::MAX as usize {
+        return Err(ApiError::invalid_param(
+            offset_param,
+            "less_than_equal",
+            raw,
+            format!("Input should be less than or equal to {}", i64::MAX),
+        ));
+    }
+    let limit = p.usize("page[limit]", 100)?;
+    let max = state.config.max_page_limit;
+    if limit > max {
+        return Err(ApiError::invalid_param(
+            "page[limit]",
+            "less_than_equal",
+            p.get("page[limit]"),
+            format!("Input should be less than or equal to {max}"),
+        ));
+    }
+    Ok((offset, limit))
 }
 
 /// Refuses more than `max` of something a search may list.

@@ -559,8 +559,7 @@ pub async fn revisions(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
-    let offset = req.params.usize("page[offset]", 0)?;
-    let limit = req.params.usize("page[limit]", 100)?;
+    let (offset, limit) = super::node::page(state, &req.params, "page[offset]")?;
     let (revs, count) = state.catalog.revisions(path, offset, limit).await?;
     let encoded: Vec<String> = path
         .iter()
@@ -1091,6 +1090,29 @@ pub async fn put_table(
     json_response(req, &Value::Null).await
 }
 
+/// Refuses rows whose columns (pandas' index columns included, which `arrow_body` does not
+/// check) differ from the partition's: one Parquet file holds one schema.
+fn same_columns(
+    stored: &arrow_schema::Schema,
+    added: &arrow_schema::Schema,
+) -> Result<(), ApiError> {
+    let columns = |schema: &arrow_schema::Schema| -> Vec<String> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect()
+    };
+    let (stored, added) = (columns(stored), columns(added));
+    if stored != added {
+        return Err(ApiError::unprocessable(format!(
+            "the rows to append have the columns {added:?} but the partition holds {stored:?} \
+             (index columns included): append rows with the same columns and index"
+        )));
+    }
+    Ok(())
+}
+
 /// Appends serialise per node in this process (a partition is read, extended and put back).
 static APPENDS: std::sync::LazyLock<moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>> =
     std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
@@ -1110,6 +1132,9 @@ pub async fn append_table(
     let mut batches = parquet_table::read_partition(&uri, i)
         .await?
         .unwrap_or_default();
+    if let (Some(old), Some(added)) = (batches.first(), new.first()) {
+        same_columns(&old.schema(), &added.schema())?;
+    }
     batches.extend(new);
     phase(req, path, "storing");
     parquet_table::write_partition(&uri, i, &batches).await?;

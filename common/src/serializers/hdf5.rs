@@ -120,8 +120,25 @@ mod imp {
         Ok(Some(()))
     }
 
+    /// Refuses a name libhdf5 cannot store, before libhdf5 fails on it: it takes C strings
+    /// and no empty names, and a group member's name is a link, not a path.
+    fn check_name(what: &str, name: &str, link: bool) -> Result<(), SerializeError> {
+        let path_like = link && (name == "." || name.contains('/'));
+        if name.is_empty() || name.contains('\0') || path_like {
+            return Err(SerializeError::unsupported(
+                HDF5,
+                format!(
+                    "{what} {name:?} cannot be an HDF5 name (empty, '.', or holding '/' or a \
+                     NUL character); ask for another format"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn write_attrs(loc: &hdf5::Location, attrs: &Map<String, Value>) -> Result<(), SerializeError> {
         for (k, v) in attrs {
+            check_name("the metadata key", k, false)?;
             // h5py cannot store None either; leaving the key out keeps the rest readable.
             if v.is_null() {
                 continue;
@@ -299,6 +316,7 @@ mod imp {
             if index_columns.contains(field.name()) {
                 continue;
             }
+            check_name("the column", field.name(), true)?;
             let mut dtype = numpy_type(field.data_type()).map_err(|err| {
                 SerializeError::unsupported(HDF5, format!("column '{}': {err}", field.name()))
             })?;
@@ -343,6 +361,7 @@ mod imp {
     }
 
     fn write_node(parent: &hdf5::Group, name: &str, node: &H5Node) -> Result<(), SerializeError> {
+        check_name("the key", name, true)?;
         match node {
             H5Node::Group { attrs, children } => {
                 let g = parent.create_group(name).map_err(e)?;
@@ -649,5 +668,41 @@ mod tests {
                 Err(SerializeError::Unsupported { .. })
             ));
         }
+    }
+
+    /// Names libhdf5 cannot take are a 406 before libhdf5 sees them, not its error (a 500).
+    #[test]
+    fn names_hdf5_cannot_hold_are_refused() {
+        let array = || H5Node::Array {
+            data: ArrayData::new(DataType::f8(), vec![1], vec![0u8; 8]),
+            attrs: Map::new(),
+        };
+        let mut trees = vec![];
+        for key in ["", "a\0b"] {
+            trees.push(H5Node::Group {
+                attrs: md(json!({ key: 1 })),
+                children: vec![],
+            });
+        }
+        for key in ["", ".", "a/b", "a\0b"] {
+            trees.push(H5Node::Group {
+                attrs: Map::new(),
+                children: vec![(key.into(), array())],
+            });
+        }
+        for tree in trees {
+            match to_hdf5(&tree) {
+                Err(SerializeError::Unsupported { reason, .. }) => {
+                    assert!(reason.contains("cannot be an HDF5 name"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Attribute names may hold '/' and '.'.
+        let fine = H5Node::Group {
+            attrs: md(json!({"a/b": 1, ".": 2})),
+            children: vec![("x".into(), array())],
+        };
+        assert!(to_hdf5(&fine).is_ok());
     }
 }
