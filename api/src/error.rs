@@ -142,10 +142,14 @@ impl ApiError {
     pub fn render(self, request_id: &str) -> Response {
         let detail = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(request_id, detail = %self.detail, "request failed");
-            serde_json::Value::String(format!(
-                "Internal server error: the server log has the details under request id \
-                 {request_id}"
-            ))
+            serde_json::Value::String(if request_id.is_empty() {
+                "Internal server error: the server log has the details".to_string()
+            } else {
+                format!(
+                    "Internal server error: the server log has the details under request id \
+                     {request_id}"
+                )
+            })
         } else {
             if self.status.is_server_error() {
                 tracing::warn!(request_id, status = %self.status, detail = %self.detail, "request refused");

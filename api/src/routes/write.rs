@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tessera_common::adapters::{
-    Asset, DataSource, Management, awkward_store, parquet_table, sparse_store, zarr,
+    Asset, DataSource, Management, awkward_store, limits, parquet_table, sparse_store, zarr,
 };
 use tessera_common::chunks::ChunkGrid;
 use tessera_common::dtype::{DataType, Kind};
@@ -189,7 +189,12 @@ pub async fn create(
             let structure = single_source_structure::<ArrayStructure>(&sources, "an array")?;
             zarr::validate(&structure).map_err(|e| ApiError::unprocessable(e.to_string()))?;
             check_dtype(&structure.data_type)?;
-            check_declared_size("the array", &structure.shape, &structure.data_type)?;
+            check_declared_grid(
+                "the array",
+                &structure.shape,
+                &structure.chunks,
+                &structure.data_type,
+            )?;
             Some((Structure::Array(structure), zarr::MIMETYPE, "zarr"))
         }
         StructureFamily::Table => {
@@ -217,7 +222,12 @@ pub async fn create(
             let structure = single_source_structure::<SparseStructure>(&sources, "a sparse array")?;
             ChunkGrid::new(&structure.shape, structure.chunks.clone())?;
             check_dtype(&structure.data_type)?;
-            check_declared_size("the sparse array", &structure.shape, &structure.data_type)?;
+            check_declared_grid(
+                "the sparse array",
+                &structure.shape,
+                &structure.chunks,
+                &structure.data_type,
+            )?;
             if structure.layout != "COO" {
                 return Err(ApiError::unprocessable(format!(
                     "sparse layout {:?} is not supported; COO is",
@@ -330,29 +340,30 @@ fn single_source_structure<T: serde::de::DeserializeOwned>(
 
 /// Partitions a table may be created with (each is a file, listed in every full read).
 const MAX_PARTITIONS: usize = 1 << 20;
-/// Chunks along one axis an array may grow to by extension.
-const MAX_CHUNKS_PER_AXIS: usize = 1 << 22;
-/// Dimensions an array may be created with (numpy's own limit is 64).
-const MAX_NDIM: usize = 32;
-
-/// Refuses a declared shape whose size cannot be counted: too many dimensions, or more bytes
-/// than 64 bits hold (a product that would wrap).
-fn check_declared_size(what: &str, shape: &[usize], dtype: &DataType) -> Result<(), ApiError> {
-    if shape.len() > MAX_NDIM {
-        return Err(ApiError::unprocessable(format!(
-            "{what} has {} dimensions; at most {MAX_NDIM} are supported",
-            shape.len()
-        )));
-    }
-    let bytes = shape
+/// Refuses a declared array whose grid the server could not hold or list, by the caps files
+/// are held to (`adapters::limits`): too many dimensions, more bytes than 64 bits count (a
+/// product that would wrap), too many chunks per axis or in all, or chunks too large to
+/// decode at once.
+fn check_declared_grid(
+    what: &str,
+    shape: &[usize],
+    chunks: &[Vec<usize>],
+    dtype: &DataType,
+) -> Result<(), ApiError> {
+    let chunk_shape: Vec<usize> = shape
         .iter()
-        .try_fold(dtype.itemsize() as u64, |n, &d| n.checked_mul(d as u64));
-    if bytes.is_none() {
-        return Err(ApiError::unprocessable(format!(
-            "{what} of shape {shape:?} would hold more than 2^64 bytes"
-        )));
-    }
-    Ok(())
+        .enumerate()
+        .map(|(axis, &n)| {
+            chunks
+                .get(axis)
+                .and_then(|c| c.first().copied())
+                .filter(|&c| c > 0)
+                .unwrap_or(n.max(1))
+        })
+        .collect();
+    limits::chunk_lists(shape, &chunk_shape, dtype.itemsize())
+        .map(|_| ())
+        .map_err(|e| ApiError::unprocessable(format!("{what}: {e}")))
 }
 
 /// Refuses data types numpy could not have produced (an `i3`, a zero-sized type).
@@ -831,19 +842,9 @@ pub async fn patch_array(
             ));
         }
         new.shape = s.shape.iter().zip(&end).map(|(n, e)| *n.max(e)).collect();
-        check_declared_size("the extended array", &new.shape, &new.data_type)?;
         // The grid is listed chunk by chunk: an offset far past the end must not make it
-        // billions of entries long.
-        for (axis, (c, &n)) in s.chunks.iter().zip(&new.shape).enumerate() {
-            let size = c.first().copied().filter(|&x| x > 0).unwrap_or(n.max(1));
-            if n.div_ceil(size) > MAX_CHUNKS_PER_AXIS {
-                return Err(ApiError::unprocessable(format!(
-                    "extending axis {axis} to {n} would make {} chunks of {size}; at most \
-                     {MAX_CHUNKS_PER_AXIS} are allowed per axis",
-                    n.div_ceil(size)
-                )));
-            }
-        }
+        // millions of entries long.
+        check_declared_grid("the extended array", &new.shape, &s.chunks, &new.data_type)?;
         new.chunks = s
             .chunks
             .iter()
