@@ -183,13 +183,13 @@ fn npy_header(path: &Path) -> Result<NpyHeader, AdapterError> {
         .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let offset = start + len as u64;
-    if size < offset + need {
+    let end = offset
+        .checked_add(need)
+        .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
+    if size < end {
         return Err(bad(
             path,
-            format!(
-                "the .npy file is truncated ({size} bytes, {} needed)",
-                offset + need
-            ),
+            format!("the .npy file is truncated ({size} bytes, {end} needed)"),
         ));
     }
     Ok(NpyHeader {
@@ -236,8 +236,16 @@ fn kind_of(mimetype: &str) -> Option<Kind2> {
 fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
     if npy {
         let h = npy_header(path)?;
-        let row = h.shape.iter().skip(1).product::<usize>() * h.dtype.itemsize();
-        let rows = (NPY_BLOCK_BYTES / row.max(1)).max(1);
+        // The data's size fits the file (checked above), but a zero-length dimension makes
+        // it 0 whatever the others are: rows of an empty array are one block.
+        let row = h.shape[1.min(h.shape.len())..]
+            .iter()
+            .try_fold(h.dtype.itemsize(), |n, &d| n.checked_mul(d))
+            .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
+        let rows = match row {
+            0 => h.shape.first().copied().unwrap_or(1),
+            row => (NPY_BLOCK_BYTES / row).max(1),
+        };
         let chunks = h
             .shape
             .iter()
@@ -457,8 +465,8 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         if structure
             .chunks
             .iter()
+            .zip(&structure.shape)
             .skip(1)
-            .zip(&structure.shape[1..])
             .any(|(c, &n)| c.len() != 1 || c[0] != n)
         {
             return Err(bad(

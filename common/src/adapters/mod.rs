@@ -210,6 +210,11 @@ pub fn file_uri(path: &std::path::Path) -> String {
     )
 }
 
+/// The most blocks along one axis of an array read from a file: a structure lists every
+/// block's length, so a damaged or hostile header declaring tiny chunks over a huge shape
+/// would otherwise allocate without bound.
+pub const MAX_BLOCKS_PER_AXIS: usize = 1 << 20;
+
 /// `n` elements cut into blocks of `c` (the last one shorter); `[0]` for an empty axis.
 pub fn regular_chunks(n: usize, c: usize) -> Vec<usize> {
     if n == 0 {

@@ -55,7 +55,135 @@ pub fn inspect_any(
     }
 }
 
+/// The largest NetCDF-3 header served: the `netcdf3` reader parses the header again from its
+/// start for each kilobyte it loads, so its time grows with the square of the header's size.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// A NetCDF-3 header being walked: its bytes (the file's first [`MAX_HEADER_BYTES`] at most)
+/// and the position reached.
+struct Header<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Header<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(if self.bytes.len() as u64 == MAX_HEADER_BYTES {
+                format!("its header is larger than {MAX_HEADER_BYTES} bytes")
+            } else {
+                "its header ends early".into()
+            });
+        };
+        let b = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// `n` bytes padded to a multiple of 4.
+    fn skip_padded(&mut self, n: u64) -> Result<(), String> {
+        let n = usize::try_from(n.next_multiple_of(4)).map_err(|_| "a value is too large")?;
+        self.take(n).map(|_| ())
+    }
+
+    fn name(&mut self) -> Result<(), String> {
+        let len = self.u32()?;
+        self.skip_padded(u64::from(len))
+    }
+
+    /// The length of a list with `tag` (dimensions, attributes or variables); 0 when absent.
+    fn list(&mut self, tag: u32) -> Result<u32, String> {
+        match (self.u32()?, self.u32()?) {
+            (0, 0) => Ok(0),
+            (t, n) if t == tag => Ok(n),
+            (t, _) => Err(format!("list tag {t:#x} where {tag:#x} was expected")),
+        }
+    }
+
+    /// Walks the whole header: the number of records, and whether any variable has them.
+    fn walk(&mut self) -> Result<(u32, bool), String> {
+        let offset_size = match self.take(4)? {
+            b"CDF\x01" => 4,
+            b"CDF\x02" => 8,
+            _ => return Err("no CDF-1 or CDF-2 magic".into()),
+        };
+        let numrecs = self.u32()?;
+        let mut dims = Vec::new();
+        for _ in 0..self.list(0x0A)? {
+            self.name()?;
+            dims.push(self.u32()?);
+        }
+        self.attributes()?;
+        let mut records = false;
+        for _ in 0..self.list(0x0B)? {
+            self.name()?;
+            for i in 0..self.u32()? {
+                let dim = self.u32()?;
+                // The unlimited dimension has length 0 in the list.
+                records |= i == 0 && dims.get(dim as usize) == Some(&0);
+            }
+            self.attributes()?;
+            self.take(8 + offset_size)?; // type, size, offset of the data
+        }
+        Ok((numrecs, records))
+    }
+
+    fn attributes(&mut self) -> Result<(), String> {
+        for _ in 0..self.list(0x0C)? {
+            self.name()?;
+            let size = match self.u32()? {
+                1 | 2 => 1,
+                3 => 2,
+                4 | 5 => 4,
+                6 => 8,
+                t => return Err(format!("attribute type {t} is not a NetCDF-3 type")),
+            };
+            let n = self.u32()?;
+            self.skip_padded(u64::from(n) * size)?;
+        }
+        Ok(())
+    }
+}
+
+/// Walks the header of a NetCDF-3 file (classic or 64-bit offset) and checks that every list
+/// it declares is there: the `netcdf3` reader allocates each list at its declared length
+/// before reading it, so one damaged count would make it allocate without bound. Also checks
+/// that the records it declares could fit in the file (each is at least a byte).
+fn check_header(path: &Path) -> Result<(), AdapterError> {
+    let bad = |why: String| {
+        AdapterError::BadSource(format!(
+            "{}: not a readable NetCDF-3 file ({why})",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let size = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+    let mut bytes = Vec::new();
+    file.take(MAX_HEADER_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut h = Header {
+        bytes: &bytes,
+        at: 0,
+    };
+    let (numrecs, records) = h.walk().map_err(bad)?;
+    // 0xFFFFFFFF: records are being written; the reader counts them from the file's size.
+    if records && numrecs != u32::MAX && u64::from(numrecs) > size {
+        return Err(bad(format!(
+            "it declares {numrecs} records in {size} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn open_reader(path: &Path) -> Result<FileReader, AdapterError> {
+    check_header(path)?;
     FileReader::open(path).map_err(|e| {
         AdapterError::BadSource(format!(
             "{}: not a readable NetCDF-3 file ({e:?})",
@@ -293,6 +421,31 @@ impl ArrayReader for VariableReader {
         if block.iter().skip(first_free).any(|&b| b != 0) {
             return Err(out_of_range("the variable is one block along this axis"));
         }
+        let mut shape = s.shape.clone();
+        if self.record {
+            let i = block[0];
+            if i >= s.shape[0] {
+                return Err(out_of_range("past the last record"));
+            }
+            shape[0] = 1;
+        }
+        // NetCDF-3 stores data uncompressed: a block larger than the file is a damaged header,
+        // whose size the reader would allocate before finding the data missing.
+        let expected = shape
+            .iter()
+            .try_fold(s.data_type.itemsize(), |n, &d| n.checked_mul(d));
+        let file_size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let expected = match expected {
+            Some(n) if n as u64 <= file_size => n,
+            _ => {
+                return Err(AdapterError::Read(format!(
+                    "{}: variable {} of shape {:?} does not fit in the file's {file_size} bytes",
+                    self.path.display(),
+                    self.var,
+                    shape
+                )));
+            }
+        };
         let mut reader = open_reader(&self.path)?;
         let read_err = |e: netcdf3::ReadError| {
             AdapterError::Read(format!(
@@ -301,22 +454,12 @@ impl ArrayReader for VariableReader {
                 self.var
             ))
         };
-        let (values, shape) = if self.record {
-            let i = block[0];
-            if i >= s.shape[0] {
-                return Err(out_of_range("past the last record"));
-            }
-            let mut shape = vec![1];
-            shape.extend_from_slice(&s.shape[1..]);
-            (reader.read_record(&self.var, i).map_err(read_err)?, shape)
+        let values = if self.record {
+            reader.read_record(&self.var, block[0]).map_err(read_err)?
         } else {
-            (
-                reader.read_var(&self.var).map_err(read_err)?,
-                s.shape.clone(),
-            )
+            reader.read_var(&self.var).map_err(read_err)?
         };
         let bytes = le_bytes(values);
-        let expected = shape.iter().product::<usize>() * s.data_type.itemsize();
         if bytes.len() != expected {
             return Err(AdapterError::Read(format!(
                 "{}: variable {} gave {} bytes where {expected} were expected",

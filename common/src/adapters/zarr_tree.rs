@@ -201,7 +201,7 @@ fn usizes(v: &Value) -> Option<Vec<usize>> {
 
 /// The structure of an array from its v2 `.zarray` or v3 `zarr.json`. Blocks are the
 /// array's chunks; with sharding, the inner chunks (zarrs decodes just those).
-fn array_structure(doc: &Value, attrs: &Map<String, Value>) -> Result<ArrayStructure, String> {
+pub fn array_structure(doc: &Value, attrs: &Map<String, Value>) -> Result<ArrayStructure, String> {
     let shape = usizes(&doc["shape"]).ok_or("the array metadata has no shape")?;
     let (data_type, chunk, dims) = if doc["zarr_format"] == 3 {
         let dt = doc["data_type"]
@@ -240,6 +240,16 @@ fn array_structure(doc: &Value, attrs: &Map<String, Value>) -> Result<ArrayStruc
     };
     if chunk.len() != shape.len() {
         return Err("the chunk shape and the array shape differ in length".into());
+    }
+    for (axis, (&n, &c)) in shape.iter().zip(&chunk).enumerate() {
+        let blocks = n.div_ceil(c.max(1));
+        if blocks > super::MAX_BLOCKS_PER_AXIS {
+            return Err(format!(
+                "{blocks} chunks along axis {axis} (shape {shape:?}, chunks {chunk:?}); at most {} \
+                 are served",
+                super::MAX_BLOCKS_PER_AXIS
+            ));
+        }
     }
     let chunks = shape
         .iter()
