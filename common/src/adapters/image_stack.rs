@@ -503,6 +503,46 @@ mod tests {
         assert_eq!(stem("/d/scan7.h5"), None);
     }
 
+    /// A version 1.0 `.npy` file with `header` and `data`.
+    fn npy_file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.as_bytes().to_vec();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        file.extend((h.len() as u16).to_le_bytes());
+        file.extend(&h);
+        file.extend(data);
+        file
+    }
+
+    #[test]
+    fn zero_d_and_oversized_npy_files() {
+        let dir = std::env::temp_dir().join(format!("tessera-npy0-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.npy");
+        let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (), }";
+        std::fs::write(&path, npy_file(header, &2.5f64.to_le_bytes())).unwrap();
+        let (s, source) = inspect(std::slice::from_ref(&path), true).unwrap();
+        let Adapter::Array(r) = open(&super::super::with_structure(&source, &s)).unwrap() else {
+            panic!("an array reader");
+        };
+        assert_eq!(&r.read_block(&[]).unwrap().bytes[..], 2.5f64.to_le_bytes());
+
+        let huge = "{'descr': '|u1', 'fortran_order': False, 'shape': (18446744073709551615,), }";
+        std::fs::write(&path, npy_file(huge, &[0; 8])).unwrap();
+        let err = npy_header(&path).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
+
+        // An empty array is one block however long its first axis.
+        let empty = "{'descr': '|u1', 'fortran_order': False, 'shape': (4611686018427387904, 0), }";
+        std::fs::write(&path, npy_file(empty, &[])).unwrap();
+        let (s, _) = inspect(std::slice::from_ref(&path), true).unwrap();
+        assert_eq!(s.chunks, vec![vec![4611686018427387904], vec![0]]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn npy_headers_are_read_and_checked() {
         let dir = std::env::temp_dir().join(format!("tessera-npy-{}", std::process::id()));

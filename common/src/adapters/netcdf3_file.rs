@@ -106,8 +106,10 @@ impl Header<'_> {
         }
     }
 
-    /// Walks the whole header: the number of records, and whether any variable has them.
-    fn walk(&mut self) -> Result<(u32, bool), String> {
+    /// Walks the whole header of a file of `size` bytes: the number of records, and whether
+    /// any variable has them. Every variable's data (one record's, for record variables)
+    /// must fit in the file: the reader computes offsets from these sizes unchecked.
+    fn walk(&mut self, size: u64) -> Result<(u32, bool), String> {
         let offset_size = match self.take(4)? {
             b"CDF\x01" => 4,
             b"CDF\x02" => 8,
@@ -123,13 +125,31 @@ impl Header<'_> {
         let mut records = false;
         for _ in 0..self.list(0x0B)? {
             self.name()?;
+            let mut elements = 1u64;
             for i in 0..self.u32()? {
                 let dim = self.u32()?;
+                let len = *dims.get(dim as usize).ok_or(format!(
+                    "a variable has dimension {dim}, which does not exist"
+                ))?;
                 // The unlimited dimension has length 0 in the list.
-                records |= i == 0 && dims.get(dim as usize) == Some(&0);
+                if i == 0 && len == 0 {
+                    records = true;
+                } else {
+                    elements = elements.saturating_mul(len.into());
+                }
             }
             self.attributes()?;
-            self.take(8 + offset_size)?; // type, size, offset of the data
+            let itemsize = type_size(self.u32()?)?;
+            self.u32()?; // the padded size, which the reader computes again
+            let begin = match self.take(offset_size)? {
+                &[a, b, c, d] => i64::from(i32::from_be_bytes([a, b, c, d])),
+                b => i64::from_be_bytes(b.try_into().map_err(|_| "a short offset")?),
+            };
+            if !u64::try_from(begin).is_ok_and(|b| b <= size)
+                || elements.saturating_mul(itemsize) > size
+            {
+                return Err("a variable's data does not fit in the file".into());
+            }
         }
         Ok((numrecs, records))
     }
@@ -137,18 +157,23 @@ impl Header<'_> {
     fn attributes(&mut self) -> Result<(), String> {
         for _ in 0..self.list(0x0C)? {
             self.name()?;
-            let size = match self.u32()? {
-                1 | 2 => 1,
-                3 => 2,
-                4 | 5 => 4,
-                6 => 8,
-                t => return Err(format!("attribute type {t} is not a NetCDF-3 type")),
-            };
+            let size = type_size(self.u32()?)?;
             let n = self.u32()?;
             self.skip_padded(u64::from(n) * size)?;
         }
         Ok(())
     }
+}
+
+/// The size of a value of a NetCDF-3 type.
+fn type_size(t: u32) -> Result<u64, String> {
+    Ok(match t {
+        1 | 2 => 1,
+        3 => 2,
+        4 | 5 => 4,
+        6 => 8,
+        t => return Err(format!("type {t} is not a NetCDF-3 type")),
+    })
 }
 
 /// Walks the header of a NetCDF-3 file (classic or 64-bit offset) and checks that every list
@@ -172,7 +197,7 @@ fn check_header(path: &Path) -> Result<(), AdapterError> {
         bytes: &bytes,
         at: 0,
     };
-    let (numrecs, records) = h.walk().map_err(bad)?;
+    let (numrecs, records) = h.walk(size).map_err(bad)?;
     // 0xFFFFFFFF: records are being written; the reader counts them from the file's size.
     if records && numrecs != u32::MAX && u64::from(numrecs) > size {
         return Err(bad(format!(
@@ -476,6 +501,25 @@ impl ArrayReader for VariableReader {
 mod tests {
     use super::*;
     use crate::serializers::netcdf::{NcVariable, to_netcdf};
+
+    #[test]
+    fn a_header_that_declares_more_than_it_holds_is_refused_before_reading() {
+        let dir = std::env::temp_dir().join(format!("tessera-nc3-lie-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lie.nc");
+        // No dimensions, then 2^31 - 1 global attributes in a 28-byte file: the reader
+        // would allocate them all (63 GB) before finding the first one missing.
+        let mut bytes = b"CDF\x01".to_vec();
+        for word in [0u32, 0, 0, 0x0C, 0x7FFF_FFFF, 1] {
+            bytes.extend(word.to_be_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = inspect(&path, "x", &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("header ends early"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_exported_file_reads_back_as_a_dataset() {
