@@ -324,15 +324,22 @@ pub fn inspect(
         Vec::new(),
     );
     node.specs = vec![crate::structure::Spec::named("xarray_dataset")];
+    let mut seen = std::collections::HashSet::new();
     for v in ds.get_vars() {
         let name = v.name();
+        // A damaged header may name two variables alike; the reader finds only the first.
+        if !seen.insert(name) {
+            skipped.push(format!("{}: variable {name}: named twice", path.display()));
+            continue;
+        }
         let Some((data_type, shape, dims)) = served_type(ds, name) else {
             skipped.push(format!("{}: variable {name}: unreadable", path.display()));
             continue;
         };
         let structure = ArrayStructure {
             data_type,
-            chunks: chunks_of(&shape, v.is_record_var()),
+            // As the reader will see it (by name, as `open` does).
+            chunks: chunks_of(&shape, ds.is_record_var(name).unwrap_or(false)),
             shape,
             dims: Some(dims),
             resizable: false,
