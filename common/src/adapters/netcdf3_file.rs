@@ -400,7 +400,9 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let (data_type, shape, dims) = served_type(ds, &var).ok_or_else(|| {
         AdapterError::BadSource(format!("{}: no variable {var:?}", path.display()))
     })?;
-    let record = ds.is_record_var(&var).unwrap_or(false);
+    // A character variable along the records alone is one string (the records are its
+    // characters): one block, read whole.
+    let record = ds.is_record_var(&var).unwrap_or(false) && !shape.is_empty();
     let structure = match super::structure_of::<ArrayStructure>(source) {
         Ok(s) if s.shape == shape && s.data_type == data_type => s,
         Ok(s) => {
