@@ -6,7 +6,7 @@ mod container;
 mod node;
 mod register;
 mod table;
-mod write;
+pub mod write;
 
 use std::sync::Arc;
 

@@ -965,16 +965,7 @@ impl RawChunks {
             }
             data = match f {
                 Filter::Deflate(_) => {
-                    // One call into a buffer one byte larger than the chunk, so a damaged
-                    // stream cannot inflate without bound; the length check below reports it.
-                    let mut out = Vec::with_capacity(full + 1);
-                    let status = flate2::Decompress::new(true)
-                        .decompress_vec(&data, &mut out, flate2::FlushDecompress::Finish)
-                        .map_err(|e| corrupt(path, "inflating a chunk", e))?;
-                    if status != flate2::Status::StreamEnd && out.len() <= full {
-                        return Err(corrupt(path, "inflating a chunk", "the stream ends early"));
-                    }
-                    out
+                    inflate(&data, full).map_err(|e| corrupt(path, "inflating a chunk", e))?
                 }
                 Filter::Shuffle => unshuffle(&data, self.itemsize),
                 Filter::User(BITSHUFFLE, _) => bitshuffle_lz4(&data, self.itemsize, full)
@@ -1000,8 +991,22 @@ impl RawChunks {
     }
 }
 
+/// Inflates a gzip-filtered (zlib) chunk of `full` bytes. One call into a buffer one byte
+/// larger than the chunk, so a damaged stream cannot inflate without bound; a longer result
+/// is returned for the caller's length check to report.
+pub fn inflate(data: &[u8], full: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(full + 1);
+    let status = flate2::Decompress::new(true)
+        .decompress_vec(data, &mut out, flate2::FlushDecompress::Finish)
+        .map_err(|e| e.to_string())?;
+    if status != flate2::Status::StreamEnd && out.len() <= full {
+        return Err("the stream ends early".into());
+    }
+    Ok(out)
+}
+
 /// Undoes HDF5's shuffle filter: byte `b` of every element was stored in plane `b`.
-fn unshuffle(data: &[u8], itemsize: usize) -> Vec<u8> {
+pub fn unshuffle(data: &[u8], itemsize: usize) -> Vec<u8> {
     if itemsize <= 1 {
         return data.to_vec();
     }
@@ -1045,7 +1050,7 @@ const BITSHUFFLE: std::os::raw::c_int = 32008;
 /// big-endian u64, the block size in bytes as a big-endian u32), then per block of elements
 /// a big-endian u32 size and an LZ4 block of the bit-shuffled elements; elements past the last
 /// multiple of 8 are stored as they are at the end.
-fn bitshuffle_lz4(data: &[u8], itemsize: usize, full: usize) -> Result<Vec<u8>, String> {
+pub fn bitshuffle_lz4(data: &[u8], itemsize: usize, full: usize) -> Result<Vec<u8>, String> {
     let short = || "the chunk ends early".to_string();
     let be32 = |at: usize| -> Result<usize, String> {
         let b = data.get(at..at + 4).ok_or_else(short)?;

@@ -183,13 +183,13 @@ fn npy_header(path: &Path) -> Result<NpyHeader, AdapterError> {
         .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let offset = start + len as u64;
-    if size < offset + need {
+    let end = offset
+        .checked_add(need)
+        .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
+    if size < end {
         return Err(bad(
             path,
-            format!(
-                "the .npy file is truncated ({size} bytes, {} needed)",
-                offset + need
-            ),
+            format!("the .npy file is truncated ({size} bytes, {end} needed)"),
         ));
     }
     Ok(NpyHeader {
@@ -236,8 +236,16 @@ fn kind_of(mimetype: &str) -> Option<Kind2> {
 fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
     if npy {
         let h = npy_header(path)?;
-        let row = h.shape.iter().skip(1).product::<usize>() * h.dtype.itemsize();
-        let rows = (NPY_BLOCK_BYTES / row.max(1)).max(1);
+        // The data's size fits the file (checked above), but a zero-length dimension makes
+        // it 0 whatever the others are: rows of an empty array are one block.
+        let row = h.shape[1.min(h.shape.len())..]
+            .iter()
+            .try_fold(h.dtype.itemsize(), |n, &d| n.checked_mul(d))
+            .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
+        let rows = match row {
+            0 => h.shape.first().copied().unwrap_or(1),
+            row => (NPY_BLOCK_BYTES / row).max(1),
+        };
         let chunks = h
             .shape
             .iter()
@@ -457,8 +465,8 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         if structure
             .chunks
             .iter()
+            .zip(&structure.shape)
             .skip(1)
-            .zip(&structure.shape[1..])
             .any(|(c, &n)| c.len() != 1 || c[0] != n)
         {
             return Err(bad(
@@ -493,6 +501,46 @@ mod tests {
         assert_eq!(stem("/d/python3.npy").as_deref(), Some("python"));
         assert_eq!(stem("/d/image.tif"), None);
         assert_eq!(stem("/d/scan7.h5"), None);
+    }
+
+    /// A version 1.0 `.npy` file with `header` and `data`.
+    fn npy_file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.as_bytes().to_vec();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        file.extend((h.len() as u16).to_le_bytes());
+        file.extend(&h);
+        file.extend(data);
+        file
+    }
+
+    #[test]
+    fn zero_d_and_oversized_npy_files() {
+        let dir = std::env::temp_dir().join(format!("tessera-npy0-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.npy");
+        let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (), }";
+        std::fs::write(&path, npy_file(header, &2.5f64.to_le_bytes())).unwrap();
+        let (s, source) = inspect(std::slice::from_ref(&path), true).unwrap();
+        let Adapter::Array(r) = open(&super::super::with_structure(&source, &s)).unwrap() else {
+            panic!("an array reader");
+        };
+        assert_eq!(&r.read_block(&[]).unwrap().bytes[..], 2.5f64.to_le_bytes());
+
+        let huge = "{'descr': '|u1', 'fortran_order': False, 'shape': (18446744073709551615,), }";
+        std::fs::write(&path, npy_file(huge, &[0; 8])).unwrap();
+        let err = npy_header(&path).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
+
+        // An empty array is one block however long its first axis.
+        let empty = "{'descr': '|u1', 'fortran_order': False, 'shape': (4611686018427387904, 0), }";
+        std::fs::write(&path, npy_file(empty, &[])).unwrap();
+        let (s, _) = inspect(std::slice::from_ref(&path), true).unwrap();
+        assert_eq!(s.chunks, vec![vec![4611686018427387904], vec![0]]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

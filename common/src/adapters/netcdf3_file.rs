@@ -55,7 +55,160 @@ pub fn inspect_any(
     }
 }
 
+/// The largest NetCDF-3 header served: the `netcdf3` reader parses the header again from its
+/// start for each kilobyte it loads, so its time grows with the square of the header's size.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// A NetCDF-3 header being walked: its bytes (the file's first [`MAX_HEADER_BYTES`] at most)
+/// and the position reached.
+struct Header<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Header<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(if self.bytes.len() as u64 == MAX_HEADER_BYTES {
+                format!("its header is larger than {MAX_HEADER_BYTES} bytes")
+            } else {
+                "its header ends early".into()
+            });
+        };
+        let b = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// `n` bytes padded to a multiple of 4.
+    fn skip_padded(&mut self, n: u64) -> Result<(), String> {
+        let n = usize::try_from(n.next_multiple_of(4)).map_err(|_| "a value is too large")?;
+        self.take(n).map(|_| ())
+    }
+
+    fn name(&mut self) -> Result<(), String> {
+        let len = self.u32()?;
+        self.skip_padded(u64::from(len))
+    }
+
+    /// The length of a list with `tag` (dimensions, attributes or variables); 0 when absent.
+    fn list(&mut self, tag: u32) -> Result<u32, String> {
+        match (self.u32()?, self.u32()?) {
+            (0, 0) => Ok(0),
+            (t, n) if t == tag => Ok(n),
+            (t, _) => Err(format!("list tag {t:#x} where {tag:#x} was expected")),
+        }
+    }
+
+    /// Walks the whole header of a file of `size` bytes: the number of records, and whether
+    /// any variable has them. Every variable's data (one record's, for record variables)
+    /// must fit in the file: the reader computes offsets from these sizes unchecked.
+    fn walk(&mut self, size: u64) -> Result<(u32, bool), String> {
+        let offset_size = match self.take(4)? {
+            b"CDF\x01" => 4,
+            b"CDF\x02" => 8,
+            _ => return Err("no CDF-1 or CDF-2 magic".into()),
+        };
+        let numrecs = self.u32()?;
+        let mut dims = Vec::new();
+        for _ in 0..self.list(0x0A)? {
+            self.name()?;
+            dims.push(self.u32()?);
+        }
+        self.attributes()?;
+        let mut records = false;
+        for _ in 0..self.list(0x0B)? {
+            self.name()?;
+            let mut elements = 1u64;
+            for i in 0..self.u32()? {
+                let dim = self.u32()?;
+                let len = *dims.get(dim as usize).ok_or(format!(
+                    "a variable has dimension {dim}, which does not exist"
+                ))?;
+                // The unlimited dimension has length 0 in the list.
+                if i == 0 && len == 0 {
+                    records = true;
+                } else {
+                    elements = elements.saturating_mul(len.into());
+                }
+            }
+            self.attributes()?;
+            let itemsize = type_size(self.u32()?)?;
+            self.u32()?; // the padded size, which the reader computes again
+            let begin = match self.take(offset_size)? {
+                &[a, b, c, d] => i64::from(i32::from_be_bytes([a, b, c, d])),
+                b => i64::from_be_bytes(b.try_into().map_err(|_| "a short offset")?),
+            };
+            if !u64::try_from(begin).is_ok_and(|b| b <= size)
+                || elements.saturating_mul(itemsize) > size
+            {
+                return Err("a variable's data does not fit in the file".into());
+            }
+        }
+        Ok((numrecs, records))
+    }
+
+    fn attributes(&mut self) -> Result<(), String> {
+        for _ in 0..self.list(0x0C)? {
+            self.name()?;
+            let size = type_size(self.u32()?)?;
+            let n = self.u32()?;
+            self.skip_padded(u64::from(n) * size)?;
+        }
+        Ok(())
+    }
+}
+
+/// The size of a value of a NetCDF-3 type.
+fn type_size(t: u32) -> Result<u64, String> {
+    Ok(match t {
+        1 | 2 => 1,
+        3 => 2,
+        4 | 5 => 4,
+        6 => 8,
+        t => return Err(format!("type {t} is not a NetCDF-3 type")),
+    })
+}
+
+/// Walks the header of a NetCDF-3 file (classic or 64-bit offset) and checks that every list
+/// it declares is there: the `netcdf3` reader allocates each list at its declared length
+/// before reading it, so one damaged count would make it allocate without bound. Also checks
+/// that the records it declares could fit in the file (each is at least a byte).
+fn check_header(path: &Path) -> Result<(), AdapterError> {
+    let bad = |why: String| {
+        AdapterError::BadSource(format!(
+            "{}: not a readable NetCDF-3 file ({why})",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let size = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+    let mut bytes = Vec::new();
+    file.take(MAX_HEADER_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut h = Header {
+        bytes: &bytes,
+        at: 0,
+    };
+    let (numrecs, records) = h.walk(size).map_err(bad)?;
+    // 0xFFFFFFFF: records are being written; the reader counts them from the file's size.
+    if records && numrecs != u32::MAX && u64::from(numrecs) > size {
+        return Err(bad(format!(
+            "it declares {numrecs} records in {size} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn open_reader(path: &Path) -> Result<FileReader, AdapterError> {
+    check_header(path)?;
     FileReader::open(path).map_err(|e| {
         AdapterError::BadSource(format!(
             "{}: not a readable NetCDF-3 file ({e:?})",
@@ -184,8 +337,17 @@ pub fn inspect(
         Vec::new(),
     );
     node.specs = vec![crate::structure::Spec::named("xarray_dataset")];
+    let mut seen = std::collections::HashSet::new();
     for v in ds.get_vars() {
         let name = v.name();
+        // A damaged header may name two variables alike; the reader finds only the first.
+        if !seen.insert(name) {
+            skipped.push(format!(
+                "{}: variable {name}: named twice",
+                super::shown(path)
+            ));
+            continue;
+        }
         let Some((data_type, shape, dims)) = served_type(ds, name) else {
             skipped.push(format!(
                 "{}: variable {name}: unreadable",
@@ -193,7 +355,9 @@ pub fn inspect(
             ));
             continue;
         };
-        let chunks = match chunks_of(path, &shape, data_type.itemsize(), v.is_record_var()) {
+        // Record chunking as the reader will see it (by name, as `open` does).
+        let record = ds.is_record_var(name).unwrap_or(false);
+        let chunks = match chunks_of(path, &shape, data_type.itemsize(), record) {
             Ok(c) => c,
             Err(e) => {
                 skipped.push(format!("variable {name}: {e}"));
@@ -263,7 +427,9 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let (data_type, shape, dims) = served_type(ds, &var).ok_or_else(|| {
         AdapterError::BadSource(format!("{}: no variable {var:?}", super::shown(&path)))
     })?;
-    let record = ds.is_record_var(&var).unwrap_or(false);
+    // A character variable along the records alone is one string (the records are its
+    // characters): one block, read whole.
+    let record = ds.is_record_var(&var).unwrap_or(false) && !shape.is_empty();
     let structure = match super::structure_of::<ArrayStructure>(source) {
         Ok(s) if s.shape == shape && s.data_type == data_type => s,
         Ok(s) => {
@@ -323,6 +489,31 @@ impl ArrayReader for VariableReader {
         if block.iter().skip(first_free).any(|&b| b != 0) {
             return Err(out_of_range("the variable is one block along this axis"));
         }
+        let mut shape = s.shape.clone();
+        if self.record {
+            let i = block[0];
+            if i >= s.shape[0] {
+                return Err(out_of_range("past the last record"));
+            }
+            shape[0] = 1;
+        }
+        // NetCDF-3 stores data uncompressed: a block larger than the file is a damaged header,
+        // whose size the reader would allocate before finding the data missing.
+        let expected = shape
+            .iter()
+            .try_fold(s.data_type.itemsize(), |n, &d| n.checked_mul(d));
+        let file_size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let expected = match expected {
+            Some(n) if n as u64 <= file_size => n,
+            _ => {
+                return Err(AdapterError::Read(format!(
+                    "{}: variable {} of shape {:?} does not fit in the file's {file_size} bytes",
+                    self.path.display(),
+                    self.var,
+                    shape
+                )));
+            }
+        };
         let mut reader = open_reader(&self.path)?;
         // The file is read whole by the decoder: what fails is its content (or its end).
         let read_err = |e: netcdf3::ReadError| {
@@ -332,22 +523,12 @@ impl ArrayReader for VariableReader {
                 self.var
             ))
         };
-        let (values, shape) = if self.record {
-            let i = block[0];
-            if i >= s.shape[0] {
-                return Err(out_of_range("past the last record"));
-            }
-            let mut shape = vec![1];
-            shape.extend_from_slice(&s.shape[1..]);
-            (reader.read_record(&self.var, i).map_err(read_err)?, shape)
+        let values = if self.record {
+            reader.read_record(&self.var, block[0]).map_err(read_err)?
         } else {
-            (
-                reader.read_var(&self.var).map_err(read_err)?,
-                s.shape.clone(),
-            )
+            reader.read_var(&self.var).map_err(read_err)?
         };
         let bytes = le_bytes(values);
-        let expected = shape.iter().product::<usize>() * s.data_type.itemsize();
         if bytes.len() != expected {
             return Err(AdapterError::Corrupt(format!(
                 "{}: variable {} gave {} bytes where {expected} were expected",
@@ -364,6 +545,25 @@ impl ArrayReader for VariableReader {
 mod tests {
     use super::*;
     use crate::serializers::netcdf::{NcVariable, to_netcdf};
+
+    #[test]
+    fn a_header_that_declares_more_than_it_holds_is_refused_before_reading() {
+        let dir = std::env::temp_dir().join(format!("tessera-nc3-lie-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lie.nc");
+        // No dimensions, then 2^31 - 1 global attributes in a 28-byte file: the reader
+        // would allocate them all (63 GB) before finding the first one missing.
+        let mut bytes = b"CDF\x01".to_vec();
+        for word in [0u32, 0, 0, 0x0C, 0x7FFF_FFFF, 1] {
+            bytes.extend(word.to_be_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = inspect(&path, "x", &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("header ends early"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_exported_file_reads_back_as_a_dataset() {

@@ -254,7 +254,7 @@ fn usizes(v: &Value) -> Option<Vec<usize>> {
 
 /// The structure of an array from its v2 `.zarray` or v3 `zarr.json`. Blocks are the
 /// array's chunks; with sharding, the inner chunks (zarrs decodes just those).
-fn array_structure(
+pub fn array_structure(
     doc: &Value,
     attrs: &Map<String, Value>,
 ) -> Result<ArrayStructure, AdapterError> {
