@@ -9,7 +9,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,8 +31,6 @@ pub struct Admission {
     bytes: Arc<Semaphore>,
     max_units: u64,
     wait: Duration,
-    /// Requests waiting for bytes right now (for the gauge).
-    waiting: AtomicUsize,
 }
 
 /// A place among the requests in flight.
@@ -68,7 +65,6 @@ impl Admission {
             bytes: Arc::new(Semaphore::new(max_units as usize)),
             max_units,
             wait,
-            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -105,10 +101,8 @@ impl Admission {
         let permit = match sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
                 metrics::WAITING_FOR_BYTES.inc();
                 let got = tokio::time::timeout(self.wait, sem.acquire_many_owned(n)).await;
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
                 metrics::WAITING_FOR_BYTES.dec();
                 match got {
                     Ok(Ok(p)) => p,

@@ -12,10 +12,7 @@ use crate::negotiate;
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SerializeError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("encoder task failed: {e}")))?
-        .map_err(ApiError::from)
+    on_blocking_pool(move || f().map_err(ApiError::from)).await
 }
 
 /// Encodes an array as `media`.
