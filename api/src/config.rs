@@ -50,6 +50,61 @@ pub struct Config {
     /// Directories whose files may be registered (Tiled's `readable_storage`); canonical
     /// paths. Empty: registration is refused.
     pub readable: Vec<std::path::PathBuf>,
+    /// The cluster's shared parts; `None` runs the embedded shape.
+    pub cluster: Option<Cluster>,
+}
+
+/// How a cluster node reaches the shared chunk cache (Redis) and the workers (NATS).
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The shared chunk cache and the way decoded chunks travel from workers (`redis://...`).
+    pub redis_url: String,
+    /// Where decode jobs go (`nats://...`); `None` decodes on the API node.
+    pub nats_url: Option<String>,
+    /// Prefix of every Redis key and NATS subject, so that clusters (and test runs) sharing
+    /// one Redis and one NATS never meet.
+    pub key_prefix: String,
+    /// Whether decoded chunks are looked up in (and kept in) Redis. Off, Redis only carries
+    /// results from workers to the node that asked.
+    pub l2_cache: bool,
+    /// How long a chunk stays in Redis after it was stored.
+    pub l2_ttl: std::time::Duration,
+    /// Chunks larger than this are stored in Redis in parts of this size.
+    pub l2_part_bytes: usize,
+    /// A job whose worker has not been heard from for this long is sent again (once, to
+    /// another worker), then the fallback applies.
+    pub worker_timeout: std::time::Duration,
+    /// Jobs one API node has at workers at once; more wait (within `admission_wait`).
+    pub max_jobs_in_flight: usize,
+    /// What happens when no worker answers.
+    pub fallback: Fallback,
+}
+
+/// What an API node does when no worker answers a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Decode on the API node itself.
+    Inline,
+    /// Answer 503 with Retry-After.
+    Unavailable,
+}
+
+impl Cluster {
+    /// A cluster on `redis_url` with the documented defaults.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Cluster {
+            redis_url: redis_url.into(),
+            nats_url: None,
+            key_prefix: "tessera".into(),
+            l2_cache: true,
+            l2_ttl: std::time::Duration::from_secs(3600),
+            l2_part_bytes: 8 << 20,
+            worker_timeout: std::time::Duration::from_secs(5),
+            max_jobs_in_flight: 256,
+            fallback: Fallback::Inline,
+        }
+    }
 }
 
 impl Default for Config {
@@ -75,6 +130,7 @@ impl Default for Config {
             api_key: None,
             public: true,
             readable: Vec::new(),
+            cluster: None,
         }
     }
 }
