@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
@@ -130,9 +129,7 @@ impl Admission {
 
 /// 503 Service Unavailable with Retry-After.
 fn overloaded(detail: String) -> ApiError {
-    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail);
-    e.retry_after = Some(RETRY_AFTER_SECS);
-    e
+    ApiError::unavailable(detail, RETRY_AFTER_SECS)
 }
 
 /// What a request holds until its response body is gone.
@@ -215,6 +212,7 @@ impl HttpBody for Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[tokio::test]
     async fn requests_over_the_limit_are_refused_at_once() {

@@ -1,5 +1,6 @@
-//! Where decoding runs. `Dispatcher` is the seam: [`Inline`] decodes in this process on a
-//! bounded blocking pool (embedded shape); the cluster sends the same jobs to workers over NATS.
+//! Reads that are not cached chunks (sparse, awkward and ragged pieces, Parquet partitions,
+//! column structures): `Dispatcher` is the seam, [`Inline`] runs them on this node's executor.
+//! Cached chunks go through [`crate::cache::ChunkCache`], whose jobs may run on workers.
 
 use std::sync::Arc;
 
@@ -9,16 +10,13 @@ use bytes::Bytes;
 use tessera_common::adapters::{self, Adapter, DataSource, SparseBlock, table_column};
 use tessera_common::array::ArrayData;
 use tessera_common::structure::ArrayStructure;
-use tokio::sync::Semaphore;
+use tessera_worker::exec::Executor;
 
 use crate::error::ApiError;
 
 /// Runs decode jobs against data sources.
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
-    /// Decodes one native block of an array.
-    async fn read_block(&self, source: &DataSource, block: &[usize])
-    -> Result<ArrayData, ApiError>;
     /// Reads one partition of a table (all columns).
     async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError>;
     /// Reads only the named columns of one partition (formats that store columns apart
@@ -61,61 +59,26 @@ pub trait Dispatcher: Send + Sync {
     ) -> Result<Option<ArrayStructure>, ApiError>;
 }
 
-/// Decodes in-process: opened adapters are kept (bounded), work runs on the blocking pool
-/// with at most `threads` decodes at once so a burst of requests queues instead of thrashing.
-/// Opening an adapter (libhdf5 calls, Parquet footers) is part of the job: nothing touches a
-/// file on the async runtime.
+/// Decodes in-process on the node's executor (a bounded blocking pool that keeps opened
+/// adapters).
 pub struct Inline {
-    adapters: moka::sync::Cache<String, Adapter>,
-    permits: Arc<Semaphore>,
+    exec: Arc<Executor>,
 }
 
 impl Inline {
-    /// A dispatcher running at most `threads` decodes concurrently.
-    pub fn new(threads: usize) -> Self {
-        Inline {
-            adapters: moka::sync::Cache::new(1024),
-            permits: Arc::new(Semaphore::new(threads.max(1))),
-        }
+    /// A dispatcher running its work on `exec`.
+    pub fn new(exec: Arc<Executor>) -> Self {
+        Inline { exec }
     }
 
-    /// Runs `job` on `source`'s adapter on the blocking pool. The decode permit moves into the
-    /// job: a request that goes away while its job runs does not free a slot the job still
-    /// uses.
+    /// Runs `job` on `source`'s adapter on the executor's pool.
     async fn run<T: Send + 'static>(
         &self,
         source: &DataSource,
         job: impl FnOnce(Adapter) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::internal("decode pool is shut down"))?;
-        let adapters = self.adapters.clone();
-        let source = source.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job(open_cached(&adapters, &source)?)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))?
+        self.exec.with_adapter(source, job).await
     }
-}
-
-/// `source`'s adapter, opened once and kept.
-fn open_cached(
-    adapters: &moka::sync::Cache<String, Adapter>,
-    source: &DataSource,
-) -> Result<Adapter, ApiError> {
-    let key = serde_json::to_string(source).map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(a) = adapters.get(&key) {
-        return Ok(a);
-    }
-    let a = adapters::open(source)?;
-    adapters.insert(key, a.clone());
-    Ok(a)
 }
 
 /// The table reader of an adapter, counting the partition read it is about to do.
@@ -126,7 +89,7 @@ fn partition_reader(
     let Adapter::Table(r) = adapter else {
         return Err(wrong_family("a table"));
     };
-    crate::metrics::PARTITIONS_READ
+    tessera_worker::metrics::PARTITIONS_READ
         .with_label_values(&[mimetype])
         .inc();
     Ok(r)
@@ -138,25 +101,6 @@ fn wrong_family(what: &str) -> ApiError {
 
 #[async_trait]
 impl Dispatcher for Inline {
-    async fn read_block(
-        &self,
-        source: &DataSource,
-        block: &[usize],
-    ) -> Result<ArrayData, ApiError> {
-        let block = block.to_vec();
-        let mimetype = source.mimetype.clone();
-        self.run(source, move |a| {
-            let Adapter::Array(r) = a else {
-                return Err(wrong_family("an array"));
-            };
-            crate::metrics::BLOCKS_DECODED
-                .with_label_values(&[mimetype.as_str()])
-                .inc();
-            Ok(r.read_block(&block)?)
-        })
-        .await
-    }
-
     async fn read_partition(&self, source: &DataSource, i: usize) -> Result<RecordBatch, ApiError> {
         let mimetype = source.mimetype.clone();
         self.run(source, move |a| {

@@ -76,6 +76,12 @@ impl ApiError {
     pub fn not_acceptable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_ACCEPTABLE, detail)
     }
+    /// 503 Service Unavailable, asking the client to come back after `retry_after` seconds.
+    pub fn unavailable(detail: impl Into<String>, retry_after: u32) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
     /// 500: a bug or an unexpected failure on our side (never for bad input).
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)

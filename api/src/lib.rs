@@ -15,6 +15,7 @@ pub mod negotiate;
 pub mod params;
 pub mod planner;
 pub mod register_client;
+pub mod remote;
 pub mod resource;
 pub mod respond;
 pub mod routes;

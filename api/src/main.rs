@@ -52,6 +52,11 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Run a worker of a cluster: take decode jobs from NATS, leave results in Redis.
+    Worker {
+        #[command(flatten)]
+        opts: WorkerOpts,
+    },
     /// Index hot metadata keys of a PostgreSQL catalog for range filters and sorting
     /// (e.g. `time`, `start.time`), without blocking writes.
     Index {
@@ -178,6 +183,57 @@ struct ServeOpts {
     /// Seconds one catalog statement may run.
     #[arg(long, env = "TESSERA_STATEMENT_TIMEOUT")]
     statement_timeout: Option<f64>,
+    /// Cluster shape: the Redis server shared by all nodes (L2 chunk cache).
+    #[arg(long, env = "TESSERA_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Cluster shape: the NATS server whose workers decode (needs --redis-url).
+    #[arg(long, env = "TESSERA_NATS_URL", requires = "redis_url")]
+    nats_url: Option<String>,
+    /// Prefix of the cluster's Redis keys and NATS subjects.
+    #[arg(long, env = "TESSERA_KEY_PREFIX", default_value = "tessera")]
+    key_prefix: String,
+    /// Do not keep chunks in Redis (it only carries results from workers).
+    #[arg(long)]
+    no_l2_cache: bool,
+    /// When no worker answers: `inline` (decode here) or `unavailable` (503).
+    #[arg(long, env = "TESSERA_FALLBACK", value_parser = ["inline", "unavailable"])]
+    fallback: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct WorkerOpts {
+    /// The NATS server jobs come from.
+    #[arg(
+        long,
+        env = "TESSERA_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// The Redis server results go to (the cluster's shared chunk cache).
+    #[arg(
+        long,
+        env = "TESSERA_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis_url: String,
+    /// Prefix of the cluster's NATS subjects and Redis keys (the API nodes' `key_prefix`).
+    #[arg(long, env = "TESSERA_KEY_PREFIX", default_value = "tessera")]
+    key_prefix: String,
+    /// Jobs decoded at once (default: the number of cores).
+    #[arg(long, env = "TESSERA_WORKER_THREADS")]
+    threads: Option<usize>,
+    /// Jobs held beyond those decoding; more are refused so the API node asks another worker.
+    #[arg(long, env = "TESSERA_WORKER_QUEUE", default_value_t = 64)]
+    queue: usize,
+    /// Results larger than this many bytes are stored in Redis in parts.
+    #[arg(long, default_value_t = 8 << 20)]
+    part_bytes: usize,
+    /// Address of the worker's /metrics (e.g. 127.0.0.1:9101); none if not given.
+    #[arg(long, env = "TESSERA_WORKER_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Seconds in-flight jobs may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 30.0)]
+    drain: f64,
 }
 
 impl ServeOpts {
@@ -199,6 +255,19 @@ impl ServeOpts {
                 .unwrap_or(d.max_chunks_per_request),
             statement_timeout: self.statement_timeout.map_or(d.statement_timeout, |s| {
                 std::time::Duration::from_secs_f64(s.max(0.001))
+            }),
+            cluster: self.redis_url.as_ref().map(|url| {
+                let c = tessera_api::config::Cluster::new(url.clone());
+                tessera_api::config::Cluster {
+                    nats_url: self.nats_url.clone(),
+                    key_prefix: self.key_prefix.clone(),
+                    l2_cache: !self.no_l2_cache,
+                    fallback: match self.fallback.as_deref() {
+                        Some("unavailable") => tessera_api::config::Fallback::Unavailable,
+                        _ => c.fallback,
+                    },
+                    ..c
+                }
             }),
             ..d
         }
@@ -329,15 +398,16 @@ async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
         ..opts.config()
     };
     let write = write.or_else(|| tempdir.as_ref().map(|d| d.join("data")));
-    let state = match &write {
+    let storage = match &write {
         Some(dir) => {
             let storage = Storage::local(dir)?;
             let grace = orphan_grace.unwrap_or(if is_postgres(&database) { 3600.0 } else { 0.0 });
             sweep(catalog.as_ref(), &storage, grace).await?;
-            server::writable_state(config, catalog, storage)
+            Some(storage)
         }
-        None => server::embedded_state(config, catalog),
+        None => None,
     };
+    let state = server::state(config, catalog, storage).await?;
     let what = format!("the catalog {}", without_password(&database));
     serve(state, &opts, &what, started, &format!("?api_key={key}")).await?;
     if let Some(dir) = tempdir {
@@ -425,7 +495,7 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
         public: dir.public,
         ..opts.config()
     };
-    let state = server::embedded_state(config, catalog);
+    let state = server::state(config, catalog, None).await?;
     let suffix = format!("?api_key={key}");
     serve(
         state,
@@ -506,12 +576,30 @@ async fn main() -> anyhow::Result<()> {
             what: Serve::Demo { opts },
         } => {
             let started = std::time::Instant::now();
-            let state = server::embedded_state(opts.config(), Arc::new(server::demo_catalog()?));
+            let state =
+                server::state(opts.config(), Arc::new(server::demo_catalog()?), None).await?;
             serve(state, &opts, "the demo tree", started, "").await?;
         }
         Command::Serve {
             what: Serve::Catalog { catalog, opts },
         } => serve_catalog(catalog, opts).await?,
+        Command::Worker { opts } => {
+            let threads = opts.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            });
+            let options = tessera_worker::service::WorkerOptions {
+                nats_url: opts.nats_url,
+                redis_url: opts.redis_url,
+                key_prefix: opts.key_prefix,
+                threads,
+                queue: opts.queue,
+                part_bytes: opts.part_bytes,
+                heartbeat: std::time::Duration::from_millis(500),
+                drain: std::time::Duration::from_secs_f64(opts.drain.max(0.0)),
+                metrics_addr: opts.metrics,
+            };
+            tessera_worker::service::run(options, shutdown_signal()).await?;
+        }
         Command::Register {
             url,
             path,

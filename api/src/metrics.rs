@@ -1,52 +1,59 @@
-//! Prometheus metrics of this process, served at `/metrics` in the text format. Decoding is
-//! counted where it happens (the dispatcher), by data source type, so a test or an operator
-//! can see exactly how many native chunks a request made tessera read.
+//! Prometheus metrics of this process, served at `/metrics` in the text format: the cache
+//! tiers, jobs sent to workers and admission here; decoding is counted where it happens (the
+//! executor, in `tessera_worker::metrics`), so a test or an operator can see exactly how many
+//! native chunks a request made tessera read.
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use tessera_worker::metrics::{counter, counter_vec, gauge};
 
-/// This process's registry (with the process collector: memory, CPU, open files).
-pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    let r = Registry::new_custom(Some("tessera".into()), None).unwrap_or_default();
-    #[cfg(target_os = "linux")]
-    let _ = r.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ));
-    r
-});
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("metric definitions are static and valid");
-    // Registering fails only for a duplicate name, which would leave it unexported.
-    let _ = REGISTRY.register(Box::new(c.clone()));
-    c
-}
-
-/// Native array blocks decoded (after a chunk-cache miss), by data source mimetype.
-pub static BLOCKS_DECODED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "blocks_decoded_total",
-        "Native array blocks (chunks) decoded, by data source mimetype",
-        &["mimetype"],
+/// Chunk-cache lookups answered by a tier (`l1` in this process, `l2` the shared store).
+pub static CHUNK_CACHE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chunk_cache_hits_total",
+        "Chunk-cache lookups answered by a tier (l1: this process, l2: the shared store)",
+        &["tier"],
     )
 });
 
-/// Table partitions read, by data source mimetype.
-pub static PARTITIONS_READ: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "partitions_read_total",
-        "Table partitions read, by data source mimetype",
-        &["mimetype"],
+/// Chunk-cache lookups a tier did not answer. An `l2` miss is counted by the node that then
+/// produces the chunk; nodes that wait for it count a coalesced wait and then a hit.
+pub static CHUNK_CACHE_MISSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chunk_cache_misses_total",
+        "Chunk-cache lookups a tier did not answer",
+        &["tier"],
     )
 });
 
-fn gauge(name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("metric definitions are static and valid");
-    let _ = REGISTRY.register(Box::new(g.clone()));
-    g
-}
+/// Misses that waited for a production already under way: on this node (`node`) or on
+/// another (`cluster`).
+pub static COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chunk_coalesced_waits_total",
+        "Cache misses that waited for a production already under way, by where it ran",
+        &["scope"],
+    )
+});
+
+/// Failed operations on the shared store (each served uncached or retried).
+pub static SHARED_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "shared_store_errors_total",
+        "Operations on the shared store (Redis) that failed",
+    )
+});
+
+/// Jobs sent to workers, by outcome (`done`, `failed`, `retried`, `gave_up`,
+/// `inline_fallback`).
+pub static JOBS_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "jobs_sent_total",
+        "Jobs this node sent to workers, by outcome",
+        &["outcome"],
+    )
+});
 
 /// Requests being handled (their response bodies included).
 pub static REQUESTS_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
@@ -74,22 +81,23 @@ pub static WAITING_FOR_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
 
 /// Requests refused by a limit, by the limit (`requests`, `bytes`, `body`, `decoded`, ...).
 pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
+    counter_vec(
         "requests_refused_total",
         "Requests refused by a limit, by the limit that refused them",
         &["limit"],
     )
 });
 
-/// The text exposition of every metric.
+/// The text exposition of every metric of this process.
 pub fn render() -> Vec<u8> {
-    LazyLock::force(&BLOCKS_DECODED);
-    LazyLock::force(&PARTITIONS_READ);
+    LazyLock::force(&CHUNK_CACHE_HITS);
+    LazyLock::force(&CHUNK_CACHE_MISSES);
+    LazyLock::force(&COALESCED);
+    LazyLock::force(&SHARED_STORE_ERRORS);
+    LazyLock::force(&JOBS_SENT);
     LazyLock::force(&REQUESTS_IN_FLIGHT);
     LazyLock::force(&BYTES_IN_FLIGHT);
     LazyLock::force(&WAITING_FOR_BYTES);
     LazyLock::force(&REFUSED);
-    let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut out);
-    out
+    tessera_worker::metrics::render()
 }

@@ -1,7 +1,9 @@
 //! The read planner: maps a selection of an array to the native chunks it touches, fetches
-//! each through the chunk cache (decoding misses through the dispatcher), and assembles the
+//! each through the chunk cache (whose misses run as jobs, here or on workers), and assembles the
 //! result. A request for exactly one whole chunk is answered with the cached bytes as they are.
 //! Table partitions of formats parsed whole (CSV, Excel) go through the chunk cache too.
+
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use axum::http::StatusCode;
@@ -10,41 +12,30 @@ use futures::{StreamExt, stream};
 use tessera_common::adapters::{self, DataSource};
 use tessera_common::array::ArrayData;
 use tessera_common::chunks::{Assembler, ChunkGrid};
+use tessera_common::jobs::{ChunkKey, Job, SourceId, Work};
 use tessera_common::slicing::Selection;
 use tessera_common::structure::ArrayStructure;
 
-use crate::cache::{ChunkKey, Loader};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Chunks fetched concurrently for one request.
 const FETCH_CONCURRENCY: usize = 8;
 
-/// A stable identity of a data source, for cache keys.
-pub fn source_id(source: &DataSource) -> u64 {
-    let json = serde_json::to_vec(source).unwrap_or_default();
-    xxhash_rust::xxh3::xxh3_64(&json)
-}
-
-/// One decoded chunk, via the cache.
+/// One decoded chunk of `source` (whose identity is `id`), via the cache.
 async fn chunk(
     state: &AppState,
-    source: &DataSource,
+    id: SourceId,
+    source: &Arc<DataSource>,
     version: u64,
     block: Vec<usize>,
 ) -> Result<Bytes, ApiError> {
-    let key = ChunkKey {
-        source: source_id(source),
+    let job = Job {
+        source: source.clone(),
         data_version: version,
-        block: block.clone(),
+        work: Work::Block(block),
     };
-    let dispatcher = state.dispatcher.clone();
-    let source = source.clone();
-    let load: Loader = Box::pin(async move {
-        let a = dispatcher.read_block(&source, &block).await?;
-        Ok(a.bytes)
-    });
-    state.cache.get_or_load(key, load).await
+    state.cache.get(ChunkKey::of(id, &job), job).await
 }
 
 /// Refuses a read that would touch more chunks, or decode more bytes, than one request may.
@@ -109,13 +100,15 @@ pub async fn read_array(
     )?;
     let plan = grid.plan(sel);
     let out_shape = sel.out_shape();
+    let id = SourceId::of(source);
+    let source = &Arc::new(source.clone());
     // Fast path: one whole chunk, unsliced, goes out without a copy.
     if let [only] = plan.as_slice()
         && let Ok(bshape) = grid.block_shape(&only.block)
         && only.within.is_full(&bshape)
         && only.within.dims.iter().all(|d| d.keep)
     {
-        let bytes = chunk(state, source, version, only.block.clone()).await?;
+        let bytes = chunk(state, id, source, version, only.block.clone()).await?;
         return Ok(ArrayData::new(
             structure.data_type.clone(),
             out_shape,
@@ -125,7 +118,7 @@ pub async fn read_array(
     let mut out = Assembler::new(grid, sel, itemsize);
     let mut arrivals = stream::iter(plan)
         .map(|read| async move {
-            let bytes = chunk(state, source, version, read.block.clone()).await?;
+            let bytes = chunk(state, id, source, version, read.block.clone()).await?;
             Ok::<_, ApiError>((read, bytes))
         })
         .buffer_unordered(FETCH_CONCURRENCY);
@@ -166,23 +159,13 @@ pub async fn read_partition(
             None => state.dispatcher.read_partition(source, i).await,
         };
     }
-    let key = ChunkKey {
-        source: source_id(source),
+    let job = Job {
+        source: Arc::new(source.clone()),
         data_version: version,
-        block: vec![i],
+        work: Work::Partition(i),
     };
-    let dispatcher = state.dispatcher.clone();
-    let src = source.clone();
-    let load: Loader = Box::pin(async move {
-        let batch = dispatcher.read_partition(&src, i).await?;
-        let ipc = tokio::task::spawn_blocking(move || {
-            tessera_common::serializers::table::to_arrow_file(&[batch])
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-        Ok(Bytes::from(ipc))
-    });
-    let bytes = state.cache.get_or_load(key, load).await?;
+    let key = ChunkKey::of(SourceId::of(source), &job);
+    let bytes = state.cache.get(key, job).await?;
     let mut reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| ApiError::internal(format!("a cached partition is unreadable: {e}")))?;
     match reader.next() {

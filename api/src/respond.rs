@@ -39,12 +39,17 @@ pub struct Payload {
 
 /// A content-derived ETag.
 pub fn etag_of(parts: &[&[u8]]) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut h = blake3::Hasher::new();
     for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
         h.update(p);
-        h.update(&[0]);
     }
-    format!("\"{:032x}\"", h.digest128())
+    let digest = h.finalize();
+    let hex: String = digest.as_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("\"{hex}\"")
 }
 
 fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {

@@ -7,23 +7,28 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
+use tessera_worker::exec::Executor;
+use tessera_worker::store::SharedStore;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Admission;
-use crate::cache::{EncodedCache, MemoryCache};
+use crate::cache::{ChunkCache, EncodedCache, InlineRunner, JobRunner, L2};
 use crate::catalog::Catalog;
 use crate::catalog::memory::MemoryCatalog;
 use crate::config::Config;
 use crate::dispatch::Inline;
 use crate::error::ApiError;
+use crate::remote::Remote;
 use crate::routes;
 use crate::state::AppState;
 
 /// Embedded shape: in-process cache and inline decoding over `catalog`.
 pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState> {
-    build_state(config, catalog, None)
+    let exec = executor(&config);
+    let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
+    assemble(config, catalog, None, cache, exec)
 }
 
 /// Embedded shape with writable storage.
@@ -32,18 +37,80 @@ pub fn writable_state(
     catalog: Arc<dyn Catalog>,
     storage: crate::storage::Storage,
 ) -> Arc<AppState> {
-    build_state(config, catalog, Some(Arc::new(storage)))
+    let exec = executor(&config);
+    let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
+    assemble(config, catalog, Some(Arc::new(storage)), cache, exec)
 }
 
-/// The one place where settings become components.
-fn build_state(
+/// The node's state in the shape its configuration asks for: with `config.cluster`, the
+/// shared store as L2 and (with `nats_url`) jobs on workers; without, the embedded shape.
+pub async fn state(
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    storage: Option<crate::storage::Storage>,
+) -> anyhow::Result<Arc<AppState>> {
+    let storage = storage.map(Arc::new);
+    let exec = executor(&config);
+    let Some(cluster) = config.cluster.clone() else {
+        let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
+        return Ok(assemble(config, catalog, storage, cache, exec));
+    };
+    let store = SharedStore::connect(&cluster.redis_url, cluster.l2_part_bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!("the shared store {}: {e}", cluster.redis_url))?;
+    let inline = InlineRunner(exec.clone());
+    let runner: Arc<dyn JobRunner> = match &cluster.nats_url {
+        None => Arc::new(inline),
+        Some(url) => {
+            let nats = async_nats::ConnectOptions::new()
+                .name("tessera-api")
+                .retry_on_initial_connect()
+                .connect(url.as_str())
+                .await
+                .map_err(|e| anyhow::anyhow!("NATS {url}: {e}"))?;
+            Arc::new(Remote {
+                nats,
+                store: store.clone(),
+                prefix: cluster.key_prefix.clone(),
+                keep: cluster.l2_cache,
+                ttl: cluster.l2_ttl,
+                timeout: cluster.worker_timeout,
+                deadline: config.request_timeout,
+                permits: Arc::new(tokio::sync::Semaphore::new(
+                    cluster.max_jobs_in_flight.max(1),
+                )),
+                permit_wait: config.admission_wait,
+                fallback: cluster.fallback,
+                inline,
+            })
+        }
+    };
+    let l2 = cluster.l2_cache.then(|| L2 {
+        store,
+        prefix: cluster.key_prefix.clone(),
+        ttl: cluster.l2_ttl,
+        lock_ttl: (cluster.worker_timeout * 2).max(Duration::from_secs(2)),
+    });
+    let cache = ChunkCache::new(config.cache_bytes, l2, runner, config.request_timeout);
+    Ok(assemble(config, catalog, storage, cache, exec))
+}
+
+/// The node's executor: decode jobs and reads run there, `decode_threads` at once.
+fn executor(config: &Config) -> Arc<Executor> {
+    Arc::new(Executor::new(config.decode_threads))
+}
+
+/// The one place where components become a node's state.
+fn assemble(
     config: Config,
     catalog: Arc<dyn Catalog>,
     storage: Option<Arc<crate::storage::Storage>>,
+    cache: ChunkCache,
+    exec: Arc<Executor>,
 ) -> Arc<AppState> {
     Arc::new(AppState {
-        cache: Arc::new(MemoryCache::new(config.cache_bytes)),
-        dispatcher: Arc::new(Inline::new(config.decode_threads)),
+        cache: Arc::new(cache),
+        dispatcher: Arc::new(Inline::new(exec)),
         encoded: EncodedCache::new(config.encoded_cache_bytes),
         admission: Admission::new(
             config.max_in_flight_requests,

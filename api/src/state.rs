@@ -16,7 +16,7 @@ use crate::error::ApiError;
 pub struct AppState {
     pub config: Config,
     pub catalog: Arc<dyn Catalog>,
-    pub cache: Arc<dyn ChunkCache>,
+    pub cache: Arc<ChunkCache>,
     pub dispatcher: Arc<dyn Dispatcher>,
     /// Encoded responses of this node, by ETag.
     pub encoded: EncodedCache,

@@ -7,6 +7,7 @@ pub mod array;
 pub mod chunks;
 pub mod dtype;
 pub mod inspect;
+pub mod jobs;
 pub mod node;
 pub mod rng;
 pub mod serializers;

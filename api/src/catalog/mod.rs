@@ -25,8 +25,7 @@ pub fn statement_timed_out(timeout: Option<std::time::Duration>) -> ApiError {
     crate::metrics::REFUSED
         .with_label_values(&["statement_timeout"])
         .inc();
-    let mut e = ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    ApiError::unavailable(
         format!(
             "the catalog query took longer than {} (statement_timeout) and was stopped: \
              narrow the search (more filters, a smaller page) or retry later",
@@ -35,9 +34,8 @@ pub fn statement_timed_out(timeout: Option<std::time::Duration>) -> ApiError {
                 t.as_secs_f64()
             ))
         ),
-    );
-    e.retry_after = Some(5);
-    e
+        5,
+    )
 }
 
 /// One node as the catalog knows it.

@@ -19,9 +19,10 @@ use crate::catalog::Node;
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::planner::{read_array, source_id};
+use crate::planner::read_array;
 use crate::respond::{self, Payload, etag_of};
 use crate::state::AppState;
+use tessera_common::jobs::SourceId;
 
 fn wrong_family(node: &Node, route: &str, accepted: &str) -> ApiError {
     ApiError::not_found(format!(
@@ -172,7 +173,7 @@ async fn send_array(
     // The ETag names the data version, the selection and the format, so it is known before
     // any data is read: a revalidation costs nothing.
     let etag = etag_of(&[
-        &source_id(source).to_le_bytes(),
+        &SourceId::of(source).short(),
         &node.data_version.to_le_bytes(),
         format!("{sel:?}").as_bytes(),
         media.as_bytes(),

@@ -10,9 +10,10 @@ use crate::catalog::Node;
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::planner::{read_partition, source_id};
+use crate::planner::read_partition;
 use crate::respond::{self, etag_of};
 use crate::state::AppState;
+use tessera_common::jobs::SourceId;
 use tessera_common::structure::{Structure, TableStructure};
 
 fn table<'a>(node: &'a Node, route: &str) -> Result<&'a TableStructure, ApiError> {
@@ -113,7 +114,7 @@ async fn send(
         .as_ref()
         .ok_or_else(|| ApiError::not_found("this table holds no data"))?;
     let etag = etag_of(&[
-        &source_id(source).to_le_bytes(),
+        &SourceId::of(source).short(),
         &node.data_version.to_le_bytes(),
         format!("{partitions:?}{cols:?}{:?}", req.accept()).as_bytes(),
         media.as_bytes(),

@@ -123,7 +123,7 @@ pub enum Adapter {
 }
 
 /// Why an adapter could not deliver data.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum AdapterError {
     #[error("no adapter for data sources of type '{0}'")]
     UnknownMimetype(String),

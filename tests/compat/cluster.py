@@ -1,0 +1,191 @@
+"""A local tessera cluster for the tests (not a conftest: import it).
+
+``Cluster`` starts, on free 127.0.0.1 ports, a private ``redis-server`` and a private
+``nats-server`` (so that a test may stop and restart them without touching the machine's
+shared ones), ``workers`` × ``tessera worker`` and ``nodes`` × ``tessera serve ...`` API nodes
+with ``--redis-url``, ``--nats-url`` and a key prefix of its own. ``serve`` gives the serve
+arguments of the API nodes (default: the demo tree). ``metrics(url)`` parses a Prometheus
+text page; ``decodes()`` sums ``tessera_chunk_decodes_total`` over every process.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT = 60.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, timeout=STARTUP_TIMEOUT, proc=None, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = open(log, errors="replace").read()[-4000:] if log else ""
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{tail}", pytrace=False)
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.1)
+    tail = open(log, errors="replace").read()[-4000:] if log else ""
+    pytest.fail(f"{what} not ready within {timeout:.0f} s:\n{tail}", pytrace=False)
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def metrics(url):
+    """{name{labels}: value} of a Prometheus text page."""
+    out = {}
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def metric(page, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for key, value in page.items():
+        m = re.fullmatch(r"([^{]+)(?:\{(.*)\})?", key)
+        if m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += value
+    return total
+
+
+class Proc:
+    def __init__(self, name, args, logdir, env=None):
+        self.name, self.args, self.env = name, args, env
+        self.log = os.path.join(logdir, f"{name}.log")
+        self.p = None
+
+    def start(self):
+        env = dict(os.environ, **(self.env or {}))
+        with open(self.log, "ab") as log:
+            self.p = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Cluster:
+    def __init__(self, binary, nodes=2, workers=2, serve=("demo",), node_args=(), env=None):
+        self.binary = binary
+        self.dir = tempfile.mkdtemp(prefix="tessera-cluster-")
+        self.prefix = f"t{uuid.uuid4().hex[:12]}"
+        self.redis_port, self.nats_port = free_port(), free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/"
+        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        self.env = env or {}
+        self.redis = Proc(
+            "redis",
+            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
+             "--port", str(self.redis_port), "--save", "", "--appendonly", "no"],
+            self.dir,
+        )
+        nats = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.nats = Proc("nats", [nats, "-a", "127.0.0.1", "-p", str(self.nats_port)], self.dir)
+        self.workers = []
+        for i in range(workers):
+            mport = free_port()
+            w = Proc(
+                f"worker{i}",
+                [binary, "worker", "--nats-url", self.nats_url, "--redis-url", self.redis_url,
+                 "--key-prefix", self.prefix, "--metrics", f"127.0.0.1:{mport}", "--threads", "2"],
+                self.dir, env=self.env,
+            )
+            w.metrics_url = f"http://127.0.0.1:{mport}/metrics"
+            self.workers.append(w)
+        self.nodes = []
+        for i in range(nodes):
+            port = free_port()
+            n = Proc(
+                f"node{i}",
+                [binary, "serve", *serve, "--host", "127.0.0.1", "--port", str(port),
+                 "--redis-url", self.redis_url, "--nats-url", self.nats_url,
+                 "--key-prefix", self.prefix, *node_args],
+                self.dir, env=self.env,
+            )
+            n.url = f"http://127.0.0.1:{port}"
+            self.nodes.append(n)
+
+    def start_redis(self):
+        self.redis.start()
+        wait_for("redis", lambda: port_open(self.redis_port), proc=self.redis.p, log=self.redis.log)
+
+    def start_nats(self):
+        self.nats.start()
+        wait_for("nats", lambda: port_open(self.nats_port), proc=self.nats.p, log=self.nats.log)
+
+    def start_worker(self, w):
+        w.start()
+        wait_for(w.name, lambda: httpx.get(w.metrics_url, timeout=2).status_code == 200,
+                 proc=w.p, log=w.log)
+        # Registered with NATS once its log says it takes jobs.
+        wait_for(w.name, lambda: "taking jobs" in open(w.log, errors="replace").read(),
+                 proc=w.p, log=w.log)
+
+    def start_node(self, n):
+        n.start()
+        wait_for(n.name, lambda: httpx.get(f"{n.url}/healthz", timeout=2).status_code == 200,
+                 proc=n.p, log=n.log)
+
+    def __enter__(self):
+        try:
+            self.start_redis()
+            self.start_nats()
+            for w in self.workers:
+                self.start_worker(w)
+            for n in self.nodes:
+                self.start_node(n)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for p in [*self.nodes, *self.workers, self.nats, self.redis]:
+            p.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def decodes(self):
+        """Chunks decoded by every process of the cluster."""
+        urls = [w.metrics_url for w in self.workers if w.p and w.p.poll() is None]
+        urls += [f"{n.url}/metrics" for n in self.nodes if n.p and n.p.poll() is None]
+        return sum(metric(metrics(u), "tessera_chunk_decodes_total") for u in urls)
+
+    def node_metric(self, node, name, **labels):
+        return metric(metrics(f"{node.url}/metrics"), name, **labels)
