@@ -324,10 +324,12 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded,
             if let Some(rest) = message.strip_prefix("unknown field `")
                 && let Some((name, expected)) = rest.split_once('`')
             {
-                key = match key.as_str() {
-                    "." => name.to_string(),
-                    section => format!("{section}.{name}"),
-                };
+                // serde_path_to_error usually has the key in the path already.
+                if key == "." {
+                    key = name.to_string();
+                } else if !key.ends_with(&format!(".{name}")) {
+                    key = format!("{key}.{name}");
+                }
                 message = format!("unknown key{expected}");
             }
             origins.error(&key, message)
@@ -710,7 +712,7 @@ impl ConfigFile {
             _ => {}
         }
         for (i, t) in self.trees.iter().enumerate() {
-            if t.path.trim_matches('/') != "" {
+            if !t.path.trim_matches('/').is_empty() {
                 let message = format!(
                     "{:?}: mounting a tree below / is not implemented yet: give path /",
                     t.path
