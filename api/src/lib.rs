@@ -6,6 +6,7 @@ pub mod awkward;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod config_file;
 pub mod directory;
 pub mod dispatch;
 pub mod encode;

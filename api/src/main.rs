@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tessera_api::config::Config;
+use tessera_api::config::{Config, Fallback, Seconds, Settings};
+use tessera_api::config_file::{self, CatalogDatabase, CatalogTree, Service, Tree};
 use tessera_api::server;
 use tessera_api::storage::Storage;
 
@@ -20,6 +21,13 @@ enum Command {
     Serve {
         #[command(subcommand)]
         what: Serve,
+    },
+    /// Check a config file (or a directory of them) as `serve config` reads it, and print
+    /// the effective configuration with its secrets masked.
+    CheckConfig {
+        /// A YAML file, or a directory of `*.yml`/`*.yaml` files.
+        #[arg(env = "TILED_CONFIG", default_value = "config.yml")]
+        path: std::path::PathBuf,
     },
     /// Create or upgrade a catalog database: `postgresql://...` or an SQLite file path
     /// (`sqlite:PATH` or a plain path). Safe to run from several nodes at once.
@@ -90,6 +98,25 @@ enum Serve {
         catalog: CatalogOpts,
         #[command(flatten)]
         opts: ServeOpts,
+    },
+    /// Serve what a Tiled config file (or a directory of them) describes, as `tiled serve
+    /// config` does; tessera's own settings go under its `tessera:` key.
+    Config {
+        /// A YAML file, or a directory of `*.yml`/`*.yaml` files.
+        #[arg(env = "TILED_CONFIG", default_value = "config.yml")]
+        path: std::path::PathBuf,
+        /// Let anonymous clients read (overrides the file).
+        #[arg(long)]
+        public: bool,
+        /// The single-user API key (overrides the file).
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Address to bind (overrides uvicorn.host).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to bind (overrides uvicorn.port; 0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
     },
 }
 
@@ -190,44 +217,38 @@ struct ServeOpts {
     #[arg(long, env = "TESSERA_NATS_URL", requires = "redis_url")]
     nats_url: Option<String>,
     /// Prefix of the cluster's Redis keys and NATS subjects.
-    #[arg(long, env = "TESSERA_KEY_PREFIX", default_value = "tessera")]
-    key_prefix: String,
+    #[arg(long, env = "TESSERA_KEY_PREFIX")]
+    key_prefix: Option<String>,
     /// Do not keep chunks in Redis (it only carries results from workers).
     #[arg(long)]
     no_l2_cache: bool,
     /// When no worker answers: `inline` (decode here) or `unavailable` (503).
-    #[arg(long, env = "TESSERA_FALLBACK", value_parser = ["inline", "unavailable"])]
-    fallback: Option<String>,
+    #[arg(long, env = "TESSERA_FALLBACK", value_enum)]
+    fallback: Option<Fallback>,
 }
 
 #[derive(clap::Args)]
 struct WorkerOpts {
-    /// The NATS server jobs come from.
-    #[arg(
-        long,
-        env = "TESSERA_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
-    /// The Redis server results go to (the cluster's shared chunk cache).
-    #[arg(
-        long,
-        env = "TESSERA_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    redis_url: String,
+    /// The cluster's config file (or directory): its `tessera:` section gives `nats_url`,
+    /// `redis_url`, `key_prefix`, `l2_part_bytes` and `decode_threads`; flags override it.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// The NATS server jobs come from (default nats://127.0.0.1:4222).
+    #[arg(long, env = "TESSERA_NATS_URL")]
+    nats_url: Option<String>,
+    /// The Redis server results go to, the cluster's shared chunk cache (default
+    /// redis://127.0.0.1:6379/).
+    #[arg(long, env = "TESSERA_REDIS_URL")]
+    redis_url: Option<String>,
     /// Prefix of the cluster's NATS subjects and Redis keys (the API nodes' `key_prefix`).
-    #[arg(long, env = "TESSERA_KEY_PREFIX", default_value = "tessera")]
-    key_prefix: String,
+    #[arg(long, env = "TESSERA_KEY_PREFIX")]
+    key_prefix: Option<String>,
     /// Jobs decoded at once (default: the number of cores).
     #[arg(long, env = "TESSERA_WORKER_THREADS")]
     threads: Option<usize>,
     /// Jobs held beyond those decoding; more are refused so the API node asks another worker.
     #[arg(long, env = "TESSERA_WORKER_QUEUE", default_value_t = 64)]
     queue: usize,
-    /// Results larger than this many bytes are stored in Redis in parts.
-    #[arg(long, default_value_t = 8 << 20)]
-    part_bytes: usize,
     /// Address of the worker's /metrics (e.g. 127.0.0.1:9101); none if not given.
     #[arg(long, env = "TESSERA_WORKER_METRICS")]
     metrics: Option<std::net::SocketAddr>,
@@ -238,10 +259,9 @@ struct WorkerOpts {
 
 impl ServeOpts {
     /// The node's settings: the defaults, with what was given on the command line.
-    fn config(&self) -> Config {
-        let d = Config::default();
-        Config {
-            response_bytesize_limit: self.response_bytesize_limit,
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let d = Settings::default();
+        Ok(Settings {
             cache_bytes: self.cache_bytes,
             max_in_flight_requests: self
                 .max_in_flight_requests
@@ -253,40 +273,26 @@ impl ServeOpts {
             max_chunks_per_request: self
                 .max_chunks_per_request
                 .unwrap_or(d.max_chunks_per_request),
-            statement_timeout: self.statement_timeout.map_or(d.statement_timeout, |s| {
-                std::time::Duration::from_secs_f64(s.max(0.001))
-            }),
-            cluster: self.redis_url.as_ref().map(|url| {
-                let c = tessera_api::config::Cluster::new(url.clone());
-                tessera_api::config::Cluster {
-                    nats_url: self.nats_url.clone(),
-                    key_prefix: self.key_prefix.clone(),
-                    l2_cache: !self.no_l2_cache,
-                    fallback: match self.fallback.as_deref() {
-                        Some("unavailable") => tessera_api::config::Fallback::Unavailable,
-                        _ => c.fallback,
-                    },
-                    ..c
-                }
-            }),
+            statement_timeout: match self.statement_timeout {
+                Some(s) => Seconds::new(s.max(0.001))
+                    .map_err(|e| anyhow::anyhow!("--statement-timeout: {e}"))?,
+                None => d.statement_timeout,
+            },
+            redis_url: self.redis_url.clone(),
+            nats_url: self.nats_url.clone(),
+            key_prefix: self.key_prefix.clone().unwrap_or(d.key_prefix.clone()),
+            l2_cache: !self.no_l2_cache,
+            fallback: self.fallback.unwrap_or(d.fallback),
             ..d
-        }
+        })
     }
-}
 
-/// A database URI fit for a log: any password replaced by `***`.
-fn without_password(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
-    };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or("");
-            let hidden = if user_info.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
-        }
-        None => uri.to_string(),
+    /// The node's `Config`: `settings()` and the response limit.
+    fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config {
+            response_bytesize_limit: self.response_bytesize_limit,
+            ..self.settings()?.config()
+        })
     }
 }
 
@@ -306,30 +312,16 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Whether a catalog database names PostgreSQL (otherwise it is an SQLite file).
-fn is_postgres(database: &str) -> bool {
-    database.starts_with("postgres://") || database.starts_with("postgresql")
-}
-
-/// The SQLite file a catalog database names: a path, `sqlite:PATH` or `sqlite:///abs/path`.
-fn sqlite_path(database: &str) -> String {
-    database
-        .strip_prefix("sqlite:///")
-        .map(|p| format!("/{p}"))
-        .or_else(|| database.strip_prefix("sqlite:").map(str::to_string))
-        .unwrap_or_else(|| database.to_string())
-}
-
 /// Binds, says where `what` is served and how long start-up took, and serves until a
 /// shutdown signal.
 async fn serve(
     state: Arc<tessera_api::state::AppState>,
-    opts: &ServeOpts,
+    (host, port): (&str, u16),
     what: &str,
     started: std::time::Instant,
     url_suffix: &str,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     tracing::info!(
         "tessera serving {what} at http://{addr}/api/v1/ (ready in {:.1} ms)",
@@ -340,7 +332,7 @@ async fn serve(
     Ok(())
 }
 
-/// `tessera serve catalog`: the catalog, optional writable storage and a single-user key.
+/// `tessera serve catalog`: the flags as the `Service` a config file would describe.
 async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
     let CatalogOpts {
         database,
@@ -352,10 +344,6 @@ async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
         read,
         orphan_grace,
     } = c;
-    use tessera_api::catalog::Catalog;
-    use tessera_api::catalog::postgres::PostgresCatalog;
-    use tessera_api::catalog::sqlite::SqliteCatalog;
-    let started = std::time::Instant::now();
     // --temp: a catalog and storage in a directory removed at exit.
     let tempdir = temp
         .then(|| std::env::temp_dir().join(format!("tessera-{}", uuid::Uuid::new_v4().simple())));
@@ -363,30 +351,13 @@ async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let database = match (&database, &tempdir) {
-        (Some(db), _) => db.clone(),
-        (None, Some(dir)) => dir.join("catalog.db").display().to_string(),
+        (Some(db), _) => CatalogDatabase::parse(db).map_err(anyhow::Error::msg)?,
+        (None, Some(dir)) => CatalogDatabase::Sqlite(dir.join("catalog.db")),
         (None, None) => anyhow::bail!("give a catalog database or --temp"),
-    };
-    // A new catalog gets its root container.
-    let catalog: Arc<dyn Catalog> = if is_postgres(&database) {
-        let cat =
-            PostgresCatalog::connect_with(&database, 16, Some(opts.config().statement_timeout))
-                .await?;
-        if cat.get(&[]).await?.is_none() {
-            cat.load_tree(empty_root()).await?;
-        }
-        Arc::new(cat)
-    } else {
-        let cat = SqliteCatalog::open(&sqlite_path(&database))?
-            .with_statement_timeout(opts.config().statement_timeout);
-        if cat.get(&[]).await?.is_none() {
-            cat.load_tree(empty_root())?;
-        }
-        Arc::new(cat)
     };
     let key = api_key.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let config = Config {
-        api_key: Some(key.clone()),
+        api_key: Some(key),
         public,
         readable: read
             .iter()
@@ -395,23 +366,144 @@ async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--read {}: {e}", d.display()))
             })
             .collect::<anyhow::Result<_>>()?,
-        ..opts.config()
+        ..opts.config()?
     };
-    let write = write.or_else(|| tempdir.as_ref().map(|d| d.join("data")));
-    let storage = match &write {
+    let service = Service {
+        tree: Tree::Catalog(CatalogTree {
+            database,
+            writable: write.or_else(|| tempdir.as_ref().map(|d| d.join("data"))),
+            init_if_not_exists: true,
+        }),
+        config,
+        // As `tiled serve catalog`: the URL with the key is printed.
+        generated_api_key: true,
+        host: opts.host.clone(),
+        port: opts.port,
+        orphan_grace,
+    };
+    let served = run_service(service).await;
+    if let Some(dir) = tempdir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    served
+}
+
+/// Serves what `service` describes until a shutdown signal.
+async fn run_service(service: Service) -> anyhow::Result<()> {
+    use tessera_api::catalog::Catalog;
+    use tessera_api::catalog::postgres::PostgresCatalog;
+    use tessera_api::catalog::sqlite::SqliteCatalog;
+    let started = std::time::Instant::now();
+    let Service {
+        tree,
+        config,
+        generated_api_key,
+        host,
+        port,
+        orphan_grace,
+    } = service;
+    let suffix = match (&config.api_key, generated_api_key) {
+        (Some(key), true) => format!("?api_key={key}"),
+        _ => String::new(),
+    };
+    let tree = match tree {
+        Tree::Demo => {
+            let state = server::state(config, Arc::new(server::demo_catalog()?), None).await?;
+            return serve(state, (&host, port), "the demo tree", started, &suffix).await;
+        }
+        Tree::Catalog(tree) => tree,
+    };
+    // A new catalog gets its root container.
+    let catalog: Arc<dyn Catalog> = match &tree.database {
+        CatalogDatabase::Postgres(uri) => {
+            let cat =
+                PostgresCatalog::connect_with(uri, 16, Some(config.statement_timeout)).await?;
+            if cat.get(&[]).await?.is_none() {
+                cat.load_tree(empty_root()).await?;
+            }
+            Arc::new(cat)
+        }
+        CatalogDatabase::Sqlite(path) => {
+            let cat = SqliteCatalog::open(&path.display().to_string())?
+                .with_statement_timeout(config.statement_timeout);
+            if cat.get(&[]).await?.is_none() {
+                cat.load_tree(empty_root())?;
+            }
+            Arc::new(cat)
+        }
+    };
+    let storage = match &tree.writable {
         Some(dir) => {
             let storage = Storage::local(dir)?;
-            let grace = orphan_grace.unwrap_or(if is_postgres(&database) { 3600.0 } else { 0.0 });
+            let postgres = matches!(tree.database, CatalogDatabase::Postgres(_));
+            let grace = orphan_grace.unwrap_or(if postgres { 3600.0 } else { 0.0 });
             sweep(catalog.as_ref(), &storage, grace).await?;
             Some(storage)
         }
         None => None,
     };
     let state = server::state(config, catalog, storage).await?;
-    let what = format!("the catalog {}", without_password(&database));
-    serve(state, &opts, &what, started, &format!("?api_key={key}")).await?;
-    if let Some(dir) = tempdir {
-        let _ = std::fs::remove_dir_all(dir);
+    let what = format!("the catalog {}", tree.database.display());
+    serve(state, (&host, port), &what, started, &suffix).await
+}
+
+/// `tessera serve config`: a Tiled config file, with the flags over it.
+async fn serve_config(
+    path: &std::path::Path,
+    api_key: Option<String>,
+    public: bool,
+    host: Option<String>,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    let loaded = config_file::load(path, &|name| std::env::var(name).ok())?;
+    for note in &loaded.notes {
+        tracing::info!("{}: {note}", path.display());
+    }
+    let mut service = loaded.file.service(api_key, public)?;
+    service.host = host.unwrap_or(service.host);
+    service.port = port.unwrap_or(service.port);
+    run_service(service).await
+}
+
+/// `tessera worker`: the settings of the config file's `tessera:` section, flags over them.
+async fn run_worker(opts: WorkerOpts) -> anyhow::Result<()> {
+    let settings = match &opts.config {
+        Some(path) => {
+            config_file::load(path, &|name| std::env::var(name).ok())?
+                .file
+                .tessera
+        }
+        None => Settings::default(),
+    };
+    let options = tessera_worker::service::WorkerOptions {
+        nats_url: opts
+            .nats_url
+            .or(settings.nats_url)
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        redis_url: opts
+            .redis_url
+            .or(settings.redis_url)
+            .unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),
+        key_prefix: opts.key_prefix.unwrap_or(settings.key_prefix),
+        threads: opts.threads.unwrap_or(settings.decode_threads),
+        queue: opts.queue,
+        part_bytes: settings.l2_part_bytes,
+        heartbeat: std::time::Duration::from_millis(500),
+        drain: std::time::Duration::from_secs_f64(opts.drain.max(0.0)),
+        metrics_addr: opts.metrics,
+    };
+    tessera_worker::service::run(options, shutdown_signal()).await
+}
+
+/// `tessera check-config`: the effective configuration, secrets masked, and what has no
+/// effect.
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = config_file::load(path, &|name| std::env::var(name).ok())?;
+    // Also what start-up checks: readable directories exist.
+    loaded.file.service(None, false)?;
+    print!("{}", serde_norway::to_string(&loaded.file.masked())?);
+    for note in &loaded.notes {
+        println!("# {note}");
     }
     Ok(())
 }
@@ -477,7 +569,7 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
         }
     };
     let cat = SqliteCatalog::open(&db.display().to_string())?
-        .with_statement_timeout(opts.config().statement_timeout);
+        .with_statement_timeout(opts.config()?.statement_timeout);
     cat.load_tree(empty_root())?;
     let catalog: Arc<dyn tessera_api::catalog::Catalog> = Arc::new(cat);
     let indexer = Indexer::new(catalog.clone(), &root, formats)?;
@@ -493,13 +585,13 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
     let config = Config {
         api_key: Some(key.clone()),
         public: dir.public,
-        ..opts.config()
+        ..opts.config()?
     };
     let state = server::state(config, catalog, None).await?;
     let suffix = format!("?api_key={key}");
     serve(
         state,
-        &opts,
+        (&opts.host, opts.port),
         &format!("the directory {}", root.display()),
         started,
         &suffix,
@@ -534,18 +626,20 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate { database } => {
             use tessera_api::catalog::migrate;
-            let applied = if is_postgres(&database) {
-                let (mut client, conn) =
-                    tokio_postgres::connect(&database, tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                migrate::migrate_postgres(&mut client).await?
-            } else {
-                let path = sqlite_path(&database);
-                tokio::task::spawn_blocking(move || {
-                    let mut conn = rusqlite::Connection::open(path)?;
-                    migrate::migrate_sqlite(&mut conn)
-                })
-                .await??
+            let applied = match CatalogDatabase::parse(&database).map_err(anyhow::Error::msg)? {
+                CatalogDatabase::Postgres(uri) => {
+                    let (mut client, conn) =
+                        tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
+                    tokio::spawn(conn);
+                    migrate::migrate_postgres(&mut client).await?
+                }
+                CatalogDatabase::Sqlite(path) => {
+                    tokio::task::spawn_blocking(move || {
+                        let mut conn = rusqlite::Connection::open(path)?;
+                        migrate::migrate_sqlite(&mut conn)
+                    })
+                    .await??
+                }
             };
             if applied.is_empty() {
                 println!("the catalog is up to date");
@@ -575,31 +669,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             what: Serve::Demo { opts },
         } => {
-            let started = std::time::Instant::now();
-            let state =
-                server::state(opts.config(), Arc::new(server::demo_catalog()?), None).await?;
-            serve(state, &opts, "the demo tree", started, "").await?;
+            let service = Service {
+                tree: Tree::Demo,
+                config: opts.config()?,
+                generated_api_key: false,
+                host: opts.host.clone(),
+                port: opts.port,
+                orphan_grace: None,
+            };
+            run_service(service).await?;
         }
+        Command::Serve {
+            what:
+                Serve::Config {
+                    path,
+                    public,
+                    api_key,
+                    host,
+                    port,
+                },
+        } => serve_config(&path, api_key, public, host, port).await?,
+        Command::CheckConfig { path } => check_config(&path)?,
         Command::Serve {
             what: Serve::Catalog { catalog, opts },
         } => serve_catalog(catalog, opts).await?,
-        Command::Worker { opts } => {
-            let threads = opts.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-            });
-            let options = tessera_worker::service::WorkerOptions {
-                nats_url: opts.nats_url,
-                redis_url: opts.redis_url,
-                key_prefix: opts.key_prefix,
-                threads,
-                queue: opts.queue,
-                part_bytes: opts.part_bytes,
-                heartbeat: std::time::Duration::from_millis(500),
-                drain: std::time::Duration::from_secs_f64(opts.drain.max(0.0)),
-                metrics_addr: opts.metrics,
-            };
-            tessera_worker::service::run(options, shutdown_signal()).await?;
-        }
+        Command::Worker { opts } => run_worker(opts).await?,
         Command::Register {
             url,
             path,
@@ -613,22 +707,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_password;
-
-    #[test]
-    fn passwords_stay_out_of_logged_uris() {
-        assert_eq!(
-            without_password("postgresql://tiled:s3cret@db.example:5432/cat?sslmode=require"),
-            "postgresql://tiled:***@db.example:5432/cat?sslmode=require"
-        );
-        assert_eq!(
-            without_password("postgresql://tiled@db/cat"),
-            "postgresql://tiled@db/cat"
-        );
-        assert_eq!(without_password("catalog.db"), "catalog.db");
-    }
 }

@@ -137,11 +137,12 @@ pub fn demo_catalog() -> anyhow::Result<MemoryCatalog> {
     Ok(cat)
 }
 
-/// The axum app: one handler for every path, a deadline per request, and panics turned
-/// into JSON 500s.
+/// The axum app: one handler for every path, a deadline per request, panics turned into
+/// JSON 500s, and CORS for the configured origins.
 pub fn app(state: Arc<AppState>) -> Router {
     let timeout = state.config.request_timeout;
-    Router::new()
+    let cors = cors(&state.config.allow_origins);
+    let router = Router::new()
         .fallback(routes::handle)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
@@ -160,7 +161,33 @@ pub fn app(state: Arc<AppState>) -> Router {
             axum::response::IntoResponse::into_response(ApiError::internal(
                 "internal error (a bug: please report it)",
             ))
-        }))
+        }));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS as Tiled answers it (credentials allowed, any method and header) for `origins`
+/// (`*`: any); `None` without origins.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_credentials(true)
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers([header::HeaderName::from_static("x-request-id")]),
+    )
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains.
