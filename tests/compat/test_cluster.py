@@ -3,10 +3,14 @@ the real Tiled client, against the embedded server of the session (``client``)."
 
 import concurrent.futures
 import os
+import subprocess
+import threading
 import time
+import uuid
 
 import httpx
 import numpy
+import pandas
 import pytest
 from tiled.client import from_uri
 
@@ -191,3 +195,111 @@ def test_a_redis_restart_costs_no_request(l2_only_cluster):
         httpx.get(block_url(c.nodes[0], block), timeout=30).raise_for_status()
         httpx.get(block_url(c.nodes[1], block), timeout=30).raise_for_status()
     assert hits() > before
+
+
+# --------------------------------------------------------------------------
+# A writable cluster: one PostgreSQL catalog (a schema of its own), one data directory.
+
+def pg_user():
+    return os.environ.get("PGUSER") or os.environ.get("USER") or "postgres"
+
+
+def psql(sql):
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", pg_user(), "-d", "test", "-AtX", "-c", sql],
+        check=True, capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def catalog_cluster(tmp_path_factory):
+    schema = f"tessera_cluster_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE SCHEMA {schema}")
+    db = f"postgresql://{pg_user()}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    data = tmp_path_factory.mktemp("cluster-data")
+    key = uuid.uuid4().hex
+    serve = ("catalog", db, "--write", str(data), "--api-key", key)
+    try:
+        with cluster.Cluster(BIN, nodes=2, workers=2, serve=serve) as c:
+            c.api_key = key
+            yield c
+    finally:
+        psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_data_written_through_one_node_reads_the_same_through_the_other(catalog_cluster):
+    a, b = (from_uri(n.url, api_key=catalog_cluster.api_key) for n in catalog_cluster.nodes)
+    x = a.create_container(f"scan_{uuid.uuid4().hex[:6]}", metadata={"sample": "Si"})
+    arr = numpy.arange(240_000, dtype="float64").reshape(400, 600)
+    x.write_array(arr, key="det", metadata={"unit": "counts"})
+    table = pandas.DataFrame({"t": numpy.arange(1000) * 0.5, "i": numpy.arange(1000)})
+    x.write_table(table, key="log")
+    same_on_b = b[x.item["id"]]
+    numpy.testing.assert_array_equal(same_on_b["det"].read(), arr)
+    numpy.testing.assert_array_equal(same_on_b["det"][100:200, ::7], arr[100:200, ::7])
+    assert same_on_b["det"].metadata["unit"] == "counts"
+    pandas.testing.assert_frame_equal(same_on_b["log"].read(), table)
+    assert same_on_b.metadata["sample"] == "Si"
+
+
+def test_after_a_write_returns_no_node_serves_the_old_bytes(catalog_cluster):
+    key = catalog_cluster.api_key
+    a_client = from_uri(catalog_cluster.nodes[0].url, api_key=key)
+    name = f"stale_{uuid.uuid4().hex[:6]}"
+    arr = a_client.write_array(numpy.zeros((200, 200)), key=name)
+    urls = [f"{n.url}/api/v1/array/full/{name}" for n in catalog_cluster.nodes]
+    headers = {"Authorization": f"Apikey {key}", "Accept": "application/octet-stream"}
+    reads = []  # (started, value seen)
+    stop = threading.Event()
+
+    def reader(url):
+        with httpx.Client(timeout=60, headers=headers) as c:
+            while not stop.is_set():
+                started = time.monotonic()
+                r = c.get(url)
+                r.raise_for_status()
+                values = numpy.frombuffer(r.content, dtype="float64")
+                assert values.min() == values.max(), "a half-written array"
+                reads.append((started, values[0]))
+
+    threads = [threading.Thread(target=reader, args=(u,)) for u in urls for _ in range(2)]
+    for t in threads:
+        t.start()
+    written = []  # (returned at, value)
+    try:
+        for k in range(1, 16):
+            arr.write(numpy.full((200, 200), float(k)))
+            written.append((time.monotonic(), float(k)))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(reads) > 50
+    for returned, value in written:
+        late = [v for started, v in reads if started > returned]
+        assert all(v >= value for v in late), (value, sorted(set(late)))
+
+
+def test_appends_through_both_nodes_at_once_lose_no_row(catalog_cluster):
+    import pyarrow
+
+    key = catalog_cluster.api_key
+    clients = [from_uri(n.url, api_key=key) for n in catalog_cluster.nodes]
+    name = f"log_{uuid.uuid4().hex[:6]}"
+    schema = pyarrow.schema([("writer", pyarrow.int64()), ("n", pyarrow.int64())])
+    clients[0].create_appendable_table(schema, npartitions=1, key=name)
+    per_writer = 12
+
+    def writer(w):
+        node = clients[w % 2][name]
+        for n in range(per_writer):
+            node.append_partition(0, pyarrow.table({"writer": [w] * 3, "n": [n] * 3}, schema=schema))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(writer, range(4)))
+    got = clients[1][name].read()
+    assert len(got) == 4 * per_writer * 3
+    for w in range(4):
+        mine = got[got["writer"] == w]["n"].tolist()
+        assert sorted(mine) == sorted(list(range(per_writer)) * 3)

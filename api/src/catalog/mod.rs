@@ -461,4 +461,18 @@ pub trait Catalog: Send + Sync {
         let _ = (path, commit);
         Err(read_only())
     }
+
+    /// Held while the data of the node at `path` is read, changed and written back (a table
+    /// append); released when dropped. Holders of one path wait for each other on every
+    /// node that shares the catalog. This default serialises within the process: right for
+    /// catalogs only this process writes (memory, SQLite).
+    async fn lock_data(&self, path: &[String]) -> Result<DataLock, ApiError> {
+        static LOCKS: std::sync::LazyLock<moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>> =
+            std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+        let lock = LOCKS.get_with(path.join("/"), || Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Box::new(lock.lock_owned().await))
+    }
 }
+
+/// A lock on a node's data, released on drop (see [`Catalog::lock_data`]).
+pub type DataLock = Box<dyn Send + Sync>;

@@ -63,6 +63,40 @@ fn db_err(e: impl std::error::Error) -> ApiError {
     ApiError::internal(format!("catalog database: {text}"))
 }
 
+/// The advisory-lock key of the data of the node at `path` (a hash: two paths that meet only
+/// wait for each other).
+fn path_lock_key(path: &[String]) -> i64 {
+    let digest = blake3::hash(format!("tessera-data-lock\0{}", path.join("\0")).as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&digest.as_bytes()[..8]);
+    i64::from_le_bytes(b)
+}
+
+/// An advisory lock held by a pooled connection; dropping it unlocks and returns the
+/// connection, or closes the connection if the unlock fails (which releases the lock too).
+struct AdvisoryLock {
+    client: Option<deadpool_postgres::Object>,
+    key: i64,
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let key = self.key;
+        tokio::spawn(async move {
+            if let Err(e) = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+            {
+                tracing::warn!("an advisory lock was not released (closing its connection): {e}");
+                drop(deadpool_postgres::Object::take(client));
+            }
+        });
+    }
+}
+
 /// A SQL text under construction with its numbered parameters.
 #[derive(Default)]
 struct Sql {
@@ -1063,6 +1097,22 @@ impl Catalog for PostgresCatalog {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(sources)
+    }
+
+    async fn lock_data(&self, path: &[String]) -> Result<super::DataLock, ApiError> {
+        // A session-level advisory lock on a key derived from the path, held by one pooled
+        // connection for as long as the guard lives. Waiting is bounded by the statement
+        // timeout; a node that dies drops its connection and the server releases the lock.
+        let key = path_lock_key(path);
+        let client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&key])
+            .await
+            .map_err(db_err)?;
+        Ok(Box::new(AdvisoryLock {
+            client: Some(client),
+            key,
+        }))
     }
 
     async fn commit_data(

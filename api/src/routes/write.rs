@@ -1305,10 +1305,6 @@ fn same_columns(
     Ok(())
 }
 
-/// Appends serialise per node in this process (a partition is read, extended and put back).
-static APPENDS: std::sync::LazyLock<moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>> =
-    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
-
 /// `PATCH /table/partition?partition=i`: appends rows to a partition.
 pub async fn append_table(
     state: &AppState,
@@ -1319,8 +1315,9 @@ pub async fn append_table(
     let (s, uri) = writable_table(state, path).await?;
     let i = partition_param(req, &s)?;
     let new = arrow_body(req, &s).await?;
-    let lock = APPENDS.get_with(path.join("/"), || Arc::new(tokio::sync::Mutex::new(())));
-    let _guard = lock.lock().await;
+    // A partition is read, extended and put back: appends to one table wait for each other,
+    // on every node of the catalog.
+    let _lock = state.catalog.lock_data(path).await?;
     let mut batches = parquet_table::read_partition(&uri, i)
         .await?
         .unwrap_or_default();
