@@ -189,3 +189,74 @@ class Cluster:
 
     def node_metric(self, node, name, **labels):
         return metric(metrics(f"{node.url}/metrics"), name, **labels)
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:`port` to 127.0.0.1:`target`; `stop()` closes the listener and
+    every connection (the service behind it looks down to its clients), `start()` again."""
+
+    def __init__(self, target):
+        import threading
+
+        self.target, self.port = target, free_port()
+        self.lock = threading.Lock()
+        self.conns, self.listener = [], None
+
+    def start(self):
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        if self.listener:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass

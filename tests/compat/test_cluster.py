@@ -303,3 +303,30 @@ def test_appends_through_both_nodes_at_once_lose_no_row(catalog_cluster):
     for w in range(4):
         mine = got[got["writer"] == w]["n"].tolist()
         assert sorted(mine) == sorted(list(range(per_writer)) * 3)
+
+
+def test_catalog_down_is_503_naming_it_and_recovers_without_restart(tmp_path):
+    schema = f"tessera_down_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE SCHEMA {schema}")
+    proxy = cluster.TcpProxy(5432).start()
+    db = f"postgresql://{pg_user()}@127.0.0.1:{proxy.port}/test?options=-csearch_path%3D{schema}"
+    serve = ("catalog", db, "--write", str(tmp_path), "--public", "--api-key", "k")
+    try:
+        with cluster.Cluster(BIN, nodes=1, workers=0, serve=serve) as c:
+            url = f"{c.nodes[0].url}/api/v1/search/"
+            assert httpx.get(url, timeout=30).status_code == 200
+            proxy.stop()
+            t = time.monotonic()
+            down = httpx.get(url, timeout=30)
+            assert down.status_code == 503, down.text
+            assert "catalog database" in down.json()["detail"]
+            assert down.headers["retry-after"]
+            assert time.monotonic() - t < 10
+            proxy.start()
+            t = time.monotonic()
+            while httpx.get(url, timeout=30).status_code != 200:
+                assert time.monotonic() - t < 20, "no recovery"
+                time.sleep(0.2)
+    finally:
+        proxy.stop()
+        psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -46,9 +46,12 @@ pub const SAMPLE_ABOVE: i64 = 100_000;
 /// Heap pages a count sample reads (about 32 MB).
 const SAMPLE_PAGES: f64 = 4000.0;
 
-fn db_err(e: impl std::error::Error) -> ApiError {
+fn db_err(e: impl std::error::Error + 'static) -> ApiError {
     // tokio-postgres says only "db error" at the top; the server's message is the source.
     let mut text = e.to_string();
+    if lost_connection(&e) {
+        return unreachable_catalog(&text);
+    }
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(db) = s.downcast_ref::<tokio_postgres::error::DbError>()
@@ -96,6 +99,44 @@ impl Drop for AdvisoryLock {
         });
     }
 }
+
+/// Whether `e` says the database cannot be reached (refused, timed out, connection closed),
+/// as opposed to a statement it refused.
+fn lost_connection(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<std::io::Error>() {
+            return true;
+        }
+        if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>()
+            && pg.is_closed()
+        {
+            return true;
+        }
+        if let Some(pool) = err.downcast_ref::<deadpool_postgres::PoolError>()
+            && matches!(pool, deadpool_postgres::PoolError::Timeout(_))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// 503 for a catalog database that cannot be reached: every node answers this until it is
+/// back, then recovers by itself (the pool opens new connections).
+fn unreachable_catalog(cause: &str) -> ApiError {
+    crate::metrics::REFUSED
+        .with_label_values(&["catalog_unreachable"])
+        .inc();
+    ApiError::unavailable(
+        format!("the catalog database (PostgreSQL) cannot be reached; try again ({cause})"),
+        5,
+    )
+}
+
+/// How long opening a connection to the catalog may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A SQL text under construction with its numbered parameters.
 #[derive(Default)]
@@ -358,6 +399,9 @@ impl PostgresCatalog {
             );
             config.options(options.trim());
         }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -365,8 +409,16 @@ impl PostgresCatalog {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // A request waits for a free connection at most as long as a statement may run, and
+        // for a new one at most CONNECT_TIMEOUT: an unreachable database is a quick 503.
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(
+                statement_timeout.unwrap_or(std::time::Duration::from_secs(30)),
+            ))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(db_err)?;
         let mut client = pool.get().await.map_err(db_err)?;
