@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages tessera builds against (libhdf5 for HDF5 export), if missing.
+# Installs the Debian packages tessera builds against (libhdf5 for HDF5 export) and nginx (the
+# load balancer of loadtest/cluster.sh), if missing.
 set -euo pipefail
 missing=()
-for pkg in libhdf5-dev pkg-config; do
+for pkg in libhdf5-dev pkg-config nginx-light; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -57,7 +57,10 @@ pub async fn state(
     };
     let store = SharedStore::connect(&cluster.redis_url, cluster.l2_part_bytes)
         .await
-        .map_err(|e| anyhow::anyhow!("the shared store {}: {e}", cluster.redis_url))?;
+        .map_err(|e| {
+            let url = crate::config_file::without_password(&cluster.redis_url);
+            anyhow::anyhow!("the shared store {url}: {e}")
+        })?;
     let inline = InlineRunner(exec.clone());
     let runner: Arc<dyn JobRunner> = match &cluster.nats_url {
         None => Arc::new(inline),
@@ -67,7 +70,10 @@ pub async fn state(
                 .retry_on_initial_connect()
                 .connect(url.as_str())
                 .await
-                .map_err(|e| anyhow::anyhow!("NATS {url}: {e}"))?;
+                .map_err(|e| {
+                    let url = crate::config_file::without_password(url);
+                    anyhow::anyhow!("NATS {url}: {e}")
+                })?;
             Arc::new(Remote {
                 nats,
                 store: store.clone(),

@@ -30,6 +30,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_pair():
+    """A free port whose successor is free too."""
+    while True:
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+                return p
+            except OSError:
+                continue
+
+
 def wait_for(what, check, timeout=STARTUP_TIMEOUT, proc=None, log=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

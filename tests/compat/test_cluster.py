@@ -330,3 +330,47 @@ def test_catalog_down_is_503_naming_it_and_recovers_without_restart(tmp_path):
     finally:
         proxy.stop()
         psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_the_local_cluster_script_and_the_load_generator(tmp_path):
+    """loadtest/cluster.sh up: 2 nodes behind nginx and 2 workers on the machine's Redis and
+    NATS; loadgen drives the mix through nginx and reads the nodes' and workers' counters;
+    down removes every Redis key of the run."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = os.path.join(here, "..", "..", "loadtest", "cluster.sh")
+    loadgen = os.environ.get("LOADGEN_BIN") or os.path.join(os.path.dirname(BIN), "loadgen")
+    node_port, metrics_port, lb_port = cluster.free_pair(), cluster.free_pair(), cluster.free_port()
+    env = dict(
+        os.environ,
+        TESSERA_BIN=BIN,
+        CLUSTER_DIR=str(tmp_path / "cluster"),
+        CLUSTER_PORT=str(lb_port),
+        NODE_PORT=str(node_port),
+        METRICS_PORT=str(metrics_port),
+    )
+    up = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        prefix = open(tmp_path / "cluster" / "prefix").read().strip()
+        pages = [f"http://127.0.0.1:{node_port + i}/metrics" for i in range(2)]
+        pages += [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in range(2)]
+        args = [loadgen, "--url", f"http://127.0.0.1:{lb_port}", "--scenario", "mix",
+                "--clients", "4", "--seconds", "3", "--label", "ci", "--header"]
+        for p in pages:
+            args += ["--metrics", p]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        header, _, row = out.stdout.strip().splitlines()
+        cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+        assert cells["errors"] == "0", out.stdout
+        assert float(cells["req/s"]) > 1
+        assert float(cells["decodes"]) >= 1
+        keys = subprocess.run(["redis-cli", "--scan", "--pattern", f"{prefix}:*"],
+                              capture_output=True, text=True).stdout.split()
+        assert keys, "the run left chunks in Redis under its prefix"
+    finally:
+        down = subprocess.run([script, "down"], env=env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    keys = subprocess.run(["redis-cli", "--scan", "--pattern", f"{prefix}:*"],
+                          capture_output=True, text=True).stdout.split()
+    assert keys == []
