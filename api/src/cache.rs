@@ -50,6 +50,7 @@ impl JobRunner for InlineRunner {
 }
 
 /// The shared tier: the store, the key prefix, and how long values stay.
+#[derive(Clone)]
 pub struct L2 {
     pub store: SharedStore,
     pub prefix: String,
@@ -217,11 +218,14 @@ pub struct EncodedCache {
     inner: moka::future::Cache<String, Bytes>,
     /// Bodies larger than this are not kept (one huge export would evict everything else).
     max_entry: usize,
+    /// In a cluster, the shared tier: a body encoded on one node serves every node.
+    l2: Option<L2>,
 }
 
 impl EncodedCache {
-    /// A cache of at most `max_bytes` of encoded bodies, each at most `max_bytes / 16`.
-    pub fn new(max_bytes: u64) -> Self {
+    /// A cache of at most `max_bytes` of encoded bodies, each at most `max_bytes / 16`, in
+    /// front of the shared tier `l2` if any.
+    pub fn new(max_bytes: u64, l2: Option<L2>) -> Self {
         let inner = moka::future::Cache::builder()
             .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .max_capacity(max_bytes)
@@ -229,6 +233,7 @@ impl EncodedCache {
         EncodedCache {
             inner,
             max_entry: usize::try_from(max_bytes / 16).unwrap_or(usize::MAX),
+            l2,
         }
     }
 
@@ -239,13 +244,49 @@ impl EncodedCache {
         produce: impl Future<Output = Result<Bytes, ApiError>>,
     ) -> Result<Bytes, ApiError> {
         if let Some(b) = self.inner.get(etag).await {
+            metrics::ENCODED_CACHE_HITS.with_label_values(&["l1"]).inc();
             return Ok(b);
         }
+        metrics::ENCODED_CACHE_MISSES
+            .with_label_values(&["l1"])
+            .inc();
+        let shared_key = self
+            .l2
+            .as_ref()
+            .map(|l2| format!("{}:e:{}", l2.prefix, etag.trim_matches('"')));
+        if let (Some(l2), Some(key)) = (&self.l2, &shared_key) {
+            match l2.store.get(key).await {
+                Ok(Some(b)) => {
+                    metrics::ENCODED_CACHE_HITS.with_label_values(&["l2"]).inc();
+                    self.keep(etag, &b).await;
+                    return Ok(b);
+                }
+                Ok(None) => metrics::ENCODED_CACHE_MISSES
+                    .with_label_values(&["l2"])
+                    .inc(),
+                Err(e) => {
+                    metrics::SHARED_STORE_ERRORS.inc();
+                    tracing::warn!("the shared store is unreachable, encoding here: {e}");
+                }
+            }
+        }
         let body = produce.await?;
+        self.keep(etag, &body).await;
+        if let (Some(l2), Some(key)) = (&self.l2, &shared_key)
+            && body.len() <= self.max_entry
+            && let Err(e) = l2.store.put(key, &body, l2.ttl).await
+        {
+            metrics::SHARED_STORE_ERRORS.inc();
+            tracing::warn!("an encoded body was not kept in the shared store: {e}");
+        }
+        Ok(body)
+    }
+
+    /// Keeps `body` in this node's tier if it is not too large.
+    async fn keep(&self, etag: &str, body: &Bytes) {
         if body.len() <= self.max_entry {
             self.inner.insert(etag.to_string(), body.clone()).await;
         }
-        Ok(body)
     }
 }
 
@@ -396,8 +437,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_encoded_body_made_on_one_node_serves_another() {
+        let prefix = format!("tessera-test-{}", uuid::Uuid::new_v4().simple());
+        let a = EncodedCache::new(1 << 20, Some(l2(&prefix).await));
+        let b = EncodedCache::new(1 << 20, Some(l2(&prefix).await));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for cache in [&a, &b, &a] {
+            let c = calls.clone();
+            let produce = async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(Bytes::from_static(b"png bytes"))
+            };
+            assert_eq!(
+                cache.get_or_encode("\"e1\"", produce).await.unwrap(),
+                "png bytes"
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        l2(&prefix)
+            .await
+            .store
+            .delete(&format!("{prefix}:e:e1"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn encoded_bodies_are_reused_and_big_ones_are_not_kept() {
-        let cache = EncodedCache::new(1600);
+        let cache = EncodedCache::new(1600, None);
         let calls = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
             let c = calls.clone();

@@ -37,6 +37,24 @@ pub static COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Encoded-response lookups (PNG, JSON, Arrow... by ETag) answered by a tier.
+pub static ENCODED_CACHE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "encoded_cache_hits_total",
+        "Encoded-response lookups answered by a tier (l1: this process, l2: the shared store)",
+        &["tier"],
+    )
+});
+
+/// Encoded-response lookups a tier did not answer.
+pub static ENCODED_CACHE_MISSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "encoded_cache_misses_total",
+        "Encoded-response lookups a tier did not answer",
+        &["tier"],
+    )
+});
+
 /// Failed operations on the shared store (each served uncached or retried).
 pub static SHARED_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
@@ -93,6 +111,8 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&CHUNK_CACHE_HITS);
     LazyLock::force(&CHUNK_CACHE_MISSES);
     LazyLock::force(&COALESCED);
+    LazyLock::force(&ENCODED_CACHE_HITS);
+    LazyLock::force(&ENCODED_CACHE_MISSES);
     LazyLock::force(&SHARED_STORE_ERRORS);
     LazyLock::force(&JOBS_SENT);
     LazyLock::force(&REQUESTS_IN_FLIGHT);

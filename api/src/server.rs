@@ -28,7 +28,8 @@ use crate::state::AppState;
 pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState> {
     let exec = executor(&config);
     let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
-    assemble(config, catalog, None, cache, exec)
+    let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
+    assemble(config, catalog, None, cache, encoded, exec)
 }
 
 /// Embedded shape with writable storage.
@@ -39,7 +40,15 @@ pub fn writable_state(
 ) -> Arc<AppState> {
     let exec = executor(&config);
     let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
-    assemble(config, catalog, Some(Arc::new(storage)), cache, exec)
+    let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
+    assemble(
+        config,
+        catalog,
+        Some(Arc::new(storage)),
+        cache,
+        encoded,
+        exec,
+    )
 }
 
 /// The node's state in the shape its configuration asks for: with `config.cluster`, the
@@ -53,7 +62,8 @@ pub async fn state(
     let exec = executor(&config);
     let Some(cluster) = config.cluster.clone() else {
         let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
-        return Ok(assemble(config, catalog, storage, cache, exec));
+        let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
+        return Ok(assemble(config, catalog, storage, cache, encoded, exec));
     };
     let store = SharedStore::connect(&cluster.redis_url, cluster.l2_part_bytes)
         .await
@@ -97,8 +107,9 @@ pub async fn state(
         ttl: cluster.l2_ttl,
         lock_ttl: (cluster.worker_timeout * 2).max(Duration::from_secs(2)),
     });
+    let encoded = EncodedCache::new(config.encoded_cache_bytes, l2.clone());
     let cache = ChunkCache::new(config.cache_bytes, l2, runner, config.request_timeout);
-    Ok(assemble(config, catalog, storage, cache, exec))
+    Ok(assemble(config, catalog, storage, cache, encoded, exec))
 }
 
 /// The node's executor: decode jobs and reads run there, `decode_threads` at once.
@@ -112,12 +123,13 @@ fn assemble(
     catalog: Arc<dyn Catalog>,
     storage: Option<Arc<crate::storage::Storage>>,
     cache: ChunkCache,
+    encoded: EncodedCache,
     exec: Arc<Executor>,
 ) -> Arc<AppState> {
     Arc::new(AppState {
         cache: Arc::new(cache),
         dispatcher: Arc::new(Inline::new(exec)),
-        encoded: EncodedCache::new(config.encoded_cache_bytes),
+        encoded,
         admission: Admission::new(
             config.max_in_flight_requests,
             config.max_bytes_in_flight,

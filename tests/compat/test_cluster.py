@@ -98,6 +98,20 @@ def same(a, b):
     return numpy.array_equal(a, b, equal_nan=nan_able)
 
 
+def test_an_export_encoded_on_one_node_is_served_by_the_other(demo_cluster):
+    a, b = demo_cluster.nodes
+    path = "/api/v1/array/full/nested/images/medium_image?slice=500:700,0:400&format=png"
+    hits_b = demo_cluster.node_metric(b, "tessera_encoded_cache_hits_total", tier="l2")
+    first = httpx.get(a.url + path, timeout=60)
+    decodes = demo_cluster.decodes()
+    second = httpx.get(b.url + path, timeout=60)
+    assert first.status_code == second.status_code == 200
+    assert first.headers["content-type"] == "image/png"
+    assert first.content == second.content
+    assert demo_cluster.node_metric(b, "tessera_encoded_cache_hits_total", tier="l2") == hits_b + 1
+    assert demo_cluster.decodes() == decodes
+
+
 def test_every_demo_array_and_table_reads_the_same_on_both_nodes(demo_cluster, client):
     nodes = [from_uri(n.url) for n in demo_cluster.nodes]
     paths = [p for p, _ in walk(client) if not p.startswith("dynamic")]

@@ -8,8 +8,8 @@
 //!
 //! Scenarios (paths under `/api/v1`, so the demo tree of either server answers them):
 //! - `overlap`: many users reading overlapping slices of the same large arrays: windows of
-//!   `medium_image` (1000 x 1000, 250 x 100 chunks) and of `big_image` (10000 x 10000,
-//!   4096 x 4096 chunks) around a few hot spots, as raw bytes;
+//!   `medium_image` (1000 x 1000, 250 x 100 chunks; 90 % of requests) and of `big_image`
+//!   (10000 x 10000, 4096 x 4096 chunks of 128 MiB; 10 %) around a few hot spots, as raw bytes;
 //! - `frames`: one native block of `medium_image` per request (a detector frame);
 //! - `browse`: searching and reading metadata (root page, a filtered search, a node);
 //! - `columns`: one column of one partition of `long_table`, as Arrow;
@@ -73,9 +73,10 @@ fn request(scenario: &str, rng: &mut Rng) -> (String, &'static str) {
     const RAW: &str = "application/octet-stream";
     match scenario {
         "overlap" => {
-            if rng.below(4) == 0 {
-                // big_image: 4 hot spots, 256 x 256 windows jittered by up to 64.
-                let spots = [(1000, 1000), (3900, 3900), (6000, 2000), (8500, 9000)];
+            if rng.below(10) == 0 {
+                // big_image: 4 hot spots, 256 x 256 windows jittered by up to 64, each inside
+                // one of its 128 MiB chunks.
+                let spots = [(1000, 1000), (5000, 5000), (6000, 2000), (8500, 9000)];
                 let (r, c) = spots[rng.below(4) as usize];
                 let (r, c) = (r + rng.below(64), c + rng.below(64));
                 let sel = format!("{r}:{},{c}:{}", r + 256, c + 256);
@@ -180,6 +181,8 @@ struct Counters {
     l2_hits: f64,
     l2_misses: f64,
     decodes: f64,
+    /// CPU seconds of the process behind each page, in page order.
+    cpu: [f64; 8],
 }
 
 impl std::ops::Sub for Counters {
@@ -191,13 +194,14 @@ impl std::ops::Sub for Counters {
             l2_hits: self.l2_hits - o.l2_hits,
             l2_misses: self.l2_misses - o.l2_misses,
             decodes: self.decodes - o.decodes,
+            cpu: std::array::from_fn(|i| self.cpu[i] - o.cpu[i]),
         }
     }
 }
 
 async fn counters(http: &reqwest::Client, pages: &[String]) -> Counters {
     let mut c = Counters::default();
-    for page in pages {
+    for (i, page) in pages.iter().enumerate() {
         let Ok(r) = http.get(page).send().await else {
             continue;
         };
@@ -213,6 +217,7 @@ async fn counters(http: &reqwest::Client, pages: &[String]) -> Counters {
                 "tessera_chunk_cache_hits_total{tier=\"l2\"}" => c.l2_hits += v,
                 "tessera_chunk_cache_misses_total{tier=\"l2\"}" => c.l2_misses += v,
                 "tessera_chunk_decodes_total" => c.decodes += v,
+                "tessera_process_cpu_seconds_total" if i < c.cpu.len() => c.cpu[i] = v,
                 _ => {}
             }
         }
@@ -299,5 +304,14 @@ async fn main() -> anyhow::Result<()> {
         ratio(c.l1_hits + c.l2_hits, c.decodes),
         c.decodes,
     );
+    if !args.metrics.is_empty() && ok > 0.0 {
+        let per_request: Vec<String> = args
+            .metrics
+            .iter()
+            .zip(c.cpu)
+            .map(|(page, cpu)| format!("{page}: {:.0} us", cpu * 1e6 / ok))
+            .collect();
+        eprintln!("CPU per request: {}", per_request.join(", "));
+    }
     Ok(())
 }
