@@ -515,6 +515,12 @@ async fn sweep(
     storage: &Storage,
     grace: f64,
 ) -> anyhow::Result<()> {
+    // One node of a shared catalog sweeps at a time; the others start without waiting.
+    let lock_name = ["tessera-storage-sweep".to_string(), storage.prefix()];
+    let Some(_sweeping) = catalog.try_lock_data(&lock_name).await? else {
+        tracing::info!("another node is sweeping the storage; not sweeping here");
+        return Ok(());
+    };
     let kept = catalog
         .data_uris(&storage.prefix())
         .await?

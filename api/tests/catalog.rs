@@ -652,3 +652,30 @@ async fn replace_all_swaps_taken_keys_and_their_subtrees() {
         assert_eq!(err.status, 404, "{name}");
     }
 }
+
+/// Data locks of a PostgreSQL catalog hold across catalogs (nodes) sharing it: one holder at a
+/// time, `try_lock_data` does not wait, and dropping the guard releases the lock.
+#[tokio::test]
+async fn postgres_data_locks_hold_across_nodes() {
+    let schema = PgSchema::create("locks").await;
+    let a = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
+    let b = PostgresCatalog::connect(&schema.config(), 2).await.unwrap();
+    let path = vec!["tables".to_string(), "log".to_string()];
+    let held = a.try_lock_data(&path).await.unwrap().expect("a free lock");
+    assert!(b.try_lock_data(&path).await.unwrap().is_none());
+    let other = vec!["tables".to_string(), "other".to_string()];
+    assert!(b.try_lock_data(&other).await.unwrap().is_some());
+    // b waits for a's guard.
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let _guard = b.lock_data(&path).await.unwrap();
+        started.elapsed()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(held);
+    let waited = waiting.await.unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "{waited:?}"
+    );
+}

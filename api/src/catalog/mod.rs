@@ -467,11 +467,24 @@ pub trait Catalog: Send + Sync {
     /// node that shares the catalog. This default serialises within the process: right for
     /// catalogs only this process writes (memory, SQLite).
     async fn lock_data(&self, path: &[String]) -> Result<DataLock, ApiError> {
-        static LOCKS: std::sync::LazyLock<moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>> =
-            std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
-        let lock = LOCKS.get_with(path.join("/"), || Arc::new(tokio::sync::Mutex::new(())));
-        Ok(Box::new(lock.lock_owned().await))
+        Ok(Box::new(process_lock(path).lock_owned().await))
     }
+
+    /// [`Catalog::lock_data`] if no one holds it now, else `None` (for work one node at a
+    /// time does, such as sweeping the storage).
+    async fn try_lock_data(&self, path: &[String]) -> Result<Option<DataLock>, ApiError> {
+        Ok(process_lock(path)
+            .try_lock_owned()
+            .ok()
+            .map(|g| Box::new(g) as DataLock))
+    }
+}
+
+/// The in-process lock of the data at `path`.
+fn process_lock(path: &[String]) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>> =
+        std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+    LOCKS.get_with(path.join("/"), || Arc::new(tokio::sync::Mutex::new(())))
 }
 
 /// A lock on a node's data, released on drop (see [`Catalog::lock_data`]).

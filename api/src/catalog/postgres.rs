@@ -1167,6 +1167,22 @@ impl Catalog for PostgresCatalog {
         }))
     }
 
+    async fn try_lock_data(&self, path: &[String]) -> Result<Option<super::DataLock>, ApiError> {
+        let key = path_lock_key(path);
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(db_err)?;
+        let held: bool = row.get(0);
+        Ok(held.then(|| {
+            Box::new(AdvisoryLock {
+                client: Some(client),
+                key,
+            }) as super::DataLock
+        }))
+    }
+
     async fn commit_data(
         &self,
         path: &[String],
