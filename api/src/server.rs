@@ -41,6 +41,7 @@ pub fn writable_state(
     let exec = executor(&config);
     let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
     let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
+    let storage = storage.with_removal_delay(config.request_timeout);
     assemble(
         config,
         catalog,
@@ -58,7 +59,7 @@ pub async fn state(
     catalog: Arc<dyn Catalog>,
     storage: Option<crate::storage::Storage>,
 ) -> anyhow::Result<Arc<AppState>> {
-    let storage = storage.map(Arc::new);
+    let storage = storage.map(|s| Arc::new(s.with_removal_delay(config.request_timeout)));
     let exec = executor(&config);
     let Some(cluster) = config.cluster.clone() else {
         let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());

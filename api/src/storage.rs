@@ -19,6 +19,9 @@ use crate::error::ApiError;
 pub struct Storage {
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
+    /// How long a superseded location is kept before it is removed: readers that resolved
+    /// the node before the write committed are still reading it (on any node).
+    removal_delay: std::time::Duration,
 }
 
 impl Storage {
@@ -27,7 +30,18 @@ impl Storage {
         std::fs::create_dir_all(dir)?;
         let root = dir.canonicalize()?;
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-        Ok(Storage { root, store })
+        Ok(Storage {
+            root,
+            store,
+            removal_delay: std::time::Duration::ZERO,
+        })
+    }
+
+    /// The same storage, keeping superseded locations for `delay` before removing them (a
+    /// node's request timeout: no read that began before the write outlives it).
+    pub fn with_removal_delay(mut self, delay: std::time::Duration) -> Self {
+        self.removal_delay = delay;
+        self
     }
 
     /// The prefix every location of this storage begins with.
@@ -68,10 +82,12 @@ impl Storage {
         Ok(())
     }
 
-    /// Removes a location in the background, logging (not failing) if it cannot.
+    /// Removes a location in the background once the removal delay has passed, logging (not
+    /// failing) if it cannot. A removal that a restart cuts short is the start-up sweep's.
     pub fn remove_later(self: &Arc<Self>, uri: String) {
         let this = self.clone();
         tokio::spawn(async move {
+            tokio::time::sleep(this.removal_delay).await;
             if let Err(e) = this.remove(&uri).await {
                 tracing::warn!("could not remove {uri}: {}", e.detail);
             }
