@@ -117,11 +117,20 @@ impl ChunkCache {
                 None => {
                     let this = self.clone();
                     let k = key.clone();
-                    let p = async move {
+                    // The production runs as a task of its own: it completes (and leaves the
+                    // map) even if every request waiting for it goes away.
+                    let task = tokio::spawn(async move {
                         let r = this.fill(&k, job).await.map_err(Arc::new);
                         let mut map = this.pending.lock().unwrap_or_else(|p| p.into_inner());
                         map.remove(&k);
                         r
+                    });
+                    let p = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Arc::new(ApiError::internal(format!(
+                                "a chunk production failed: {e}"
+                            ))))
+                        })
                     }
                     .boxed()
                     .shared();
@@ -363,6 +372,26 @@ mod tests {
             // Kept in L1, or produced again without one.
             assert_eq!(runner.0.load(Ordering::SeqCst), if l1 > 0 { 1 } else { 2 });
         }
+    }
+
+    #[tokio::test]
+    async fn a_production_every_waiter_left_still_completes_and_is_kept() {
+        let runner = Arc::new(Counting(AtomicUsize::new(0)));
+        let cache = Arc::new(ChunkCache::new(
+            1 << 20,
+            None,
+            runner.clone(),
+            Duration::ZERO,
+        ));
+        let (k, j) = job(4);
+        // The only waiter gives up long before the 20 ms production ends.
+        let gave_up = tokio::time::timeout(Duration::from_millis(2), cache.get(k, j)).await;
+        assert!(gave_up.is_err());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(cache.pending.lock().unwrap().is_empty());
+        let (k2, j2) = job(4);
+        assert_eq!(cache.get(k2, j2).await.unwrap(), Bytes::from(vec![4u8; 4]));
+        assert_eq!(runner.0.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
