@@ -173,6 +173,13 @@ impl ChunkCache {
             }
             match l2.store.lock(&shared_key, l2.lock_ttl).await {
                 Ok(Some(token)) => {
+                    // The node that held the lock may have stored the chunk and let go
+                    // between our lookup and our lock: look again before producing it.
+                    if let Ok(Some(b)) = l2.store.get(&shared_key).await {
+                        let _ = l2.store.unlock(&shared_key, &token).await;
+                        metrics::CHUNK_CACHE_HITS.with_label_values(&["l2"]).inc();
+                        return Ok(b);
+                    }
                     metrics::CHUNK_CACHE_MISSES.with_label_values(&["l2"]).inc();
                     let produced = self.runner.run(key, job).await;
                     if let Ok(p) = &produced
@@ -342,6 +349,11 @@ mod tests {
         (ChunkKey::of(SourceId::of(&job.source), &job), job)
     }
 
+    /// A cache of one node with an L1 of `l1` bytes and no shared tier.
+    fn local(runner: &Arc<Counting>, l1: u64) -> Arc<ChunkCache> {
+        Arc::new(ChunkCache::new(l1, None, runner.clone(), Duration::ZERO))
+    }
+
     async fn eight_concurrent(cache: Arc<ChunkCache>, b: usize) -> Vec<Result<Bytes, ApiError>> {
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -362,7 +374,7 @@ mod tests {
     async fn concurrent_misses_run_once_with_and_without_l1() {
         for l1 in [1 << 20, 0] {
             let runner = Arc::new(Counting(AtomicUsize::new(0)));
-            let cache = Arc::new(ChunkCache::new(l1, None, runner.clone(), Duration::ZERO));
+            let cache = local(&runner, l1);
             for r in eight_concurrent(cache.clone(), 3).await {
                 assert_eq!(r.unwrap(), Bytes::from(vec![3u8; 4]));
             }
@@ -377,12 +389,7 @@ mod tests {
     #[tokio::test]
     async fn a_production_every_waiter_left_still_completes_and_is_kept() {
         let runner = Arc::new(Counting(AtomicUsize::new(0)));
-        let cache = Arc::new(ChunkCache::new(
-            1 << 20,
-            None,
-            runner.clone(),
-            Duration::ZERO,
-        ));
+        let cache = local(&runner, 1 << 20);
         let (k, j) = job(4);
         // The only waiter gives up long before the 20 ms production ends.
         let gave_up = tokio::time::timeout(Duration::from_millis(2), cache.get(k, j)).await;
@@ -397,12 +404,7 @@ mod tests {
     #[tokio::test]
     async fn errors_are_not_cached() {
         let runner = Arc::new(Counting(AtomicUsize::new(0)));
-        let cache = Arc::new(ChunkCache::new(
-            1 << 20,
-            None,
-            runner.clone(),
-            Duration::ZERO,
-        ));
+        let cache = local(&runner, 1 << 20);
         for _ in 0..2 {
             let (k, j) = job(99);
             assert!(cache.get(k, j).await.is_err());

@@ -77,13 +77,15 @@ pub fn check_budget(
 /// Chunks this large are copied into place on the blocking pool rather than on the runtime.
 const COPY_INLINE_MAX: usize = 256 << 10;
 
-/// Reads `sel` of the array stored in `source`, within the request's budgets. Chunks are
+/// Reads `sel` of the array stored in `source` (whose identity is `id`), within the
+/// request's budgets. Chunks are
 /// copied into the result as they arrive and dropped, so a request holds its result and at
 /// most [`FETCH_CONCURRENCY`] chunks, never all the chunks it touches.
 pub async fn read_array(
     state: &AppState,
     structure: &ArrayStructure,
     source: &DataSource,
+    id: SourceId,
     version: u64,
     sel: &Selection,
 ) -> Result<ArrayData, ApiError> {
@@ -100,7 +102,6 @@ pub async fn read_array(
     )?;
     let plan = grid.plan(sel);
     let out_shape = sel.out_shape();
-    let id = SourceId::of(source);
     let source = &Arc::new(source.clone());
     // Fast path: one whole chunk, unsliced, goes out without a copy.
     if let [only] = plan.as_slice()

@@ -26,10 +26,7 @@ use crate::state::AppState;
 
 /// Embedded shape: in-process cache and inline decoding over `catalog`.
 pub fn embedded_state(config: Config, catalog: Arc<dyn Catalog>) -> Arc<AppState> {
-    let exec = executor(&config);
-    let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
-    let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
-    assemble(config, catalog, None, cache, encoded, exec)
+    embedded(config, catalog, None)
 }
 
 /// Embedded shape with writable storage.
@@ -38,18 +35,20 @@ pub fn writable_state(
     catalog: Arc<dyn Catalog>,
     storage: crate::storage::Storage,
 ) -> Arc<AppState> {
+    embedded(config, catalog, Some(storage))
+}
+
+/// The embedded shape: the node's own cache and executor, nothing shared.
+fn embedded(
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    storage: Option<crate::storage::Storage>,
+) -> Arc<AppState> {
     let exec = executor(&config);
     let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
     let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
-    let storage = storage.with_removal_delay(config.request_timeout);
-    assemble(
-        config,
-        catalog,
-        Some(Arc::new(storage)),
-        cache,
-        encoded,
-        exec,
-    )
+    let storage = storage.map(|s| Arc::new(s.with_removal_delay(config.request_timeout)));
+    assemble(config, catalog, storage, cache, encoded, exec)
 }
 
 /// The node's state in the shape its configuration asks for: with `config.cluster`, the
@@ -59,13 +58,11 @@ pub async fn state(
     catalog: Arc<dyn Catalog>,
     storage: Option<crate::storage::Storage>,
 ) -> anyhow::Result<Arc<AppState>> {
+    let Some(cluster) = config.cluster.clone() else {
+        return Ok(embedded(config, catalog, storage));
+    };
     let storage = storage.map(|s| Arc::new(s.with_removal_delay(config.request_timeout)));
     let exec = executor(&config);
-    let Some(cluster) = config.cluster.clone() else {
-        let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
-        let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
-        return Ok(assemble(config, catalog, storage, cache, encoded, exec));
-    };
     let store = SharedStore::connect(&cluster.redis_url, cluster.l2_part_bytes)
         .await
         .map_err(|e| {

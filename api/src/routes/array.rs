@@ -172,8 +172,9 @@ async fn send_array(
     check_bytes(state, bytes)?;
     // The ETag names the data version, the selection and the format, so it is known before
     // any data is read: a revalidation costs nothing.
+    let id = SourceId::of(source);
     let etag = etag_of(&[
-        &SourceId::of(source).short(),
+        &id.short(),
         &node.data_version.to_le_bytes(),
         format!("{sel:?}").as_bytes(),
         media.as_bytes(),
@@ -193,7 +194,7 @@ async fn send_array(
         // The assembled selection and its encoding (or compressed copy) live at once.
         req.reserve(state, 2 * bytes as u64, "this response")
             .await?;
-        let data = read_array(state, structure, source, node.data_version, &sel).await?;
+        let data = read_array(state, structure, source, id, node.data_version, &sel).await?;
         if media == negotiate::HDF5 {
             let attrs = node.metadata.clone();
             return encode::hdf5(H5Node::Array { data, attrs }).await;

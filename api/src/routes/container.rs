@@ -95,7 +95,16 @@ async fn read_whole(
             node.path.join("/")
         ))
     })?;
-    read_array(state, s, src, node.data_version, &Selection::full(&s.shape)).await
+    let id = tessera_common::jobs::SourceId::of(src);
+    read_array(
+        state,
+        s,
+        src,
+        id,
+        node.data_version,
+        &Selection::full(&s.shape),
+    )
+    .await
 }
 
 fn h5_tree<'a>(

@@ -174,7 +174,7 @@ async fn client(
 }
 
 /// Sums of the cache counters over `pages`.
-#[derive(Clone, Copy, Default, Debug)]
+#[derive(Clone, Default, Debug)]
 struct Counters {
     l1_hits: f64,
     l1_misses: f64,
@@ -182,7 +182,7 @@ struct Counters {
     l2_misses: f64,
     decodes: f64,
     /// CPU seconds of the process behind each page, in page order.
-    cpu: [f64; 8],
+    cpu: Vec<f64>,
 }
 
 impl std::ops::Sub for Counters {
@@ -194,13 +194,16 @@ impl std::ops::Sub for Counters {
             l2_hits: self.l2_hits - o.l2_hits,
             l2_misses: self.l2_misses - o.l2_misses,
             decodes: self.decodes - o.decodes,
-            cpu: std::array::from_fn(|i| self.cpu[i] - o.cpu[i]),
+            cpu: self.cpu.iter().zip(&o.cpu).map(|(a, b)| a - b).collect(),
         }
     }
 }
 
 async fn counters(http: &reqwest::Client, pages: &[String]) -> Counters {
-    let mut c = Counters::default();
+    let mut c = Counters {
+        cpu: vec![0.0; pages.len()],
+        ..Counters::default()
+    };
     for (i, page) in pages.iter().enumerate() {
         let Ok(r) = http.get(page).send().await else {
             continue;
@@ -217,7 +220,7 @@ async fn counters(http: &reqwest::Client, pages: &[String]) -> Counters {
                 "tessera_chunk_cache_hits_total{tier=\"l2\"}" => c.l2_hits += v,
                 "tessera_chunk_cache_misses_total{tier=\"l2\"}" => c.l2_misses += v,
                 "tessera_chunk_decodes_total" => c.decodes += v,
-                "tessera_process_cpu_seconds_total" if i < c.cpu.len() => c.cpu[i] = v,
+                "tessera_process_cpu_seconds_total" => c.cpu[i] = v,
                 _ => {}
             }
         }
@@ -308,7 +311,7 @@ async fn main() -> anyhow::Result<()> {
         let per_request: Vec<String> = args
             .metrics
             .iter()
-            .zip(c.cpu)
+            .zip(&c.cpu)
             .map(|(page, cpu)| format!("{page}: {:.0} us", cpu * 1e6 / ok))
             .collect();
         eprintln!("CPU per request: {}", per_request.join(", "));
