@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 use crate::config::{Config, RESPONSE_BYTESIZE_LIMIT, Settings};
+use tessera_common::stores::BucketSpec;
 
 /// What is wrong with a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -136,13 +137,13 @@ pub struct TreeSpec {
 pub struct CatalogArgs {
     /// The catalog database: an SQLite path or `sqlite:///...`, or `postgresql://...`.
     pub uri: String,
-    /// Where written data goes; the first local directory is used.
+    /// Where written data goes: the first local directory or bucket is used.
     #[serde(
         default,
-        deserialize_with = "one_or_many",
+        deserialize_with = "storage_items",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub writable_storage: Vec<String>,
+    pub writable_storage: Vec<StorageItem>,
     /// Directories whose files may be registered.
     #[serde(
         default,
@@ -200,6 +201,45 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
+/// An item of `writable_storage`: a path or URI, or a bucket as a mapping (`provider`, `uri`,
+/// `config`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum StorageItem {
+    /// A directory, a `file://` URI, or a database URI (which tessera does not need).
+    Place(String),
+    /// An S3-compatible bucket.
+    Bucket(BucketSpec),
+}
+
+/// `writable_storage`: one item or a list of them; a bucket's mapping is read with its own
+/// errors (an unknown option names itself).
+fn storage_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<StorageItem>, D::Error> {
+    use serde::de::Error;
+    let item = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => Ok(StorageItem::Place(s)),
+        serde_json::Value::Object(_) => BucketSpec::deserialize(v)
+            .map(StorageItem::Bucket)
+            .map_err(|e| D::Error::custom(format!("a bucket: {e}"))),
+        other => Err(D::Error::custom(format!(
+            "expected a path, a URI or a bucket mapping, found {other}"
+        ))),
+    };
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items.into_iter().map(item).collect(),
+        one => Ok(vec![item(one)?]),
+    }
+}
+
+/// Where a catalog's written data goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Writable {
+    /// A local directory (or a volume every node mounts).
+    Dir(PathBuf),
+    /// An S3-compatible bucket.
+    Bucket(BucketSpec),
+}
+
 /// The tree a configuration serves.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tree {
@@ -214,8 +254,8 @@ pub enum Tree {
 pub struct CatalogTree {
     /// The catalog database.
     pub database: CatalogDatabase,
-    /// The local directory of written data; `None`: read-only.
-    pub writable: Option<PathBuf>,
+    /// Where written data goes; `None`: read-only.
+    pub writable: Option<Writable>,
     /// Create a missing SQLite catalog.
     pub init_if_not_exists: bool,
 }
@@ -796,10 +836,21 @@ impl ConfigFile {
             return Err(o.error(&format!("{path}.uri"), message));
         }
         let mut writable = None;
-        for (i, place) in args.writable_storage.iter().enumerate() {
+        for (i, item) in args.writable_storage.iter().enumerate() {
+            let place = match item {
+                StorageItem::Place(place) => place,
+                StorageItem::Bucket(spec) => {
+                    // Checked here (options, URI), reached at start-up.
+                    spec.build().map_err(|message| {
+                        o.error(&format!("{path}.writable_storage[{i}]"), message)
+                    })?;
+                    writable.get_or_insert(Writable::Bucket(spec.clone()));
+                    continue;
+                }
+            };
             match local_path(place) {
                 Some(dir) => {
-                    writable.get_or_insert(dir);
+                    writable.get_or_insert(Writable::Dir(dir));
                 }
                 // Tiled keeps appendable tables in an SQL database; tessera keeps them in
                 // the data directory.
@@ -808,8 +859,8 @@ impl ConfigFile {
                     .any(|s| place.starts_with(s)) => {}
                 None => {
                     let message = format!(
-                        "{:?}: only local directories are writable storage (object stores \
-                         are not implemented yet)",
+                        "{:?}: writable storage is a local directory, or a bucket given as a \
+                         mapping (provider: s3, uri: http://host:port/bucket, config: ...)",
                         without_password(place)
                     );
                     return Err(o.error(&format!("{path}.writable_storage[{i}]"), message));
@@ -819,7 +870,8 @@ impl ConfigFile {
         if writable.is_none() && !args.writable_storage.is_empty() {
             return Err(o.error(
                 &format!("{path}.writable_storage"),
-                "give a local directory: tessera keeps written arrays and tables in files",
+                "give a local directory or a bucket: tessera keeps written arrays and tables \
+                 there",
             ));
         }
         Ok(CatalogTree {
@@ -880,6 +932,19 @@ impl ConfigFile {
         })
     }
 
+    /// The buckets of every catalog's writable storage (a worker reads their data).
+    pub fn buckets(&self) -> Vec<BucketSpec> {
+        self.catalog
+            .iter()
+            .chain(self.trees.iter().filter_map(|t| t.args.as_ref()))
+            .flat_map(|a| &a.writable_storage)
+            .filter_map(|item| match item {
+                StorageItem::Bucket(spec) => Some(spec.clone()),
+                StorageItem::Place(_) => None,
+            })
+            .collect()
+    }
+
     /// This configuration with its secrets masked: the API key, and passwords in URIs.
     pub fn masked(&self) -> ConfigFile {
         let mut c = self.clone();
@@ -892,7 +957,13 @@ impl ConfigFile {
             .chain(c.trees.iter_mut().filter_map(|t| t.args.as_mut()));
         for a in args {
             a.uri = without_password(&a.uri);
-            for place in a.writable_storage.iter_mut().chain(&mut a.readable_storage) {
+            for item in a.writable_storage.iter_mut() {
+                *item = match item {
+                    StorageItem::Place(place) => StorageItem::Place(without_password(place)),
+                    StorageItem::Bucket(spec) => StorageItem::Bucket(spec.masked()),
+                };
+            }
+            for place in a.readable_storage.iter_mut() {
                 *place = without_password(place);
             }
         }
@@ -1045,7 +1116,7 @@ mod tests {
             panic!("not a catalog")
         };
         assert_eq!(tree.database, CatalogDatabase::Sqlite(dir.join("c.db")));
-        assert_eq!(tree.writable, Some(dir.join("data")));
+        assert_eq!(tree.writable, Some(Writable::Dir(dir.join("data"))));
     }
 
     #[test]
@@ -1219,6 +1290,46 @@ mod tests {
         let plain = dir_with(&[("c.yml", DEMO)]);
         let file = load(&plain.join("c.yml"), &no_env).unwrap().file;
         assert!(file.service(None, false).unwrap().config.cluster.is_none());
+    }
+
+    #[test]
+    fn a_bucket_is_writable_storage_with_its_errors_named() {
+        let bucket = |config: &str| {
+            let text = format!(
+                "catalog:\n  uri: postgresql://db/cat\n  writable_storage:\n    - provider: s3\n      \
+                 uri: http://minio:9000/data/run7\n      config: {{{config}}}\n"
+            );
+            let dir = dir_with(&[("config.yml", &text)]);
+            load(&dir.join("config.yml"), &no_env).map(|l| l.file)
+        };
+        let file =
+            bucket("access_key_id: a, secret_access_key: hush, client_options: {allow_http: true}")
+                .unwrap();
+        let Tree::Catalog(tree) = file.service(None, false).unwrap().tree else {
+            panic!("a catalog")
+        };
+        let Some(Writable::Bucket(spec)) = tree.writable else {
+            panic!("a bucket: {:?}", tree.writable)
+        };
+        assert_eq!(spec.base(), "http://minio:9000/data/run7");
+        assert_eq!(file.buckets(), vec![spec]);
+        let masked = serde_norway::to_string(&file.masked()).unwrap();
+        assert!(
+            !masked.contains("hush") && masked.contains("minio:9000"),
+            "{masked}"
+        );
+
+        let (key, message) = key_error(bucket("acces_key_id: a").unwrap_err());
+        assert_eq!(key, "catalog.writable_storage[0]");
+        assert!(
+            message.contains("acces_key_id is not an option"),
+            "{message}"
+        );
+        let (key, message) = key_error(error_of(
+            "catalog:\n  uri: x.db\n  writable_storage: [{provider: s3, url: http://h/b}]\n",
+        ));
+        assert_eq!(key, "catalog.writable_storage");
+        assert!(message.contains("unknown field `url`"), "{message}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tessera_api::config::{Config, Fallback, Seconds, Settings};
-use tessera_api::config_file::{self, CatalogDatabase, CatalogTree, Service, Tree};
+use tessera_api::config_file::{self, CatalogDatabase, CatalogTree, Service, Tree, Writable};
 use tessera_api::server;
 use tessera_api::storage::Storage;
 
@@ -371,7 +371,9 @@ async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
     let service = Service {
         tree: Tree::Catalog(CatalogTree {
             database,
-            writable: write.or_else(|| tempdir.as_ref().map(|d| d.join("data"))),
+            writable: write
+                .or_else(|| tempdir.as_ref().map(|d| d.join("data")))
+                .map(Writable::Dir),
             init_if_not_exists: true,
         }),
         config,
@@ -433,8 +435,11 @@ async fn run_service(service: Service) -> anyhow::Result<()> {
         }
     };
     let storage = match &tree.writable {
-        Some(dir) => {
-            let storage = Storage::local(dir)?;
+        Some(writable) => {
+            let storage = match writable {
+                Writable::Dir(dir) => Storage::local(dir)?,
+                Writable::Bucket(spec) => Storage::bucket(spec).await?,
+            };
             let postgres = matches!(tree.database, CatalogDatabase::Postgres(_));
             let grace = orphan_grace.unwrap_or(if postgres { 3600.0 } else { 0.0 });
             sweep(catalog.as_ref(), &storage, grace).await?;
@@ -469,9 +474,13 @@ async fn serve_config(
 async fn run_worker(opts: WorkerOpts) -> anyhow::Result<()> {
     let settings = match &opts.config {
         Some(path) => {
-            config_file::load(path, &|name| std::env::var(name).ok())?
-                .file
-                .tessera
+            let file = config_file::load(path, &|name| std::env::var(name).ok())?.file;
+            // The data written to buckets is read here too.
+            for spec in file.buckets() {
+                tessera_common::stores::register(&spec)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            }
+            file.tessera
         }
         None => Settings::default(),
     };

@@ -1,24 +1,31 @@
 //! Where written data lives: a root location in an object store (a local directory by
-//! default). Every write goes to a fresh location that the catalog points at only once the
-//! write is complete; locations nothing points at any more are removed afterwards. What a
-//! crash leaves behind (a half-written location, one whose removal never ran, an
-//! interrupted put's staging file) is swept at start-up.
+//! default, or an S3-compatible bucket, which every node and worker of a cluster reaches).
+//! Every write goes to a fresh location that the catalog points at only once the write is
+//! complete; locations nothing points at any more are removed afterwards. What a crash leaves
+//! behind (a half-written location, one whose removal never ran, an interrupted put's staging
+//! file) is swept at start-up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
-use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tessera_common::stores::{self, BucketSpec};
 
 use crate::error::ApiError;
 
 /// The writable storage of a catalog.
 pub struct Storage {
-    root: PathBuf,
+    /// What every location of this storage begins with (ends with `/`).
+    prefix: String,
     store: Arc<dyn ObjectStore>,
+    /// The object path of the root in `store`.
+    root: StorePath,
+    /// The root directory, for a local storage (swept and tidied through the file system).
+    local: Option<PathBuf>,
     /// How long a superseded location is kept before it is removed: readers that resolved
     /// the node before the write committed are still reading it (on any node).
     removal_delay: std::time::Duration,
@@ -29,10 +36,30 @@ impl Storage {
     pub fn local(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let root = dir.canonicalize()?;
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let prefix = format!("file://localhost{}/", root.display());
+        let (store, path) = stores::locate(&prefix)?;
         Ok(Storage {
-            root,
+            prefix,
             store,
+            root: path,
+            local: Some(root),
+            removal_delay: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Storage in a bucket (registered in this process, so that its locations can be read).
+    /// The bucket must exist: a store that cannot be listed is a start-up error.
+    pub async fn bucket(spec: &BucketSpec) -> anyhow::Result<Self> {
+        let (store, root) = stores::register(spec).map_err(anyhow::Error::msg)?;
+        let mut probe = store.list(Some(&root));
+        if let Some(Err(e)) = probe.next().await {
+            anyhow::bail!("the writable storage {} cannot be listed: {e}", spec.base());
+        }
+        Ok(Storage {
+            prefix: format!("{}/", spec.base()),
+            store,
+            root,
+            local: None,
             removal_delay: std::time::Duration::ZERO,
         })
     }
@@ -46,22 +73,30 @@ impl Storage {
 
     /// The prefix every location of this storage begins with.
     pub fn prefix(&self) -> String {
-        format!("file://localhost{}/", self.root.display())
+        self.prefix.clone()
     }
 
-    /// A new, unused location for one node's data (`file://localhost/...`).
+    /// A new, unused location for one node's data (`file://localhost/...` or in the bucket).
     pub fn new_location(&self, ext: &str) -> String {
         let name = uuid::Uuid::new_v4().simple().to_string();
         // Spread over 256 directories so none grows huge.
-        format!("{}{}/{name}.{ext}", self.prefix(), &name[..2])
+        format!("{}{}/{name}.{ext}", self.prefix, &name[..2])
     }
 
     /// The object store path of a location of this storage, if it is one.
-    fn object_path(&self, uri: &str) -> Option<object_store::path::Path> {
-        let path = tessera_common::adapters::local_path(uri).ok()?;
+    fn object_path(&self, uri: &str) -> Option<StorePath> {
+        // `file:///x` and `file://localhost/x` name the same place.
+        let uri = match uri.strip_prefix("file:///") {
+            Some(rest) => format!("file://localhost/{rest}"),
+            None => uri.to_string(),
+        };
         // Only locations inside the root are ours to remove.
-        Path::new("/").join(&path).strip_prefix(&self.root).ok()?;
-        object_store::path::Path::parse(path).ok()
+        let rest = uri.strip_prefix(&self.prefix)?.trim_end_matches('/');
+        let rest = StorePath::parse(rest).ok()?;
+        if rest.parts().count() == 0 {
+            return None;
+        }
+        Some(self.root.parts().chain(rest.parts()).collect())
     }
 
     /// Removes everything at `uri` (a location this storage handed out; others are left).
@@ -78,7 +113,9 @@ impl Storage {
                 .map_err(|e| ApiError::internal(format!("removing {uri}: {e}")))?;
         }
         // The local store leaves empty directories behind.
-        let _ = tokio::fs::remove_dir_all(Path::new("/").join(prefix.as_ref())).await;
+        if self.local.is_some() {
+            let _ = tokio::fs::remove_dir_all(Path::new("/").join(prefix.as_ref())).await;
+        }
         Ok(())
     }
 
@@ -96,19 +133,60 @@ impl Storage {
 
     /// Removes what no catalog row points at and nothing touched since `before`: locations
     /// not in `kept` (data of writes a crash cut short, or of nodes whose removal never ran),
-    /// and the staging files (`name#n`) interrupted puts leave inside kept locations.
+    /// and the staging files (`name#n`) interrupted puts leave inside kept locations (local
+    /// storage only: a bucket's puts leave nothing half-written).
     /// `before` protects writes in flight (of this node or, with a shared catalog, others).
     pub async fn sweep(
         &self,
         kept: HashSet<String>,
         before: SystemTime,
     ) -> Result<Swept, ApiError> {
-        let root = self.root.clone();
+        let Some(root) = self.local.clone() else {
+            return self.sweep_bucket(&kept, before).await;
+        };
         let prefix = self.prefix();
         tokio::task::spawn_blocking(move || sweep_dir(&root, &prefix, &kept, before))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| ApiError::internal(format!("sweeping the storage: {e}")))
+    }
+
+    /// [`Storage::sweep`] of a bucket: its objects grouped by location (`<shard>/<name>`
+    /// under the root), each location judged by its newest object.
+    async fn sweep_bucket(
+        &self,
+        kept: &HashSet<String>,
+        before: SystemTime,
+    ) -> Result<Swept, ApiError> {
+        let failed =
+            |e: object_store::Error| ApiError::internal(format!("sweeping the storage: {e}"));
+        let depth = self.root.parts().count();
+        let mut locations: HashMap<String, (SystemTime, Vec<StorePath>)> = HashMap::new();
+        let mut listing = self.store.list(Some(&self.root));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(failed)?;
+            let parts: Vec<_> = meta.location.parts().skip(depth).take(2).collect();
+            if parts.len() < 2 {
+                continue; // not something this storage wrote
+            }
+            let name = format!("{}/{}", parts[0].as_ref(), parts[1].as_ref());
+            let entry = locations
+                .entry(name)
+                .or_insert((SystemTime::UNIX_EPOCH, Vec::new()));
+            entry.0 = entry.0.max(meta.last_modified.into());
+            entry.1.push(meta.location);
+        }
+        let mut swept = Swept::default();
+        for (name, (newest, objects)) in locations {
+            if kept.contains(&format!("{}{name}", self.prefix)) || newest >= before {
+                continue;
+            }
+            for object in objects {
+                self.store.delete(&object).await.map_err(failed)?;
+            }
+            swept.locations += 1;
+        }
+        Ok(swept)
     }
 }
 

@@ -12,4 +12,5 @@ pub mod node;
 pub mod rng;
 pub mod serializers;
 pub mod slicing;
+pub mod stores;
 pub mod structure;

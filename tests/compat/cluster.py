@@ -87,6 +87,18 @@ def metric(page, name, **labels):
     return total
 
 
+def pg_user():
+    return os.environ.get("PGUSER") or os.environ.get("USER") or "postgres"
+
+
+def psql(sql):
+    """Runs `sql` in the machine's PostgreSQL, database `test`."""
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", pg_user(), "-d", "test", "-AtX", "-c", sql],
+        check=True, capture_output=True, text=True,
+    )
+
+
 class Proc:
     def __init__(self, name, args, logdir, env=None):
         self.name, self.args, self.env = name, args, env
@@ -114,7 +126,11 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, binary, nodes=2, workers=2, serve=("demo",), node_args=(), env=None):
+    def __init__(self, binary, nodes=2, workers=2, serve=("demo",), node_args=(), env=None,
+                 config=None):
+        """`config`, if given, is a function of this cluster giving the text of a config
+        file: the nodes run `serve config` on it and the workers read it (its `tessera:`
+        section must give this cluster's redis_url, nats_url and key_prefix)."""
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="tessera-cluster-")
         self.prefix = f"t{uuid.uuid4().hex[:12]}"
@@ -122,6 +138,12 @@ class Cluster:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/"
         self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
         self.env = env or {}
+        config_args = []
+        if config is not None:
+            self.config_path = os.path.join(self.dir, "config.yml")
+            with open(self.config_path, "w") as f:
+                f.write(config(self))
+            config_args = ["--config", self.config_path]
         self.redis = Proc(
             "redis",
             [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
@@ -136,7 +158,8 @@ class Cluster:
             w = Proc(
                 f"worker{i}",
                 [binary, "worker", "--nats-url", self.nats_url, "--redis-url", self.redis_url,
-                 "--key-prefix", self.prefix, "--metrics", f"127.0.0.1:{mport}", "--threads", "2"],
+                 "--key-prefix", self.prefix, "--metrics", f"127.0.0.1:{mport}", "--threads", "2",
+                 *config_args],
                 self.dir, env=self.env,
             )
             w.metrics_url = f"http://127.0.0.1:{mport}/metrics"
@@ -144,13 +167,13 @@ class Cluster:
         self.nodes = []
         for i in range(nodes):
             port = free_port()
-            n = Proc(
-                f"node{i}",
-                [binary, "serve", *serve, "--host", "127.0.0.1", "--port", str(port),
-                 "--redis-url", self.redis_url, "--nats-url", self.nats_url,
-                 "--key-prefix", self.prefix, *node_args],
-                self.dir, env=self.env,
-            )
+            if config is None:
+                args = [*serve, "--host", "127.0.0.1", "--port", str(port),
+                        "--redis-url", self.redis_url, "--nats-url", self.nats_url,
+                        "--key-prefix", self.prefix]
+            else:
+                args = ["config", self.config_path, "--host", "127.0.0.1", "--port", str(port)]
+            n = Proc(f"node{i}", [binary, "serve", *args, *node_args], self.dir, env=self.env)
             n.url = f"http://127.0.0.1:{port}"
             self.nodes.append(n)
 

@@ -214,22 +214,11 @@ def test_a_redis_restart_costs_no_request(l2_only_cluster):
 # --------------------------------------------------------------------------
 # A writable cluster: one PostgreSQL catalog (a schema of its own), one data directory.
 
-def pg_user():
-    return os.environ.get("PGUSER") or os.environ.get("USER") or "postgres"
-
-
-def psql(sql):
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", pg_user(), "-d", "test", "-AtX", "-c", sql],
-        check=True, capture_output=True, text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def catalog_cluster(tmp_path_factory):
     schema = f"tessera_cluster_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    psql(f"CREATE SCHEMA {schema}")
-    db = f"postgresql://{pg_user()}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    cluster.psql(f"CREATE SCHEMA {schema}")
+    db = f"postgresql://{cluster.pg_user()}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
     data = tmp_path_factory.mktemp("cluster-data")
     key = uuid.uuid4().hex
     serve = ("catalog", db, "--write", str(data), "--api-key", key)
@@ -238,7 +227,7 @@ def catalog_cluster(tmp_path_factory):
             c.api_key = key
             yield c
     finally:
-        psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_data_written_through_one_node_reads_the_same_through_the_other(catalog_cluster):
@@ -322,9 +311,9 @@ def test_appends_through_both_nodes_at_once_lose_no_row(catalog_cluster):
 
 def test_catalog_down_is_503_naming_it_and_recovers_without_restart(tmp_path):
     schema = f"tessera_down_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    psql(f"CREATE SCHEMA {schema}")
+    cluster.psql(f"CREATE SCHEMA {schema}")
     proxy = cluster.TcpProxy(5432).start()
-    db = f"postgresql://{pg_user()}@127.0.0.1:{proxy.port}/test?options=-csearch_path%3D{schema}"
+    db = f"postgresql://{cluster.pg_user()}@127.0.0.1:{proxy.port}/test?options=-csearch_path%3D{schema}"
     serve = ("catalog", db, "--write", str(tmp_path), "--public", "--api-key", "k")
     try:
         with cluster.Cluster(BIN, nodes=1, workers=0, serve=serve) as c:
@@ -344,7 +333,7 @@ def test_catalog_down_is_503_naming_it_and_recovers_without_restart(tmp_path):
                 time.sleep(0.2)
     finally:
         proxy.stop()
-        psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_the_local_cluster_script_and_the_load_generator(tmp_path):

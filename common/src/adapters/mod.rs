@@ -185,11 +185,17 @@ pub fn shown(path: &std::path::Path) -> String {
     shown.display().to_string()
 }
 
-/// [`shown`] for a `file://` location.
+/// [`shown`] for a location: a `file://` one as a file, a bucket's by its last segment (the
+/// bucket and its endpoint are the server's business).
 pub fn shown_uri(uri: &str) -> String {
     match local_path(uri) {
         Ok(p) => shown(std::path::Path::new(&format!("/{p}"))),
-        Err(_) => uri.to_string(),
+        Err(_) => uri
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(uri)
+            .to_string(),
     }
 }
 

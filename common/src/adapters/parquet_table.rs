@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use bytes::Bytes;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -24,9 +23,8 @@ pub(crate) fn object_path(
     uri: &str,
     name: &str,
 ) -> Result<(Arc<dyn ObjectStore>, StorePath), AdapterError> {
-    let path = StorePath::parse(format!("{}/{name}", super::local_path(uri)?))
-        .map_err(|e| AdapterError::BadSource(format!("location {uri}: {e}")))?;
-    Ok((Arc::new(LocalFileSystem::new()), path))
+    let (store, dir) = crate::stores::locate(uri)?;
+    Ok((store, dir.join(name)))
 }
 
 /// The Arrow schema a table structure declares.

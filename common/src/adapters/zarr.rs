@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArraySubset};
 use zarrs_object_store::AsyncObjectStore;
@@ -29,10 +28,10 @@ type Store = AsyncObjectStore<Arc<dyn ObjectStore>>;
 
 /// The object store holding `uri` and the array's path inside it.
 ///
-/// `file://localhost/abs/dir` and `file:///abs/dir` name a local directory.
+/// `file://localhost/abs/dir` and `file:///abs/dir` name a local directory; other locations
+/// are in the buckets this process registered (see [`crate::stores`]).
 pub fn locate(uri: &str) -> Result<(Arc<Store>, String), AdapterError> {
-    let path = super::local_path(uri)?;
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    let (store, path) = crate::stores::locate(uri)?;
     Ok((Arc::new(AsyncObjectStore::new(store)), format!("/{path}")))
 }
 
