@@ -21,22 +21,7 @@ pub async fn array(data: ArrayData, media: &'static str) -> Result<Bytes, ApiErr
     if media == negotiate::OCTET {
         return Ok(a::to_octet_stream(&data));
     }
-    blocking(move || {
-        Ok(Bytes::from(match media {
-            negotiate::JSON => a::to_json(&data)?,
-            negotiate::PNG => a::to_png(&data)?,
-            negotiate::TIFF => a::to_tiff(&data)?,
-            negotiate::HTML => a::to_html(&data)?,
-            m if negotiate::is_csv(m) => a::to_csv(&data)?,
-            other => {
-                return Err(SerializeError::Unsupported {
-                    media_type: other.to_string(),
-                    reason: "arrays cannot be encoded in this format".to_string(),
-                });
-            }
-        }))
-    })
-    .await
+    blocking(move || a::encode(&data, media).map(Bytes::from)).await
 }
 
 /// Encodes table partitions (one schema) as `media`; `index` names the index columns.

@@ -24,13 +24,7 @@ pub const ZIP: &str = "application/zip";
 pub const MSGPACK: &str = "application/x-msgpack";
 
 /// CSV spellings that all produce CSV.
-pub const CSV_ALIASES: [&str; 5] = [
-    CSV,
-    "text/x-comma-separated-values",
-    "text/comma-separated-values",
-    "text/plain",
-    "application/vnd.ms-excel",
-];
+pub const CSV_ALIASES: [&str; 5] = tessera_common::serializers::array::CSV_ALIASES;
 
 /// Media types offered per family (first = default for `*/*`), in Tiled's order.
 pub fn formats(family: StructureFamily) -> &'static [&'static str] {

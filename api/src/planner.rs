@@ -89,17 +89,8 @@ pub async fn read_array(
     version: u64,
     sel: &Selection,
 ) -> Result<ArrayData, ApiError> {
-    let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())?;
+    let grid = selection_budget(state, structure, sel)?;
     let itemsize = structure.data_type.itemsize();
-    let touched = grid.touched(sel);
-    check_budget(
-        state,
-        "this selection",
-        touched.chunks,
-        touched.elements.saturating_mul(itemsize as u128),
-        "ask for fewer elements along the chunked dimensions (a smaller slice), or read \
-         the native chunks one by one with /array/block",
-    )?;
     let plan = grid.plan(sel);
     let out_shape = sel.out_shape();
     let source = &Arc::new(source.clone());
@@ -141,6 +132,71 @@ pub async fn read_array(
         out_shape,
         Bytes::from(out.finish()),
     ))
+}
+
+/// The chunk grid of `structure`, once `sel` is known to fit the request's budgets.
+fn selection_budget(
+    state: &AppState,
+    structure: &ArrayStructure,
+    sel: &Selection,
+) -> Result<ChunkGrid, ApiError> {
+    let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())?;
+    let touched = grid.touched(sel);
+    check_budget(
+        state,
+        "this selection",
+        touched.chunks,
+        touched
+            .elements
+            .saturating_mul(structure.data_type.itemsize() as u128),
+        "ask for fewer elements along the chunked dimensions (a smaller slice), or read \
+         the native chunks one by one with /array/block",
+    )?;
+    Ok(grid)
+}
+
+/// Media types whose encoding of an array costs more than its decoding: with workers, the
+/// whole selection goes to one as a job (decode, assemble, encode) and comes back encoded.
+const ENCODED_BY_WORKERS: [&str; 2] = [crate::negotiate::PNG, crate::negotiate::TIFF];
+
+/// Whether an array selection as `media` is a job for the workers (see
+/// [`ENCODED_BY_WORKERS`]); otherwise the node assembles and encodes it.
+pub fn encodes_on_workers(state: &AppState, media: &str) -> bool {
+    ENCODED_BY_WORKERS.contains(&media)
+        && state
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.nats_url.is_some())
+}
+
+/// `sel` of the array stored in `source`, encoded as `media` by a worker (within the
+/// request's budgets), through the chunk cache: concurrent requests for one image wait for one
+/// encode, cluster-wide.
+pub async fn encode_array(
+    state: &AppState,
+    structure: &ArrayStructure,
+    source: &DataSource,
+    id: SourceId,
+    version: u64,
+    sel: &Selection,
+    media: &str,
+) -> Result<Bytes, ApiError> {
+    selection_budget(state, structure, sel)?;
+    // The worker plans the selection on the structure the source carries.
+    let source = match source.parameters.contains_key("structure") {
+        true => source.clone(),
+        false => adapters::with_structure(source, structure),
+    };
+    let job = Job {
+        source: Arc::new(source),
+        data_version: version,
+        work: Work::Encode {
+            selection: sel.clone(),
+            media: media.to_string(),
+        },
+    };
+    state.cache.get(ChunkKey::of(id, &job), job).await
 }
 
 /// Partition `i` of the table stored in `source`: with `columns`, at least those (formats that

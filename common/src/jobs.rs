@@ -8,7 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{Adapter, AdapterError, DataSource};
+use crate::adapters::{Adapter, AdapterError, ArrayReader, DataSource};
+use crate::array::ArrayData;
+use crate::chunks::{Assembler, ChunkGrid};
+use crate::slicing::Selection;
+use crate::structure::ArrayStructure;
 
 /// A collision-proof identity of a data source: the BLAKE3 hash of its description (format,
 /// parameters, locations of every asset). A cache shared by a whole facility holds chunks of
@@ -46,6 +50,10 @@ pub enum Work {
     Block(Vec<usize>),
     /// One partition of a table, all columns, as an Arrow IPC file.
     Partition(usize),
+    /// A selection of an array encoded as a media type (see
+    /// [`crate::serializers::array::encode`]): the blocks it touches are decoded, assembled
+    /// and encoded in one job, so a heavy image encode runs where the decoding runs.
+    Encode { selection: Selection, media: String },
 }
 
 /// One unit of decoding: a data source, the version of its data, and what to read from it.
@@ -75,7 +83,8 @@ impl ChunkKey {
     }
 
     /// The key in a store shared with other processes, under `prefix`:
-    /// `<prefix>:c:<source>:<version>:b<i,j,..>` for a block, `..:p<i>` for a partition.
+    /// `<prefix>:c:<source>:<version>:b<i,j,..>` for a block, `..:p<i>` for a partition,
+    /// `..:e<hash of the selection and media type>` for an encoded selection.
     pub fn shared_key(&self, prefix: &str) -> String {
         let work = match &self.work {
             Work::Block(b) => {
@@ -83,12 +92,37 @@ impl ChunkKey {
                 format!("b{}", ix.join(","))
             }
             Work::Partition(i) => format!("p{i}"),
+            Work::Encode { selection, media } => {
+                let text = serde_json::to_vec(&(selection, media)).unwrap_or_default();
+                let hash = blake3::hash(&text);
+                let hex: String = hash.as_bytes()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("e{hex}")
+            }
         };
         format!("{prefix}:c:{}:{}:{work}", self.source, self.data_version)
     }
 }
 
 impl Job {
+    /// The native blocks the job decodes (a partition counts as none).
+    pub fn blocks_touched(&self) -> u64 {
+        match &self.work {
+            Work::Block(_) => 1,
+            Work::Partition(_) => 0,
+            Work::Encode { selection, .. } => {
+                let Ok(s) = crate::adapters::structure_of::<ArrayStructure>(&self.source) else {
+                    return 0;
+                };
+                ChunkGrid::new(&s.shape, s.chunks).map_or(0, |g| {
+                    g.touched(selection).chunks.min(u64::MAX as u128) as u64
+                })
+            }
+        }
+    }
+
     /// Runs the job on the adapter of its data source.
     pub fn run(&self, adapter: &Adapter) -> Result<Bytes, AdapterError> {
         match (&self.work, adapter) {
@@ -99,7 +133,10 @@ impl Job {
                     .map(Bytes::from)
                     .map_err(|e| AdapterError::Read(format!("encoding the partition: {e}")))
             }
-            (Work::Block(_), _) => Err(AdapterError::BadSource(
+            (Work::Encode { selection, media }, Adapter::Array(r)) => {
+                encode_selection(&self.source, r.as_ref(), selection, media)
+            }
+            (Work::Block(_) | Work::Encode { .. }, _) => Err(AdapterError::BadSource(
                 "this data source is not an array".into(),
             )),
             (Work::Partition(_), _) => Err(AdapterError::BadSource(
@@ -107,6 +144,41 @@ impl Job {
             )),
         }
     }
+}
+
+/// Decodes the blocks of `source` that `selection` touches, assembles the selection and encodes
+/// it as `media`.
+fn encode_selection(
+    source: &DataSource,
+    reader: &dyn ArrayReader,
+    selection: &Selection,
+    media: &str,
+) -> Result<Bytes, AdapterError> {
+    let structure: ArrayStructure = crate::adapters::structure_of(source)?;
+    let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
+        .map_err(|e| AdapterError::BadSource(e.to_string()))?;
+    if selection.dims.len() != structure.shape.len() {
+        return Err(AdapterError::BadSource(format!(
+            "a selection of {} dimensions for a {}-dimensional array",
+            selection.dims.len(),
+            structure.shape.len()
+        )));
+    }
+    let itemsize = structure.data_type.itemsize();
+    let mut out = Assembler::new(grid.clone(), selection, itemsize);
+    for read in grid.plan(selection) {
+        let block = reader.read_block(&read.block)?;
+        out.place(&read, &block.bytes)
+            .map_err(|e| AdapterError::Corrupt(format!("block {:?}: {e}", read.block)))?;
+    }
+    let data = ArrayData::new(
+        structure.data_type.clone(),
+        selection.out_shape(),
+        Bytes::from(out.finish()),
+    );
+    crate::serializers::array::encode(&data, media)
+        .map(Bytes::from)
+        .map_err(|e| AdapterError::BadSource(format!("encoding as {media}: {e}")))
 }
 
 #[cfg(test)]
@@ -149,6 +221,27 @@ mod tests {
             ..ChunkKey::of(a, &job)
         };
         assert!(part.shared_key("t1").ends_with(":7:p3"));
+        let encode = |start: usize, media: &str| ChunkKey {
+            work: Work::Encode {
+                selection: Selection {
+                    dims: vec![crate::slicing::DimRange {
+                        start,
+                        step: 1,
+                        len: 4,
+                        keep: true,
+                    }],
+                },
+                media: media.into(),
+            },
+            ..ChunkKey::of(a, &job)
+        };
+        let png = encode(0, "image/png").shared_key("t1");
+        let (head, tail) = png.rsplit_once(":e").unwrap();
+        assert_eq!(head, format!("t1:c:{a}:7"));
+        assert_eq!(tail.len(), 32);
+        assert_eq!(png, encode(0, "image/png").shared_key("t1"));
+        assert_ne!(png, encode(1, "image/png").shared_key("t1"));
+        assert_ne!(png, encode(0, "image/tiff").shared_key("t1"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct SliceSpec(pub Vec<DimSelector>);
 
 /// One dimension of a resolved selection: elements `start, start+step, ...` (`len` of them).
 /// `keep` is false for integer indices, whose dimension is dropped from the result.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DimRange {
     pub start: usize,
     pub step: isize,
@@ -52,7 +52,7 @@ impl DimRange {
 }
 
 /// A selection resolved against a shape: one [`DimRange`] per dimension of the array.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Selection {
     pub dims: Vec<DimRange>,
 }

@@ -112,6 +112,35 @@ def test_an_export_encoded_on_one_node_is_served_by_the_other(demo_cluster):
     assert demo_cluster.decodes() == decodes
 
 
+def worker_metric(c, name, **labels):
+    return sum(cluster.metric(cluster.metrics(w.metrics_url), name, **labels) for w in c.workers)
+
+
+def test_images_are_encoded_by_workers_as_the_embedded_node_encodes_them(
+    demo_cluster, server_url
+):
+    """PNG and TIFF of a selection are one job for a worker (decode, assemble, encode): the
+    bytes equal the embedded node's, the nodes encode nothing, and concurrent requests on
+    both nodes cost one encode."""
+    a, b = demo_cluster.nodes
+    for fmt, media in [("png", "image/png"), ("tiff", "image/tiff")]:
+        path = f"/api/v1/array/full/nested/images/medium_image?slice=100:420:3,37:900&format={fmt}"
+        embedded = httpx.get(server_url + path, timeout=60)
+        assert embedded.status_code == 200, embedded.text
+        encodes = worker_metric(demo_cluster, "tessera_encodes_total", media=media)
+        node_decodes = sum(demo_cluster.node_metric(n, "tessera_chunk_decodes_total")
+                           for n in demo_cluster.nodes)
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(lambda n: httpx.get(n.url + path, timeout=60), [a, b] * 3))
+        for r in got:
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == media
+            assert r.content == embedded.content
+        assert worker_metric(demo_cluster, "tessera_encodes_total", media=media) == encodes + 1
+        assert sum(demo_cluster.node_metric(n, "tessera_chunk_decodes_total")
+                   for n in demo_cluster.nodes) == node_decodes
+
+
 def test_every_demo_array_and_table_reads_the_same_on_both_nodes(demo_cluster, client):
     nodes = [from_uri(n.url) for n in demo_cluster.nodes]
     paths = [p for p, _ in walk(client) if not p.startswith("dynamic")]

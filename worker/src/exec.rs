@@ -68,13 +68,26 @@ impl Executor {
         let job = job.clone();
         self.with_adapter(&job.source.clone(), move |adapter| {
             check()?;
-            metrics::CHUNK_DECODES.inc();
             let mimetype = job.source.mimetype.as_str();
-            match job.work {
-                Work::Block(_) => metrics::BLOCKS_DECODED.with_label_values(&[mimetype]).inc(),
-                Work::Partition(_) => metrics::PARTITIONS_READ
-                    .with_label_values(&[mimetype])
-                    .inc(),
+            match &job.work {
+                Work::Block(_) => {
+                    metrics::CHUNK_DECODES.inc();
+                    metrics::BLOCKS_DECODED.with_label_values(&[mimetype]).inc();
+                }
+                Work::Partition(_) => {
+                    metrics::CHUNK_DECODES.inc();
+                    metrics::PARTITIONS_READ
+                        .with_label_values(&[mimetype])
+                        .inc();
+                }
+                Work::Encode { media, .. } => {
+                    let blocks = job.blocks_touched();
+                    metrics::CHUNK_DECODES.inc_by(blocks);
+                    metrics::BLOCKS_DECODED
+                        .with_label_values(&[mimetype])
+                        .inc_by(blocks);
+                    metrics::ENCODES.with_label_values(&[media]).inc();
+                }
             }
             Ok(job.run(&adapter)?)
         })

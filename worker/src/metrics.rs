@@ -71,6 +71,15 @@ pub static BLOCKS_DECODED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Array selections assembled and encoded in one job, by media type.
+pub static ENCODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "encodes_total",
+        "Array selections decoded, assembled and encoded in one job, by media type",
+        &["media"],
+    )
+});
+
 /// Table partitions read, by data source mimetype.
 pub static PARTITIONS_READ: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(

@@ -161,6 +161,7 @@ impl Worker {
         let kind = match request.job.work {
             Work::Block(_) => "block",
             Work::Partition(_) => "partition",
+            Work::Encode { .. } => "encode",
         };
         let count = |outcome: &str| {
             metrics::WORKER_JOBS

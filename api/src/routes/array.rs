@@ -19,7 +19,7 @@ use crate::catalog::Node;
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::planner::read_array;
+use crate::planner::{self, read_array};
 use crate::respond::{self, Payload, etag_of};
 use crate::state::AppState;
 use tessera_common::jobs::SourceId;
@@ -194,6 +194,10 @@ async fn send_array(
         // The assembled selection and its encoding (or compressed copy) live at once.
         req.reserve(state, 2 * bytes as u64, "this response")
             .await?;
+        if planner::encodes_on_workers(state, media) {
+            let version = node.data_version;
+            return planner::encode_array(state, structure, source, id, version, &sel, media).await;
+        }
         let data = read_array(state, structure, source, id, node.data_version, &sel).await?;
         if media == negotiate::HDF5 {
             let attrs = node.metadata.clone();

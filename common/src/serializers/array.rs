@@ -13,6 +13,31 @@ use super::{CSV, HTML, PNG, SerializeError, TIFF};
 use crate::array::{ArrayData, Scalar, decode};
 use crate::dtype::{BuiltinDType, DataType, Kind};
 
+/// The CSV spellings clients ask for (all give the same CSV).
+pub const CSV_ALIASES: [&str; 5] = [
+    CSV,
+    "text/x-comma-separated-values",
+    "text/comma-separated-values",
+    "text/plain",
+    "application/vnd.ms-excel",
+];
+
+/// Encodes an array as `media` (JSON, PNG, TIFF, HTML or a CSV spelling; raw bytes are
+/// [`to_octet_stream`]).
+pub fn encode(data: &ArrayData, media: &str) -> Result<Vec<u8>, SerializeError> {
+    match media {
+        super::JSON => to_json(data),
+        PNG => to_png(data),
+        TIFF => to_tiff(data),
+        HTML => to_html(data),
+        m if CSV_ALIASES.contains(&m) => to_csv(data),
+        other => Err(SerializeError::Unsupported {
+            media_type: other.to_string(),
+            reason: "arrays cannot be encoded in this format".to_string(),
+        }),
+    }
+}
+
 /// The wire layout is already C order in the declared dtype: the bytes go out as they are.
 pub fn to_octet_stream(a: &ArrayData) -> Bytes {
     a.bytes.clone()
