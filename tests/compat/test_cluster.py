@@ -4,6 +4,7 @@ the real Tiled client, against the embedded server of the session (``client``)."
 import concurrent.futures
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -156,6 +157,62 @@ def test_every_demo_array_and_table_reads_the_same_on_both_nodes(demo_cluster, c
         for w in demo_cluster.workers
     )
     assert worker_decodes > 0
+
+
+@pytest.fixture(scope="module")
+def file_fixtures(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fixtures") / "files"
+    here = os.path.dirname(os.path.abspath(__file__))
+    make = os.path.join(here, "..", "fixtures", "make_files.py")
+    subprocess.run([sys.executable, make, str(out)], check=True)
+    return str(out)
+
+
+def outcome(read_it):
+    """("ok", value) or ("error", HTTP status) of a read."""
+    try:
+        return "ok", read_it()
+    except Exception as e:  # the client raises its own error types around httpx's
+        response = getattr(e, "response", None)
+        return "error", getattr(response, "status_code", type(e).__name__)
+
+
+def test_every_file_fixture_reads_the_same_on_both_nodes_as_embedded(file_fixtures):
+    """`serve directory` of the file fixtures (HDF5, Zarr, Parquet, CSV, TIFF, NetCDF, Excel,
+    broken files) as a 2+2 cluster: both nodes give what one embedded node gives, values and
+    errors alike."""
+    from test_files import TOP, directory_server
+
+    def indexed(url):
+        r = httpx.get(f"{url}/api/v1/search/", params={"page[limit]": 300, "fields": ""})
+        return r.status_code == 200 and TOP <= {d["id"] for d in r.json()["data"]}
+
+    embedded_cmd = lambda port: [BIN, "serve", "directory", file_fixtures, "--public",
+                                 "--port", str(port)]
+    with directory_server(embedded_cmd, file_fixtures, TOP) as (url, _), cluster.Cluster(
+        BIN, serve=("directory", file_fixtures, "--public")
+    ) as c:
+        for n in c.nodes:
+            cluster.wait_for(f"{n.name} indexing", lambda: indexed(n.url), timeout=90)
+        embedded = from_uri(url)
+        paths = sorted(p for p, _ in walk(embedded))
+        assert len(paths) > 30
+        nodes = [from_uri(n.url) for n in c.nodes]
+        read_ok = 0
+        for path in paths:
+            kind, want = outcome(lambda: read(embedded[path]))
+            read_ok += kind == "ok"
+            for n in nodes:
+                got_kind, got = outcome(lambda: read(n[path]))
+                assert got_kind == kind, (path, want, got)
+                assert same(want, got) if kind == "ok" else got == want, path
+        # Most read (the broken files are the errors), and the workers decoded them.
+        assert read_ok > 30 and read_ok > len(paths) * 0.8, (read_ok, len(paths))
+        worker_decodes = sum(
+            cluster.metric(cluster.metrics(w.metrics_url), "tessera_chunk_decodes_total")
+            for w in c.workers
+        )
+        assert worker_decodes > 0
 
 
 def hammer(nodes, seconds, during=None, at=1.0):

@@ -10,6 +10,10 @@
 //! - `overlap`: many users reading overlapping slices of the same large arrays: windows of
 //!   `medium_image` (1000 x 1000, 250 x 100 chunks; 90 % of requests) and of `big_image`
 //!   (10000 x 10000, 4096 x 4096 chunks of 128 MiB; 10 %) around a few hot spots, as raw bytes;
+//! - `stack`: many users reading overlapping regions of the hot frames of an HDF5 detector
+//!   stack (gzip, one frame per chunk; `--stack-path`, by default the full-size NeXus scan of
+//!   `tests/fixtures/make_files.py --frames 60 --height 1065 --width 1030` under
+//!   `serve directory`): 256 x 256 windows around 4 spots of 8 hot frames, as raw bytes;
 //! - `frames`: one native block of `medium_image` per request (a detector frame);
 //! - `browse`: searching and reading metadata (root page, a filtered search, a node);
 //! - `columns`: one column of one partition of `long_table`, as Arrow;
@@ -29,9 +33,13 @@ struct Args {
     /// Base URL(s) of the server (several: requests go round-robin).
     #[arg(long, required = true)]
     url: Vec<String>,
-    /// overlap, frames, browse, columns, exports or mix.
+    /// overlap, stack, frames, browse, columns, exports or mix.
     #[arg(long, default_value = "overlap")]
     scenario: String,
+    /// The detector stack of the `stack` scenario (frames x height x width, at least
+    /// 60 x 1024 x 1024).
+    #[arg(long, default_value = "raw/scan_0042/entry/instrument/detector/data")]
+    stack_path: String,
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
@@ -69,9 +77,18 @@ impl Rng {
 }
 
 /// The path (under `/api/v1`) and `Accept` header of the next request of `scenario`.
-fn request(scenario: &str, rng: &mut Rng) -> (String, &'static str) {
+fn request(scenario: &str, stack: &str, rng: &mut Rng) -> (String, &'static str) {
     const RAW: &str = "application/octet-stream";
     match scenario {
+        "stack" => {
+            // 8 hot frames of 60, 4 hot spots in each, windows jittered by up to 64.
+            let frame = [3, 11, 17, 24, 30, 41, 47, 58][rng.below(8) as usize];
+            let spots = [(100, 100), (400, 600), (700, 200), (640, 700)];
+            let (r, c) = spots[rng.below(4) as usize];
+            let (r, c) = (r + rng.below(64), c + rng.below(64));
+            let sel = format!("{frame},{r}:{},{c}:{}", r + 256, c + 256);
+            (format!("/array/full/{stack}?slice={sel}"), RAW)
+        }
         "overlap" => {
             if rng.below(10) == 0 {
                 // big_image: 4 hot spots, 256 x 256 windows jittered by up to 64, each inside
@@ -125,7 +142,7 @@ fn request(scenario: &str, rng: &mut Rng) -> (String, &'static str) {
                 80..95 => "columns",
                 _ => "exports",
             };
-            request(s, rng)
+            request(s, stack, rng)
         }
     }
 }
@@ -142,6 +159,7 @@ async fn client(
     http: reqwest::Client,
     urls: Vec<String>,
     scenario: String,
+    stack: String,
     seed: u64,
     until: Instant,
 ) -> Tally {
@@ -149,7 +167,7 @@ async fn client(
     let mut t = Tally::default();
     let mut i = seed as usize;
     while Instant::now() < until {
-        let (path, accept) = request(&scenario, &mut rng);
+        let (path, accept) = request(&scenario, &stack, &mut rng);
         let url = format!("{}/api/v1{path}", urls[i % urls.len()]);
         i += 1;
         let started = Instant::now();
@@ -262,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
                 http.clone(),
                 urls.clone(),
                 args.scenario.clone(),
+                args.stack_path.clone(),
                 k as u64 + 1,
                 until,
             ))
