@@ -328,7 +328,7 @@ mod tests {
                     bytes: Bytes::from(vec![b[0] as u8; 4]),
                     shared: false,
                 }),
-                Work::Partition(_) | Work::Encode { .. } => unreachable!(),
+                _ => unreachable!(),
             }
         }
     }

@@ -1,6 +1,8 @@
-//! Reads that are not cached chunks (sparse, awkward and ragged pieces, Parquet partitions,
-//! column structures): `Dispatcher` is the seam, [`Inline`] runs them on this node's executor.
-//! Cached chunks go through [`crate::cache::ChunkCache`], whose jobs may run on workers.
+//! Reads that are not cached chunks in the embedded shape (sparse, awkward and ragged pieces,
+//! Parquet partitions) and the small lookups of every shape (column structures, index
+//! columns): `Dispatcher` is the seam, [`Inline`] runs them on this node's executor. In a
+//! cluster with workers the planner sends the pieces as jobs through
+//! [`crate::cache::ChunkCache`] instead (see `planner::read_sparse_block` and its siblings).
 
 use std::sync::Arc;
 

@@ -9,10 +9,11 @@ use arrow_array::RecordBatch;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
+use tessera_common::adapters::SparseBlock;
 use tessera_common::adapters::{self, DataSource};
 use tessera_common::array::ArrayData;
 use tessera_common::chunks::{Assembler, ChunkGrid};
-use tessera_common::jobs::{ChunkKey, Job, SourceId, Work};
+use tessera_common::jobs::{self, ChunkKey, Job, SourceId, Work};
 use tessera_common::slicing::Selection;
 use tessera_common::structure::ArrayStructure;
 
@@ -159,15 +160,90 @@ fn selection_budget(
 /// whole selection goes to one as a job (decode, assemble, encode) and comes back encoded.
 const ENCODED_BY_WORKERS: [&str; 2] = [crate::negotiate::PNG, crate::negotiate::TIFF];
 
+/// Whether this node sends its decoding to workers (a cluster with NATS).
+fn has_workers(state: &AppState) -> bool {
+    state
+        .config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.nats_url.is_some())
+}
+
 /// Whether an array selection as `media` is a job for the workers (see
 /// [`ENCODED_BY_WORKERS`]); otherwise the node assembles and encodes it.
 pub fn encodes_on_workers(state: &AppState, media: &str) -> bool {
-    ENCODED_BY_WORKERS.contains(&media)
-        && state
-            .config
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.nats_url.is_some())
+    ENCODED_BY_WORKERS.contains(&media) && has_workers(state)
+}
+
+/// The result of `work` on `source` (at data version `version`) through the chunk cache: run
+/// by a worker, kept in both tiers, coalesced across nodes.
+async fn job_result(
+    state: &AppState,
+    source: &DataSource,
+    version: u64,
+    work: Work,
+) -> Result<Bytes, ApiError> {
+    let job = Job {
+        source: Arc::new(source.clone()),
+        data_version: version,
+        work,
+    };
+    let key = ChunkKey::of(SourceId::of(source), &job);
+    state.cache.get(key, job).await
+}
+
+/// An Arrow IPC file of one batch, as partition jobs leave them.
+fn batch_of(bytes: Bytes) -> Result<RecordBatch, ApiError> {
+    let mut reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| ApiError::internal(format!("a cached partition is unreadable: {e}")))?;
+    match reader.next() {
+        Some(batch) => batch.map_err(|e| ApiError::internal(e.to_string())),
+        None => Err(ApiError::internal("a cached partition holds no batch")),
+    }
+}
+
+/// One block of the sparse array stored in `source`: a worker's job in a cluster.
+pub async fn read_sparse_block(
+    state: &AppState,
+    source: &DataSource,
+    version: u64,
+    block: &[usize],
+) -> Result<SparseBlock, ApiError> {
+    if !has_workers(state) {
+        return state.dispatcher.read_sparse_block(source, block).await;
+    }
+    let bytes = job_result(state, source, version, Work::SparseBlock(block.to_vec())).await?;
+    Ok(jobs::sparse_block_of(&bytes)?)
+}
+
+/// Awkward buffers by form key (all for none): a worker's job in a cluster.
+pub async fn read_awkward_buffers(
+    state: &AppState,
+    source: &DataSource,
+    version: u64,
+    form_keys: &[String],
+) -> Result<Vec<(String, Bytes)>, ApiError> {
+    if !has_workers(state) {
+        return state
+            .dispatcher
+            .read_awkward_buffers(source, form_keys)
+            .await;
+    }
+    let bytes = job_result(state, source, version, Work::Awkward(form_keys.to_vec())).await?;
+    Ok(jobs::named_buffers_of(&bytes)?)
+}
+
+/// The whole ragged array stored in `source`: a worker's job in a cluster.
+pub async fn read_ragged(
+    state: &AppState,
+    source: &DataSource,
+    version: u64,
+) -> Result<(Vec<Vec<i64>>, ArrayData), ApiError> {
+    if !has_workers(state) {
+        return state.dispatcher.read_ragged(source).await;
+    }
+    let bytes = job_result(state, source, version, Work::Ragged).await?;
+    Ok(jobs::ragged_of(&bytes)?)
 }
 
 /// `sel` of the array stored in `source`, encoded as `media` by a worker (within the
@@ -211,22 +287,20 @@ pub async fn read_partition(
     columns: Option<&[String]>,
 ) -> Result<RecordBatch, ApiError> {
     if !adapters::parsed_whole(&source.mimetype) {
-        return match columns {
-            Some(c) => state.dispatcher.read_partition_columns(source, i, c).await,
-            None => state.dispatcher.read_partition(source, i).await,
+        // Columnar formats decode only the columns asked for: on this node, or as a job for
+        // a worker in a cluster (whose result is then cached too).
+        return match (columns, has_workers(state)) {
+            (Some(c), false) => state.dispatcher.read_partition_columns(source, i, c).await,
+            (None, false) => state.dispatcher.read_partition(source, i).await,
+            (Some(c), true) => {
+                let work = Work::Columns {
+                    partition: i,
+                    columns: c.to_vec(),
+                };
+                batch_of(job_result(state, source, version, work).await?)
+            }
+            (None, true) => batch_of(job_result(state, source, version, Work::Partition(i)).await?),
         };
     }
-    let job = Job {
-        source: Arc::new(source.clone()),
-        data_version: version,
-        work: Work::Partition(i),
-    };
-    let key = ChunkKey::of(SourceId::of(source), &job);
-    let bytes = state.cache.get(key, job).await?;
-    let mut reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| ApiError::internal(format!("a cached partition is unreadable: {e}")))?;
-    match reader.next() {
-        Some(batch) => batch.map_err(|e| ApiError::internal(e.to_string())),
-        None => Err(ApiError::internal("a cached partition holds no batch")),
-    }
+    batch_of(job_result(state, source, version, Work::Partition(i)).await?)
 }

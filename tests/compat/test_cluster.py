@@ -142,6 +142,29 @@ def test_images_are_encoded_by_workers_as_the_embedded_node_encodes_them(
                    for n in demo_cluster.nodes) == node_decodes
 
 
+def test_sparse_awkward_ragged_and_column_reads_are_worker_jobs(demo_cluster, client):
+    """Sparse blocks, awkward buffers, ragged arrays and a table's columns are decoded by
+    workers (and cached like chunks): the bytes equal the embedded node's."""
+    kinds = ["sparse", "awkward", "ragged", "columns"]
+    done = lambda k: worker_metric(demo_cluster, "tessera_worker_jobs_total", kind=k, outcome="done")
+    before = {k: done(k) for k in kinds}
+    want_sparse = client["nested/sparse_image"]
+    want_table = client["tables/long_table"].read(["A", "C"])
+    for n in demo_cluster.nodes:
+        c = from_uri(n.url)
+        got = c["nested/sparse_image"]
+        numpy.testing.assert_array_equal(got.read().todense(), want_sparse.read().todense())
+        numpy.testing.assert_array_equal(got[10:30, 50:].todense(),
+                                         want_sparse[10:30, 50:].todense())
+        assert (c["nested/awkward_array"].read().tolist()
+                == client["nested/awkward_array"].read().tolist())
+        assert (c["nested/ragged_array"].read().tolist()
+                == client["nested/ragged_array"].read().tolist())
+        pandas.testing.assert_frame_equal(c["tables/long_table"].read(["A", "C"]), want_table)
+    for k in kinds:
+        assert done(k) > before[k], k
+
+
 def test_every_demo_array_and_table_reads_the_same_on_both_nodes(demo_cluster, client):
     nodes = [from_uri(n.url) for n in demo_cluster.nodes]
     paths = [p for p, _ in walk(client) if not p.startswith("dynamic")]

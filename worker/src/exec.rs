@@ -74,11 +74,14 @@ impl Executor {
                     metrics::CHUNK_DECODES.inc();
                     metrics::BLOCKS_DECODED.with_label_values(&[mimetype]).inc();
                 }
-                Work::Partition(_) => {
+                Work::Partition(_) | Work::Columns { .. } => {
                     metrics::CHUNK_DECODES.inc();
                     metrics::PARTITIONS_READ
                         .with_label_values(&[mimetype])
                         .inc();
+                }
+                Work::SparseBlock(_) | Work::Awkward(_) | Work::Ragged => {
+                    metrics::CHUNK_DECODES.inc();
                 }
                 Work::Encode { media, .. } => {
                     let blocks = job.blocks_touched();

@@ -162,6 +162,10 @@ impl Worker {
             Work::Block(_) => "block",
             Work::Partition(_) => "partition",
             Work::Encode { .. } => "encode",
+            Work::Columns { .. } => "columns",
+            Work::SparseBlock(_) => "sparse",
+            Work::Awkward(_) => "awkward",
+            Work::Ragged => "ragged",
         };
         let count = |outcome: &str| {
             metrics::WORKER_JOBS

@@ -314,10 +314,7 @@ async fn send_sparse(
     let mut dtype = None;
     for read in grid.plan(&sel) {
         let origin = grid.block_origin(&read.block)?;
-        let b = state
-            .dispatcher
-            .read_sparse_block(source, &read.block)
-            .await?;
+        let b = planner::read_sparse_block(state, source, node.data_version, &read.block).await?;
         let itemsize = b.data.dtype.itemsize();
         dtype = Some(b.data.dtype.clone());
         for i in 0..b.data.len() {
@@ -386,10 +383,9 @@ pub async fn awkward_buffers(
             .map(|s| s.to_string())
             .collect()
     };
-    let buffers = state
-        .dispatcher
-        .read_awkward_buffers(source_of(&node)?, &form_keys)
-        .await?;
+    let version = node.data_version;
+    let buffers =
+        planner::read_awkward_buffers(state, source_of(&node)?, version, &form_keys).await?;
     check_bytes(state, buffers.iter().map(|(_, b)| b.len()).sum())?;
     let body = encode::zip(buffers).await?;
     Ok(respond::send(
@@ -420,10 +416,8 @@ pub async fn awkward_full(
         req.params.get("format"),
         req.accept(),
     )?;
-    let buffers = state
-        .dispatcher
-        .read_awkward_buffers(source_of(&node)?, &[])
-        .await?;
+    let version = node.data_version;
+    let buffers = planner::read_awkward_buffers(state, source_of(&node)?, version, &[]).await?;
     check_bytes(state, buffers.iter().map(|(_, b)| b.len()).sum())?;
     let body = match media {
         negotiate::ZIP => encode::zip(buffers).await?,
@@ -470,7 +464,8 @@ pub async fn ragged_full(
         req.params.get("format"),
         req.accept(),
     )?;
-    let (offsets, values) = state.dispatcher.read_ragged(source_of(&node)?).await?;
+    let (offsets, values) =
+        planner::read_ragged(state, source_of(&node)?, node.data_version).await?;
     let ragged = crate::awkward::Ragged { offsets, values };
     let ragged = match req.params.get("slice") {
         None | Some("") => ragged,
