@@ -40,30 +40,8 @@ pub async fn table_with_options(
     media: &'static str,
     csv_header: bool,
 ) -> Result<Bytes, ApiError> {
-    use serializers::table as t;
-    blocking(move || {
-        Ok(Bytes::from(match media {
-            negotiate::ARROW => t::to_arrow_file(&batches)?,
-            negotiate::PARQUET => t::to_parquet(&batches)?,
-            negotiate::JSON => t::to_json(&batches, &index)?,
-            negotiate::JSON_SEQ => t::to_json_seq(&batches, &index)?,
-            negotiate::XLSX => t::to_xlsx(&batches, &index)?,
-            negotiate::HTML => t::to_html(&batches, &index)?,
-            negotiate::HDF5 => serializers::hdf5::to_hdf5(&serializers::hdf5::H5Node::Table {
-                batches,
-                index_columns: index,
-                attrs: Default::default(),
-            })?,
-            m if negotiate::is_csv(m) => t::to_csv_with_header(&batches, &index, csv_header)?,
-            other => {
-                return Err(SerializeError::Unsupported {
-                    media_type: other.to_string(),
-                    reason: "tables cannot be encoded in this format".to_string(),
-                });
-            }
-        }))
-    })
-    .await
+    blocking(move || serializers::table::encode(batches, index, media, csv_header).map(Bytes::from))
+        .await
 }
 
 /// Encodes COO points (coordinates per kept dimension, values) as `media`.

@@ -175,9 +175,22 @@ pub fn encodes_on_workers(state: &AppState, media: &str) -> bool {
     ENCODED_BY_WORKERS.contains(&media) && has_workers(state)
 }
 
+/// Table exports that cost more to encode than to read: with workers, one job reads the
+/// partitions and encodes them.
+const EXPORTED_BY_WORKERS: [&str; 3] = [
+    crate::negotiate::PARQUET,
+    crate::negotiate::XLSX,
+    crate::negotiate::HDF5,
+];
+
+/// Whether a table export as `media` is a job for the workers (see [`EXPORTED_BY_WORKERS`]).
+pub fn exports_on_workers(state: &AppState, media: &str) -> bool {
+    EXPORTED_BY_WORKERS.contains(&media) && has_workers(state)
+}
+
 /// The result of `work` on `source` (at data version `version`) through the chunk cache: run
 /// by a worker, kept in both tiers, coalesced across nodes.
-async fn job_result(
+pub async fn job_result(
     state: &AppState,
     source: &DataSource,
     version: u64,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{Adapter, AdapterError, ArrayReader, DataSource, SparseBlock};
+use crate::adapters::{Adapter, AdapterError, ArrayReader, DataSource, SparseBlock, TableReader};
 use crate::array::ArrayData;
 use crate::chunks::{Assembler, ChunkGrid};
 use crate::slicing::Selection;
@@ -65,6 +65,20 @@ pub enum Work {
     Awkward(Vec<String>),
     /// A whole ragged array: offsets and values (see [`ragged_bytes`]).
     Ragged,
+    /// Partitions of a table encoded as one response (see [`TableExport`]).
+    ExportTable(TableExport),
+}
+
+/// Partitions of a table (some `columns`, with the index; all for `None`) encoded as `media`
+/// (see [`crate::serializers::table::encode`]); refused once the kept batches pass `limit`
+/// bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TableExport {
+    pub partitions: Vec<usize>,
+    pub columns: Option<Vec<String>>,
+    pub media: String,
+    pub csv_header: bool,
+    pub limit: u64,
 }
 
 /// One unit of decoding: a data source, the version of its data, and what to read from it.
@@ -115,6 +129,7 @@ impl ChunkKey {
             }
             Work::Awkward(keys) => format!("a{}", short_hash(keys)),
             Work::Ragged => "r".into(),
+            Work::ExportTable(export) => format!("x{}", short_hash(export)),
         };
         format!("{prefix}:c:{}:{}:{work}", self.source, self.data_version)
     }
@@ -129,7 +144,8 @@ impl Job {
             | Work::Columns { .. }
             | Work::SparseBlock(_)
             | Work::Awkward(_)
-            | Work::Ragged => 0,
+            | Work::Ragged
+            | Work::ExportTable(_) => 0,
             Work::Encode { selection, .. } => {
                 let Ok(s) = crate::adapters::structure_of::<ArrayStructure>(&self.source) else {
                     return 0;
@@ -173,7 +189,8 @@ impl Job {
             (Work::Block(_) | Work::Encode { .. }, _) => Err(AdapterError::BadSource(
                 "this data source is not an array".into(),
             )),
-            (Work::Columns { .. }, _) => Err(AdapterError::BadSource(
+            (Work::ExportTable(export), Adapter::Table(r)) => export_table(r.as_ref(), export),
+            (Work::Columns { .. } | Work::ExportTable(_), _) => Err(AdapterError::BadSource(
                 "this data source is not a table".into(),
             )),
             (Work::SparseBlock(_), _) => Err(AdapterError::BadSource(
@@ -306,6 +323,42 @@ pub fn ragged_of(bytes: &Bytes) -> Result<(Vec<Vec<i64>>, ArrayData), AdapterErr
     let (header, mut parts) = unframe(bytes)?;
     let values = array_data(&header, parts.pop())?;
     Ok((parts.iter().map(|p| i64s(p)).collect(), values))
+}
+
+/// Reads `partitions` of a table (with `columns`, those and the index) and encodes them as
+/// `media`, refusing once the kept batches pass `limit` bytes.
+fn export_table(reader: &dyn TableReader, export: &TableExport) -> Result<Bytes, AdapterError> {
+    use crate::serializers::table;
+    let TableExport {
+        partitions,
+        columns,
+        media,
+        csv_header,
+        limit,
+    } = export;
+    let (columns, limit) = (columns.as_deref(), *limit);
+    let index = reader.index_columns();
+    let wanted: Option<Vec<String>> = columns.map(|c| c.iter().chain(&index).cloned().collect());
+    let mut batches = Vec::with_capacity(partitions.len());
+    let mut bytes = 0u64;
+    for &p in partitions {
+        let batch = match &wanted {
+            Some(w) => reader.read_columns(p, w)?,
+            None => reader.read_partition(p)?,
+        };
+        let batch = table::project(batch, columns, &index)
+            .map_err(|e| AdapterError::Read(e.to_string()))?;
+        bytes += batch.get_array_memory_size() as u64;
+        if bytes > limit {
+            return Err(AdapterError::Limit(format!(
+                "Response would exceed {limit}. Request fewer partitions or columns."
+            )));
+        }
+        batches.push(batch);
+    }
+    table::encode(batches, index, media, *csv_header)
+        .map(Bytes::from)
+        .map_err(|e| AdapterError::BadSource(format!("encoding as {media}: {e}")))
 }
 
 /// Decodes the blocks of `source` that `selection` touches, assembles the selection and encodes

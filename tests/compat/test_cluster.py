@@ -165,6 +165,40 @@ def test_sparse_awkward_ragged_and_column_reads_are_worker_jobs(demo_cluster, cl
         assert done(k) > before[k], k
 
 
+def test_table_exports_are_encoded_by_workers(demo_cluster, server_url):
+    """Parquet, XLSX and HDF5 exports of a table are one job for a worker (read the
+    partitions, encode): what comes back reads as the embedded node's export."""
+    import io
+
+    import h5py
+
+    parquet = "application/x-parquet"
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    h5 = "application/x-hdf5"
+    for fmt, media, query in [("parquet", parquet, ""), ("xlsx", xlsx, "&field=A&field=C"),
+                              ("h5", h5, "")]:
+        path = f"/api/v1/table/full/tables/long_table?format={media}{query}"
+        want = httpx.get(server_url + path, timeout=60)
+        assert want.status_code == 200, want.text
+        encodes = worker_metric(demo_cluster, "tessera_encodes_total", media=media)
+        got = [httpx.get(n.url + path, timeout=60) for n in demo_cluster.nodes]
+        for r in got:
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"].startswith(media)
+            if fmt == "parquet":
+                assert r.content == want.content
+            elif fmt == "xlsx":
+                pandas.testing.assert_frame_equal(pandas.read_excel(io.BytesIO(r.content)),
+                                                  pandas.read_excel(io.BytesIO(want.content)))
+            else:
+                with h5py.File(io.BytesIO(r.content)) as a, h5py.File(io.BytesIO(want.content)) as b:
+                    assert sorted(a) == sorted(b)
+                    for k in a:
+                        numpy.testing.assert_array_equal(a[k][()], b[k][()])
+        # One encode for both nodes: the second is served from the shared store.
+        assert worker_metric(demo_cluster, "tessera_encodes_total", media=media) == encodes + 1
+
+
 def test_every_demo_array_and_table_reads_the_same_on_both_nodes(demo_cluster, client):
     nodes = [from_uri(n.url) for n in demo_cluster.nodes]
     paths = [p for p, _ in walk(client) if not p.startswith("dynamic")]

@@ -83,6 +83,15 @@ impl Executor {
                 Work::SparseBlock(_) | Work::Awkward(_) | Work::Ragged => {
                     metrics::CHUNK_DECODES.inc();
                 }
+                Work::ExportTable(export) => {
+                    let (partitions, media) = (&export.partitions, &export.media);
+                    let n = partitions.len() as u64;
+                    metrics::CHUNK_DECODES.inc_by(n);
+                    metrics::PARTITIONS_READ
+                        .with_label_values(&[mimetype])
+                        .inc_by(n);
+                    metrics::ENCODES.with_label_values(&[media]).inc();
+                }
                 Work::Encode { media, .. } => {
                     let blocks = job.blocks_touched();
                     metrics::CHUNK_DECODES.inc_by(blocks);

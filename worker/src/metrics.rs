@@ -71,11 +71,11 @@ pub static BLOCKS_DECODED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Array selections assembled and encoded in one job, by media type.
+/// Array selections and table exports read and encoded in one job, by media type.
 pub static ENCODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "encodes_total",
-        "Array selections decoded, assembled and encoded in one job, by media type",
+        "Array selections and table exports read and encoded in one job, by media type",
         &["media"],
     )
 });

@@ -166,6 +166,7 @@ impl Worker {
             Work::SparseBlock(_) => "sparse",
             Work::Awkward(_) => "awkward",
             Work::Ragged => "ragged",
+            Work::ExportTable(_) => "export",
         };
         let count = |outcome: &str| {
             metrics::WORKER_JOBS

@@ -10,10 +10,11 @@ use crate::catalog::Node;
 use crate::encode;
 use crate::error::ApiError;
 use crate::negotiate;
-use crate::planner::read_partition;
+use crate::planner::{self, read_partition};
 use crate::respond::{self, etag_of};
 use crate::state::AppState;
-use tessera_common::jobs::SourceId;
+use tessera_common::jobs::{SourceId, TableExport, Work};
+use tessera_common::serializers;
 use tessera_common::structure::{Structure, TableStructure};
 
 fn table<'a>(node: &'a Node, route: &str) -> Result<&'a TableStructure, ApiError> {
@@ -78,21 +79,7 @@ fn project(
     columns: &Option<Vec<String>>,
     index: &[String],
 ) -> Result<RecordBatch, ApiError> {
-    let Some(cols) = columns else {
-        return Ok(batch);
-    };
-    let schema = batch.schema();
-    // Requested columns in the order asked for, then the index columns.
-    let mut keep = Vec::new();
-    for name in cols.iter().chain(index) {
-        if let Ok(i) = schema.index_of(name)
-            && !keep.contains(&i)
-        {
-            keep.push(i);
-        }
-    }
-    batch
-        .project(&keep)
+    serializers::table::project(batch, columns.as_deref(), index)
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -119,7 +106,18 @@ async fn send(
         format!("{partitions:?}{cols:?}{:?}", req.accept()).as_bytes(),
         media.as_bytes(),
     ]);
+    let header = !negotiate::csv_header_absent(req.params.get("format"), req.accept());
     let produce = async {
+        if planner::exports_on_workers(state, media) {
+            let work = Work::ExportTable(TableExport {
+                partitions: partitions.clone(),
+                columns: cols.clone(),
+                media: media.to_string(),
+                csv_header: header,
+                limit: state.config.response_bytesize_limit as u64,
+            });
+            return planner::job_result(state, source, node.data_version, work).await;
+        }
         let index = state.dispatcher.index_columns(source).await?;
         let mut batches = Vec::with_capacity(partitions.len());
         let mut bytes = 0usize;
@@ -143,7 +141,6 @@ async fn send(
             req.reserve(state, 2 * size as u64, "this table").await?;
             batches.push(b);
         }
-        let header = !negotiate::csv_header_absent(req.params.get("format"), req.accept());
         encode::table_with_options(batches, index, media, header).await
     };
     let filename = req.params.get("filename").map(str::to_string);

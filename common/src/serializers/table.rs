@@ -819,6 +819,59 @@ pub fn to_xlsx(batches: &[RecordBatch], index: &[String]) -> Result<Vec<u8>, Ser
     book.save_to_buffer().map_err(SerializeError::encode)
 }
 
+/// The CSV spellings clients ask for a table in (all give the same CSV).
+pub use super::array::CSV_ALIASES;
+
+/// Encodes table partitions (one schema) as `media`; `index` names the index columns (text
+/// formats print them first, as pandas does), `csv_header` whether CSV has its header row.
+pub fn encode(
+    batches: Vec<RecordBatch>,
+    index: Vec<String>,
+    media: &str,
+    csv_header: bool,
+) -> Result<Vec<u8>, SerializeError> {
+    match media {
+        super::ARROW_FILE => to_arrow_file(&batches),
+        super::PARQUET => to_parquet(&batches),
+        super::JSON => to_json(&batches, &index),
+        super::JSON_SEQ => to_json_seq(&batches, &index),
+        super::XLSX => to_xlsx(&batches, &index),
+        super::HTML => to_html(&batches, &index),
+        super::HDF5 => super::hdf5::to_hdf5(&super::hdf5::H5Node::Table {
+            batches,
+            index_columns: index,
+            attrs: Default::default(),
+        }),
+        m if CSV_ALIASES.contains(&m) => to_csv_with_header(&batches, &index, csv_header),
+        other => Err(SerializeError::Unsupported {
+            media_type: other.to_string(),
+            reason: "tables cannot be encoded in this format".to_string(),
+        }),
+    }
+}
+
+/// Keeps the requested `columns` of a batch (all for `None`), in the order asked for, then
+/// the index columns (which Arrow output carries and text encoders drop).
+pub fn project(
+    batch: RecordBatch,
+    columns: Option<&[String]>,
+    index: &[String],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let Some(cols) = columns else {
+        return Ok(batch);
+    };
+    let schema = batch.schema();
+    let mut keep = Vec::new();
+    for name in cols.iter().chain(index) {
+        if let Ok(i) = schema.index_of(name)
+            && !keep.contains(&i)
+        {
+            keep.push(i);
+        }
+    }
+    batch.project(&keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
