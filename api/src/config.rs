@@ -62,6 +62,9 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     /// The cluster's shared parts; `None` runs the embedded shape.
     pub cluster: Option<Cluster>,
+    /// Multi-user access (login providers, principals, API keys), started from the config
+    /// file's `authentication` and `database` sections; `None`: single-user mode.
+    pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
 }
 
 /// How a cluster node reaches the shared chunk cache (Redis) and the workers (NATS).
@@ -201,6 +204,9 @@ pub struct Settings {
     /// When no worker answers: `inline` (decode on the API node) or `unavailable` (503).
     /// Default `inline`.
     pub fallback: Fallback,
+    /// Failed logins of one user in a minute before further attempts are refused (429);
+    /// one client address may fail ten times as many. Default 10.
+    pub login_failures_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -232,6 +238,7 @@ impl Default for Settings {
             worker_timeout: Seconds(5.0),
             max_jobs_in_flight: 256,
             fallback: Fallback::Inline,
+            login_failures_per_minute: 10,
         }
     }
 }
@@ -280,6 +287,7 @@ impl Settings {
             readable: Vec::new(),
             allow_origins: Vec::new(),
             cluster: self.redis_url.clone().map(|url| self.cluster_on(url)),
+            auth: None,
         }
     }
 

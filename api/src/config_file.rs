@@ -94,9 +94,12 @@ pub struct ConfigFile {
     /// Tiled's advanced form; tessera serves one tree, at `/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trees: Vec<TreeSpec>,
-    /// The single-user API key and anonymous reads.
+    /// The single-user API key or the login providers, and anonymous reads.
     #[serde(default)]
     pub authentication: Authentication,
+    /// Where principals, sessions and API keys live (multi-user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
     /// Largest uncompressed response body, in bytes. Default 300,000,000.
     #[serde(default = "response_bytesize_limit")]
     pub response_bytesize_limit: usize,
@@ -156,16 +159,120 @@ pub struct CatalogArgs {
     pub init_if_not_exists: bool,
 }
 
-/// Tiled's `authentication`, in its single-user form.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// Tiled's `authentication`: one API key (single-user), or login providers (multi-user).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
-    /// The API key; without one a key is generated and printed at start-up, as Tiled does.
+    /// Single-user: the API key; without one a key is generated and printed at start-up,
+    /// as Tiled does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub single_user_api_key: Option<String>,
     /// Whether anonymous clients may read. Default false.
     #[serde(default)]
     pub allow_anonymous_access: bool,
+    /// Multi-user: the login providers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderSpec>,
+    /// Identities given role `admin`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiled_admins: Vec<AdminSpec>,
+    /// Keys that sign tokens: the first signs, each checks (rotate by putting a new key
+    /// first). None: a random key per process (tokens end with it; one node only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_keys: Vec<String>,
+    /// Seconds an access token is good for. Default 900.
+    #[serde(default = "access_token_max_age")]
+    pub access_token_max_age: f64,
+    /// Seconds a refresh token is good for. Default 604800 (a week).
+    #[serde(default = "refresh_token_max_age")]
+    pub refresh_token_max_age: f64,
+    /// Seconds a session may be refreshed for. Default 31536000 (a year).
+    #[serde(default = "session_max_age")]
+    pub session_max_age: f64,
+}
+
+impl Default for Authentication {
+    fn default() -> Self {
+        Authentication {
+            single_user_api_key: None,
+            allow_anonymous_access: false,
+            providers: Vec::new(),
+            tiled_admins: Vec::new(),
+            secret_keys: Vec::new(),
+            access_token_max_age: access_token_max_age(),
+            refresh_token_max_age: refresh_token_max_age(),
+            session_max_age: session_max_age(),
+        }
+    }
+}
+
+fn access_token_max_age() -> f64 {
+    900.0
+}
+
+fn refresh_token_max_age() -> f64 {
+    7.0 * 24.0 * 3600.0
+}
+
+fn session_max_age() -> f64 {
+    365.0 * 24.0 * 3600.0
+}
+
+/// The password provider tessera has: Tiled's `DictionaryAuthenticator`.
+const DICTIONARY: &str = "tiled.authenticators:DictionaryAuthenticator";
+
+/// A login provider of `authentication.providers`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// The name in `/auth/provider/{provider}/...`.
+    pub provider: String,
+    /// `tiled.authenticators:DictionaryAuthenticator`.
+    pub authenticator: String,
+    #[serde(default)]
+    pub args: ProviderArgs,
+    /// Printed by the client after login, `{id}` replaced by the user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_message: Option<String>,
+}
+
+/// The arguments of a `DictionaryAuthenticator`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderArgs {
+    /// User name to password.
+    #[serde(default)]
+    pub users_to_passwords: std::collections::BTreeMap<String, String>,
+    /// As the provider's `confirmation_message` (Tiled takes it here, as an argument of the
+    /// authenticator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_message: Option<String>,
+}
+
+/// An identity of `authentication.tiled_admins`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    pub provider: String,
+    pub id: String,
+}
+
+/// Tiled's `database`: where principals, sessions and API keys live.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// An SQLite path or `sqlite:///...`, or `postgresql://...` (a cluster's nodes share it).
+    pub uri: String,
+    /// Create the tables when missing. Default false.
+    #[serde(default)]
+    pub init_if_not_exists: bool,
+    /// Accepted as Tiled's; tessera sizes its own pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_pre_ping: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_overflow: Option<u32>,
 }
 
 /// Tiled's `uvicorn` settings tessera uses.
@@ -328,6 +435,8 @@ pub fn without_password(uri: &str) -> String {
 pub struct Service {
     /// The tree served at `/`.
     pub tree: Tree,
+    /// Multi-user access, started with the service; `None`: single-user.
+    pub auth: Option<crate::auth::AuthSettings>,
     /// The node's settings.
     pub config: Config,
     /// Whether the API key was made up (and so must be printed for anyone to use it).
@@ -558,15 +667,12 @@ enum Rule {
     Unsupported(&'static str),
 }
 
-const NO_MULTI_USER: &str = "multi-user authentication (login providers, a database of \
-    principals and API keys) is not implemented yet; use authentication.single_user_api_key";
 const PYTHON_OBJECT: &str = "it names Python objects, which tessera cannot load";
 
 /// The rule of Tiled key `key` in section `section` (`""` for the top level).
 fn rule(section: &str, key: &str) -> Option<Rule> {
     use Rule::{Ignored, Unsupported};
     Some(match (section, key) {
-        ("", "database") => Unsupported(NO_MULTI_USER),
         ("", "access_control") => Unsupported("access policies are not implemented yet"),
         ("", "routers" | "media_types") => Unsupported(PYTHON_OBJECT),
         ("", "file_extensions") => {
@@ -587,11 +693,6 @@ fn rule(section: &str, key: &str) -> Option<Rule> {
             | "catalog_max_overflow"
             | "storage_max_overflow",
         ) => Ignored("tessera sizes its own connection pool"),
-        ("authentication", "providers" | "tiled_admins") => Unsupported(NO_MULTI_USER),
-        (
-            "authentication",
-            "secret_keys" | "access_token_max_age" | "refresh_token_max_age" | "session_max_age",
-        ) => Ignored("it only matters with login providers"),
         ("args", "metadata" | "specs") => {
             Unsupported("metadata and specs of the root from the config are not implemented yet")
         }
@@ -712,10 +813,11 @@ fn screen_section(
 }
 
 /// The top-level keys of `ConfigFile`.
-const TOP_LEVEL: [&str; 7] = [
+const TOP_LEVEL: [&str; 8] = [
     "catalog",
     "trees",
     "authentication",
+    "database",
     "response_bytesize_limit",
     "allow_origins",
     "uvicorn",
@@ -784,6 +886,7 @@ impl ConfigFile {
                 "must be letters and digits only (is an environment variable unset?)",
             ));
         }
+        self.check_authentication()?;
         for (i, origin) in self.allow_origins.iter().enumerate() {
             let plain = origin == "*" || origin.contains("://");
             if !plain || !origin.chars().all(|c| c.is_ascii_graphic()) {
@@ -800,6 +903,127 @@ impl ConfigFile {
             .map(|(path, args)| self.catalog_tree(path, args))
             .transpose()?;
         Ok(())
+    }
+
+    /// The multi-user settings: providers tessera has, admins of those providers, sane ages.
+    fn check_authentication(&self) -> Result<(), ConfigFileError> {
+        let o = &self.origins;
+        let a = &self.authentication;
+        if a.providers.is_empty() {
+            if !a.tiled_admins.is_empty() {
+                return Err(o.error(
+                    "authentication.tiled_admins",
+                    "admins are identities of login providers: give authentication.providers",
+                ));
+            }
+            return Ok(());
+        }
+        if a.single_user_api_key.is_some() {
+            return Err(o.error(
+                "authentication.single_user_api_key",
+                "a single-user key cannot be combined with login providers: principals make \
+                 their own API keys",
+            ));
+        }
+        for (i, p) in a.providers.iter().enumerate() {
+            let at = |key: &str| format!("authentication.providers[{i}].{key}");
+            if p.authenticator != DICTIONARY {
+                let message = format!(
+                    "{:?} is not an authenticator tessera has: it has {DICTIONARY} (OIDC \
+                     providers are not implemented yet)",
+                    p.authenticator
+                );
+                return Err(o.error(&at("authenticator"), message));
+            }
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if p.provider.is_empty() || !p.provider.chars().all(plain) {
+                return Err(o.error(&at("provider"), "must be letters, digits, '_' or '-'"));
+            }
+            if a.providers[..i].iter().any(|q| q.provider == p.provider) {
+                return Err(o.error(&at("provider"), format!("{:?} is given twice", p.provider)));
+            }
+            if p.args.users_to_passwords.is_empty() {
+                return Err(o.error(&at("args.users_to_passwords"), "give at least one user"));
+            }
+            if let Some((user, _)) = p
+                .args
+                .users_to_passwords
+                .iter()
+                .find(|(_, pw)| pw.is_empty())
+            {
+                let message = format!(
+                    "the password of {user:?} is empty (is an environment variable unset?)"
+                );
+                return Err(o.error(&at("args.users_to_passwords"), message));
+            }
+        }
+        for (i, admin) in a.tiled_admins.iter().enumerate() {
+            if !a.providers.iter().any(|p| p.provider == admin.provider) {
+                let message = format!(
+                    "{:?} is not one of authentication.providers",
+                    admin.provider
+                );
+                return Err(o.error(
+                    &format!("authentication.tiled_admins[{i}].provider"),
+                    message,
+                ));
+            }
+        }
+        if a.secret_keys.iter().any(String::is_empty) {
+            return Err(o.error(
+                "authentication.secret_keys",
+                "a secret key is empty (is an environment variable unset?)",
+            ));
+        }
+        for (key, v) in [
+            ("access_token_max_age", a.access_token_max_age),
+            ("refresh_token_max_age", a.refresh_token_max_age),
+            ("session_max_age", a.session_max_age),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                return Err(o.error(
+                    &format!("authentication.{key}"),
+                    "must be a number of seconds, at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The multi-user settings, when login providers are configured.
+    fn auth_settings(&self) -> Option<crate::auth::AuthSettings> {
+        let a = &self.authentication;
+        if a.providers.is_empty() {
+            return None;
+        }
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(1.0));
+        Some(crate::auth::AuthSettings {
+            providers: a
+                .providers
+                .iter()
+                .map(|p| crate::auth::Provider {
+                    name: p.provider.clone(),
+                    users: p.args.users_to_passwords.clone().into_iter().collect(),
+                    confirmation_message: p
+                        .confirmation_message
+                        .clone()
+                        .or_else(|| p.args.confirmation_message.clone()),
+                })
+                .collect(),
+            admins: a
+                .tiled_admins
+                .iter()
+                .map(|t| (t.provider.clone(), t.id.clone()))
+                .collect(),
+            secret_keys: a.secret_keys.clone(),
+            allow_anonymous_access: a.allow_anonymous_access,
+            access_token_max_age: secs(a.access_token_max_age),
+            refresh_token_max_age: secs(a.refresh_token_max_age),
+            session_max_age: secs(a.session_max_age),
+            database: self.database.as_ref().map(|d| d.uri.clone()),
+            init_if_not_exists: self.database.as_ref().is_some_and(|d| d.init_if_not_exists),
+            login_failures_per_minute: self.tessera.login_failures_per_minute,
+        })
     }
 
     /// The catalog's arguments and their dotted path, if the tree is a catalog.
@@ -922,10 +1146,17 @@ impl ConfigFile {
             allow_origins: self.allow_origins.clone(),
             ..self.tessera.config()
         };
+        let auth = self.auth_settings();
+        let config = Config {
+            // Multi-user: principals and their keys, not one key.
+            api_key: config.api_key.filter(|_| auth.is_none()),
+            ..config
+        };
         Ok(Service {
+            auth,
             tree,
             config,
-            generated_api_key,
+            generated_api_key: generated_api_key && self.authentication.providers.is_empty(),
             host: self.uvicorn.host.clone(),
             port: self.uvicorn.port,
             orphan_grace: self.tessera.orphan_grace.map(|s| s.get()),
@@ -950,6 +1181,17 @@ impl ConfigFile {
         let mut c = self.clone();
         if let Some(key) = &mut c.authentication.single_user_api_key {
             *key = "***".into();
+        }
+        for key in c.authentication.secret_keys.iter_mut() {
+            *key = "***".into();
+        }
+        for p in c.authentication.providers.iter_mut() {
+            for pw in p.args.users_to_passwords.values_mut() {
+                *pw = "***".into();
+            }
+        }
+        if let Some(d) = &mut c.database {
+            d.uri = without_password(&d.uri);
         }
         let args = c
             .catalog
@@ -1172,14 +1414,19 @@ mod tests {
     fn tiled_features_tessera_lacks_are_refused_with_why() {
         for (text, key, why) in [
             (
-                "authentication:\n  providers:\n    - provider: toy\n      authenticator: tiled.authenticators:DictionaryAuthenticator\n",
-                "authentication.providers",
-                "multi-user authentication",
+                "authentication:\n  providers:\n    - provider: pam\n      authenticator: tiled.authenticators:PAMAuthenticator\n",
+                "authentication.providers[0].authenticator",
+                "not an authenticator tessera has",
             ),
             (
-                "database: {uri: \"sqlite:///auth.db\"}\n",
-                "database",
-                "multi-user",
+                "authentication:\n  providers:\n    - provider: toy\n      authenticator: tiled.authenticators:DictionaryAuthenticator\n      args: {users_to_passwords: {a: b}}\n  single_user_api_key: k\n",
+                "authentication.single_user_api_key",
+                "cannot be combined with login providers",
+            ),
+            (
+                "authentication:\n  tiled_admins: [{provider: toy, id: a}]\n",
+                "authentication.tiled_admins",
+                "give authentication.providers",
             ),
             (
                 "access_control: {access_policy: \"tiled.access_control.access_policies:TagBasedAccessPolicy\"}\n",
@@ -1219,6 +1466,38 @@ mod tests {
     }
 
     #[test]
+    fn login_providers_make_a_multi_user_service_and_their_secrets_are_masked() {
+        let dir = dir_with(&[(
+            "config.yml",
+            &format!(
+                "{DEMO}authentication:\n  providers:\n    - provider: toy\n      \
+                 authenticator: tiled.authenticators:DictionaryAuthenticator\n      \
+                 args: {{users_to_passwords: {{alice: pw-alice}}, confirmation_message: hi}}\n  \
+                 tiled_admins: [{{provider: toy, id: alice}}]\n  secret_keys: [key-one, key-two]\n  \
+                 access_token_max_age: 60\n\
+                 database: {{uri: \"postgresql://u:dbpass@h/db\", init_if_not_exists: true}}\n"
+            ),
+        )]);
+        let loaded = load(&dir.join("config.yml"), &no_env).unwrap();
+        let service = loaded.file.service(None, false).unwrap();
+        let auth = service.auth.expect("multi-user");
+        assert_eq!(auth.providers[0].users["alice"], "pw-alice");
+        assert_eq!(
+            auth.providers[0].confirmation_message.as_deref(),
+            Some("hi")
+        );
+        assert_eq!(auth.admins, vec![("toy".to_string(), "alice".to_string())]);
+        assert_eq!(auth.access_token_max_age.as_secs(), 60);
+        assert_eq!(auth.database.as_deref(), Some("postgresql://u:dbpass@h/db"));
+        // No single-user key is made up or printed in multi-user mode.
+        assert!(service.config.api_key.is_none() && !service.generated_api_key);
+        let text = serde_norway::to_string(&loaded.file.masked()).unwrap();
+        for secret in ["pw-alice", "key-one", "key-two", "dbpass"] {
+            assert!(!text.contains(secret), "{secret} shown in:\n{text}");
+        }
+    }
+
+    #[test]
     fn harmless_tiled_keys_are_accepted_with_a_note() {
         let dir = dir_with(&[(
             "config.yml",
@@ -1228,7 +1507,7 @@ mod tests {
             ),
         )]);
         let loaded = load(&dir.join("config.yml"), &no_env).unwrap();
-        assert_eq!(loaded.notes.len(), 3, "{:?}", loaded.notes);
+        assert_eq!(loaded.notes.len(), 2, "{:?}", loaded.notes);
         assert!(
             loaded.notes[0].starts_with("exact_count_limit"),
             "{:?}",

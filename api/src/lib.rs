@@ -2,6 +2,7 @@
 //! path runs route -> catalog -> planner -> cache -> dispatcher (decode) -> encode -> respond.
 
 pub mod admission;
+pub mod auth;
 pub mod awkward;
 pub mod cache;
 pub mod catalog;

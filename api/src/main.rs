@@ -369,6 +369,7 @@ async fn serve_catalog(c: CatalogOpts, opts: ServeOpts) -> anyhow::Result<()> {
         ..opts.config()?
     };
     let service = Service {
+        auth: None,
         tree: Tree::Catalog(CatalogTree {
             database,
             writable: write
@@ -397,13 +398,24 @@ async fn run_service(service: Service) -> anyhow::Result<()> {
     use tessera_api::catalog::sqlite::SqliteCatalog;
     let started = std::time::Instant::now();
     let Service {
+        auth,
         tree,
-        config,
+        mut config,
         generated_api_key,
         host,
         port,
         orphan_grace,
     } = service;
+    if let Some(settings) = auth {
+        let database = settings.database.clone();
+        let auth = tessera_api::auth::Auth::start(settings)
+            .await
+            .map_err(|e| {
+                let at = database.map_or("memory".into(), |d| config_file::without_password(&d));
+                anyhow::anyhow!("the authentication database ({at}): {e}")
+            })?;
+        config.auth = Some(Arc::new(auth));
+    }
     let suffix = match (&config.api_key, generated_api_key) {
         (Some(key), true) => format!("?api_key={key}"),
         _ => String::new(),
@@ -685,6 +697,7 @@ async fn main() -> anyhow::Result<()> {
             what: Serve::Demo { opts },
         } => {
             let service = Service {
+                auth: None,
                 tree: Tree::Demo,
                 config: opts.config()?,
                 generated_api_key: false,

@@ -181,11 +181,17 @@ BAD_CONFIGS = {
     "unknown key": (DEMO_TREE + "tesera: {cache_bytes: 1}\n", "tesera"),
     "wrong type": (DEMO_TREE + "tessera:\n  cache_bytes: lots\n", "tessera.cache_bytes"),
     "unknown tessera key": (DEMO_TREE + "tessera: {cache_byte: 1}\n", "tessera.cache_byte"),
-    "login providers": (
+    "login provider without users": (
         DEMO_TREE
         + "authentication:\n  providers:\n    - provider: toy\n"
         + "      authenticator: tiled.authenticators:DictionaryAuthenticator\n",
-        "authentication.providers",
+        "authentication.providers[0].args.users_to_passwords",
+    ),
+    "authenticator tessera does not have": (
+        DEMO_TREE
+        + "authentication:\n  providers:\n    - provider: pam\n"
+        + "      authenticator: tiled.authenticators:PAMAuthenticator\n",
+        "authentication.providers[0].authenticator",
     ),
     "python object tree": (
         "trees:\n  - path: /\n    tree: my_facility.trees:tree\n",

@@ -368,6 +368,54 @@ fn order_by(sort: &[SortKey]) -> String {
     })
 }
 
+/// A connection pool for `uri` (`postgresql://user@host:port/db?options=-csearch_path%3Dschema`;
+/// a `+driver` suffix on the scheme, as in Tiled's URIs, is accepted), with every statement
+/// stopped after `statement_timeout` when given. Connects lazily.
+pub fn pool(
+    uri: &str,
+    max_connections: usize,
+    statement_timeout: Option<std::time::Duration>,
+) -> Result<Pool, ApiError> {
+    let uri = match uri.split_once("://") {
+        Some((scheme, rest)) if scheme.starts_with("postgres") => {
+            format!("postgresql://{rest}")
+        }
+        _ => uri.to_string(),
+    };
+    let mut config = tokio_postgres::Config::from_str(&uri)
+        .map_err(|e| ApiError::bad_request(format!("bad PostgreSQL URI: {e}")))?;
+    if let Some(t) = statement_timeout {
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or(""),
+            t.as_millis().max(1)
+        );
+        config.options(options.trim());
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    // A request waits for a free connection at most as long as a statement may run, and
+    // for a new one at most CONNECT_TIMEOUT: an unreachable database is a quick 503.
+    Pool::builder(manager)
+        .max_size(max_connections.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(
+            statement_timeout.unwrap_or(std::time::Duration::from_secs(30)),
+        ))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(db_err)
+}
+
 impl PostgresCatalog {
     /// Connects to `uri` (`postgresql://user@host:port/db?options=-csearch_path%3Dschema`;
     /// a `+driver` suffix on the scheme, as in Tiled's URIs, is accepted) and applies any
@@ -383,44 +431,7 @@ impl PostgresCatalog {
         max_connections: usize,
         statement_timeout: Option<std::time::Duration>,
     ) -> Result<Self, ApiError> {
-        let uri = match uri.split_once("://") {
-            Some((scheme, rest)) if scheme.starts_with("postgres") => {
-                format!("postgresql://{rest}")
-            }
-            _ => uri.to_string(),
-        };
-        let mut config = tokio_postgres::Config::from_str(&uri)
-            .map_err(|e| ApiError::bad_request(format!("bad PostgreSQL URI: {e}")))?;
-        if let Some(t) = statement_timeout {
-            let options = format!(
-                "{} -c statement_timeout={}",
-                config.get_options().unwrap_or(""),
-                t.as_millis().max(1)
-            );
-            config.options(options.trim());
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // A request waits for a free connection at most as long as a statement may run, and
-        // for a new one at most CONNECT_TIMEOUT: an unreachable database is a quick 503.
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(
-                statement_timeout.unwrap_or(std::time::Duration::from_secs(30)),
-            ))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(db_err)?;
+        let pool = pool(uri, max_connections, statement_timeout)?;
         let mut client = pool.get().await.map_err(db_err)?;
         migrate::migrate_postgres(&mut client)
             .await

@@ -16,6 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 
 use crate::admission::{Held, Holds, Reservation};
+use crate::auth::scopes::{self, Scopes};
+use crate::auth::{Caller, Credentials};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
@@ -46,6 +48,8 @@ pub enum Endpoint {
     ContainerFull(Vec<String>),
     Revisions(Vec<String>),
     Register(Vec<String>),
+    /// `/api/v1/auth/...`: login, sessions, API keys (multi-user mode).
+    Auth(Vec<String>),
 }
 
 /// Splits a node path on `/`, percent-decodes each segment and drops empty ones (the client
@@ -91,6 +95,11 @@ impl Endpoint {
         }
         let not_found = || ApiError::not_found("Not Found");
         let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
+        if let Some(tail) = rest.strip_prefix("auth")
+            && (tail.is_empty() || tail.starts_with('/'))
+        {
+            return Ok(Endpoint::Auth(split_path(tail)?));
+        }
         for (prefix, make) in NODE_ROUTES {
             if let Some(tail) = rest.strip_prefix(prefix)
                 && (tail.is_empty() || tail.starts_with('/'))
@@ -136,6 +145,10 @@ pub struct Request {
     pub base: String,
     /// Names this request in the log and in error bodies.
     pub id: String,
+    /// Who is asking, and what they may do.
+    pub caller: Caller,
+    /// The address the connection came from (the proxy's, behind one).
+    pub peer: Option<std::net::SocketAddr>,
     /// Memory reserved for this request's buffers and body, released once the response
     /// body is sent.
     reservations: std::sync::Mutex<Vec<Reservation>>,
@@ -272,10 +285,15 @@ pub async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Body,
 ) -> Response {
     let id = request_id(&headers);
-    let mut resp = match admit_and_route(&state, method, &uri, headers, body, &id).await {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let csrf = state.config.auth.is_some() && cookie(&headers, "tiled_csrf").is_none();
+    let mut resp = match admit_and_route(&state, method, &uri, headers, body, &id, peer).await {
         Ok((resp, holds)) => {
             let (parts, body) = resp.into_parts();
             Response::from_parts(parts, Held::wrap(body, holds))
@@ -285,7 +303,27 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    // The client reads this cookie to send it back as `x-csrf` on refresh and revoke.
+    if csrf {
+        let value = format!(
+            "tiled_csrf={}; HttpOnly; Path=/; SameSite=lax",
+            crate::auth::random_hex(16)
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     resp
+}
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 async fn admit_and_route(
@@ -295,6 +333,7 @@ async fn admit_and_route(
     headers: HeaderMap,
     body: Body,
     id: &str,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(Response, Holds), ApiError> {
     let endpoint = Endpoint::parse(uri.path())?;
     let slot = state.admission.admit()?;
@@ -305,9 +344,11 @@ async fn admit_and_route(
         headers,
         body: Bytes::new(),
         id: id.to_string(),
+        caller: Caller::anonymous(Scopes::NONE),
+        peer,
         reservations: Default::default(),
     };
-    authorize(state, &endpoint, &req)?;
+    req.caller = authorize(state, &endpoint, &req).await?;
     req.body = read_body(state, &endpoint, &req, body).await?;
     let resp = route(state, endpoint, &req)
         .await
@@ -322,78 +363,100 @@ async fn admit_and_route(
     ))
 }
 
-/// The API key a request presents: `Authorization: Apikey ...`, `?api_key=` or the
-/// `tiled_api_key` cookie.
-fn presented_key(req: &Request) -> Result<Option<String>, ApiError> {
+/// The credentials a request presents, as Tiled reads them: an API key (`?api_key=`,
+/// `Authorization: Apikey ...`, the `tiled_api_key` cookie) first, else a bearer token.
+/// The flag says the credentials came from the cookie alone (the CSRF check).
+fn credentials(req: &Request) -> Result<(Credentials, bool), ApiError> {
+    if let Some(k) = req.params.get("api_key") {
+        return Ok((Credentials::ApiKey(k.to_string()), false));
+    }
+    let mut bearer = None;
     if let Some(h) = req.headers.get(header::AUTHORIZATION) {
         let text = h.to_str().unwrap_or("");
         let (scheme, secret) = text.split_once(' ').unwrap_or((text, ""));
-        if scheme.eq_ignore_ascii_case("apikey") || scheme.eq_ignore_ascii_case("bearer") {
-            return Ok(Some(secret.trim().to_string()));
+        let secret = secret.trim().to_string();
+        if scheme.eq_ignore_ascii_case("apikey") {
+            return Ok((Credentials::ApiKey(secret), false));
         }
-        return Err(ApiError::bad_request(
-            "Authorization header must include the authorization type followed by a space and \
-             then the secret, as in 'Bearer SECRET' or 'Apikey SECRET'. ",
-        ));
-    }
-    if let Some(k) = req.params.get("api_key") {
-        return Ok(Some(k.to_string()));
-    }
-    let cookie = req
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("tiled_api_key=").map(str::to_string));
-    Ok(cookie)
-}
-
-/// Single-user access: with an API key configured, every request but the root document,
-/// health checks, metrics and the OpenAPI document presents it (reads may be public).
-fn authorize(state: &AppState, endpoint: &Endpoint, req: &Request) -> Result<(), ApiError> {
-    let Some(key) = &state.config.api_key else {
-        return Ok(());
-    };
-    if matches!(
-        endpoint,
-        Endpoint::WebRoot
-            | Endpoint::Healthz
-            | Endpoint::Metrics
-            | Endpoint::OpenApi
-            | Endpoint::ApiRootRedirect
-            | Endpoint::ApiRoot
-    ) {
-        return Ok(());
-    }
-    // POSTs to data routes are reads with a body (column and buffer lists).
-    let read = matches!(req.method, Method::GET | Method::HEAD)
-        || (req.method == Method::POST
-            && !matches!(
-                endpoint,
-                Endpoint::Metadata(_) | Endpoint::Revisions(_) | Endpoint::Register(_)
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::bad_request(
+                "Authorization header must include the authorization type followed by a space and \
+                 then the secret, as in 'Bearer SECRET' or 'Apikey SECRET'. ",
             ));
-    let unauthorized = |detail: String| {
-        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, detail);
-        e.www_authenticate = true;
-        e
-    };
-    match presented_key(req)? {
-        Some(k) if constant_time_eq(k.as_bytes(), key.as_bytes()) => Ok(()),
-        Some(_) => Err(unauthorized("Invalid API key".into())),
-        None if read && state.config.public => Ok(()),
-        None => {
-            let scope = if read { "read:metadata" } else { "write:data" };
-            Err(unauthorized(format!(
-                "Not enough permissions. Requires scopes ['{scope}']. Request had scopes []"
-            )))
         }
+        bearer = Some(secret);
     }
+    if let Some(k) = cookie(&req.headers, "tiled_api_key") {
+        return Ok((Credentials::ApiKey(k.to_string()), bearer.is_none()));
+    }
+    Ok((bearer.map_or(Credentials::None, Credentials::Bearer), false))
 }
 
-/// Compares secrets in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// 401 for a caller without the scopes `need`, in Tiled's words.
+pub fn not_enough(need: Scopes, had: Scopes) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        format!(
+            "Not enough permissions. Requires scopes {}. Request had scopes {}",
+            need.display(),
+            had.display()
+        ),
+    );
+    e.www_authenticate = true;
+    e
+}
+
+/// Who is asking (through the one place every request passes), checked against the scopes
+/// the route requires. Multi-user: a principal's token or key, or anonymous. Single-user:
+/// the holder of the one key gets its scopes; without a configured key everyone does.
+async fn authorize(
+    state: &AppState,
+    endpoint: &Endpoint,
+    req: &Request,
+) -> Result<Caller, ApiError> {
+    let (credentials, cookie_only) = credentials(req)?;
+    // A browser sends cookies to any site's forms: a change made with the cookie alone must
+    // also echo the CSRF cookie in a header.
+    if cookie_only && !matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let echoed = req
+            .headers
+            .get("x-csrf")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.params.get("csrf"));
+        let expected = cookie(&req.headers, "tiled_csrf");
+        let ok = matches!((echoed, expected), (Some(a), Some(b)) if crate::auth::constant_time_eq(a.as_bytes(), b.as_bytes()));
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a request authenticated by the tiled_api_key cookie must send the tiled_csrf \
+                 cookie's value in an x-csrf header",
+            ));
+        }
+    }
+    let caller = match (&state.config.auth, &state.config.api_key) {
+        (Some(auth), _) => auth.caller(&credentials).await?,
+        (None, None) => Caller::anonymous(scopes::SINGLE_USER),
+        (None, Some(key)) => match &credentials {
+            Credentials::ApiKey(k) | Credentials::Bearer(k)
+                if crate::auth::constant_time_eq(k.as_bytes(), key.as_bytes()) =>
+            {
+                Caller::anonymous(scopes::SINGLE_USER)
+            }
+            Credentials::ApiKey(_) | Credentials::Bearer(_) => {
+                let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "Invalid API key");
+                e.www_authenticate = true;
+                return Err(e);
+            }
+            Credentials::None if state.config.public => Caller::anonymous(scopes::PUBLIC),
+            Credentials::None => Caller::anonymous(Scopes::NONE),
+        },
+    };
+    if let Some(need) = scopes::required(endpoint, &req.method)
+        && !caller.scopes.covers(need)
+    {
+        return Err(not_enough(need, caller.scopes));
+    }
+    Ok(caller)
 }
 
 fn method_not_allowed(req: &Request, allowed: &str) -> ApiError {
@@ -421,6 +484,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
     match endpoint {
         Endpoint::Metadata(p) if post => write::create(state, req, &p).await,
         Endpoint::Register(p) if post => register::register(state, req, &p).await,
+        Endpoint::Auth(p) => crate::auth::routes::route(state, req, &p).await,
         Endpoint::Metadata(p) if put => write::replace_metadata(state, req, &p).await,
         Endpoint::Metadata(p) if patch => write::patch_metadata(state, req, &p).await,
         Endpoint::Metadata(p) if delete => write::delete(state, req, &p).await,

@@ -61,7 +61,40 @@ pub fn redirect_to_root(base: &str) -> Response {
     r
 }
 
-pub async fn root(_state: &AppState, req: &Request) -> Result<Response, ApiError> {
+/// The root document's `authentication`: the login providers and the links the client
+/// follows, as Tiled gives them.
+fn authentication(state: &AppState, base: &str) -> serde_json::Value {
+    let Some(auth) = &state.config.auth else {
+        return json!({"required": false, "providers": [], "links": null});
+    };
+    let providers: Vec<serde_json::Value> = auth
+        .settings
+        .providers
+        .iter()
+        .map(|p| {
+            json!({
+                "provider": p.name,
+                "mode": "internal",
+                "links": {"auth_endpoint": format!("{base}/auth/provider/{}/token", p.name)},
+                "confirmation_message": p.confirmation_message,
+                "extra_scopes": null,
+            })
+        })
+        .collect();
+    json!({
+        "required": !auth.settings.allow_anonymous_access,
+        "providers": providers,
+        "links": {
+            "whoami": format!("{base}/auth/whoami"),
+            "apikey": format!("{base}/auth/apikey"),
+            "refresh_session": format!("{base}/auth/session/refresh"),
+            "revoke_session": format!("{base}/auth/session/revoke/{{session_id}}"),
+            "logout": format!("{base}/auth/logout"),
+        },
+    })
+}
+
+pub async fn root(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let (formats, aliases) = negotiate::root_formats();
     let doc = json!({
         "api_version": 0,
@@ -69,7 +102,7 @@ pub async fn root(_state: &AppState, req: &Request) -> Result<Response, ApiError
         "formats": formats,
         "aliases": aliases,
         "queries": QUERY_NAMES,
-        "authentication": {"required": false, "providers": [], "links": null},
+        "authentication": authentication(state, &req.base),
         "links": {"self": req.base, "documentation": format!("{}/docs", req.base)},
         "meta": {"root_path": "/api"},
     });

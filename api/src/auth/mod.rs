@@ -1,0 +1,781 @@
+//! Multi-user access: who is asking (a principal through an access token or an API key,
+//! or nobody) and what they may do (scopes). Principals log in with a password provider
+//! (Tiled's `DictionaryAuthenticator`), get short-lived access tokens and a refresh token
+//! bound to a session in the authentication database, and make API keys, stored hashed.
+//! Sessions and keys live in the database, so any API node refreshes, revokes and accepts
+//! them. Single-user mode (one static key) is unchanged and has none of this.
+
+pub mod routes;
+pub mod scopes;
+pub mod store;
+pub mod tokens;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::error::ApiError;
+use scopes::Scopes;
+use store::{Db, Val};
+use tokens::{Keys, TokenError, TokenIdentity};
+
+/// A password provider: users and their passwords, from the configuration.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub name: String,
+    pub users: HashMap<String, String>,
+    pub confirmation_message: Option<String>,
+}
+
+/// The settings of multi-user access (Tiled's `authentication` and `database` sections).
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub providers: Vec<Provider>,
+    /// `(provider, id)` of the identities that get role `admin`.
+    pub admins: Vec<(String, String)>,
+    pub secret_keys: Vec<String>,
+    pub allow_anonymous_access: bool,
+    pub access_token_max_age: Duration,
+    pub refresh_token_max_age: Duration,
+    pub session_max_age: Duration,
+    /// The authentication database; `None`: an in-memory SQLite database (sessions and
+    /// keys end with the process, and are this node's only).
+    pub database: Option<String>,
+    pub init_if_not_exists: bool,
+    /// Failed logins of one user in a minute before further attempts are refused (429);
+    /// one address may fail ten times as often.
+    pub login_failures_per_minute: u32,
+}
+
+/// Who made a request, and what they may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal's UUID (32 hex digits); `None` for anonymous callers and the holder of
+    /// the single-user key.
+    pub principal: Option<String>,
+    pub scopes: Scopes,
+    /// The hash of the API key used, if one was.
+    pub api_key: Option<String>,
+}
+
+impl Caller {
+    pub fn anonymous(scopes: Scopes) -> Caller {
+        Caller {
+            principal: None,
+            scopes,
+            api_key: None,
+        }
+    }
+}
+
+/// The credentials a request presents.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    ApiKey(String),
+    Bearer(String),
+}
+
+/// An API key as stored.
+#[derive(Clone, Debug)]
+struct KeyRecord {
+    principal: String,
+    scopes: Scopes,
+    expires: Option<i64>,
+}
+
+/// How long a looked-up API key is trusted without asking the database again: a key
+/// revoked on another node stops working within this time (at once on the revoking node).
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// At most one `latest_activity` write per key or principal in this time.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
+/// API keys a principal may hold.
+const MAX_KEYS: i64 = 100;
+
+/// The multi-user machinery of a node.
+pub struct Auth {
+    pub settings: AuthSettings,
+    keys: Keys,
+    db: Db,
+    limiter: LoginLimiter,
+    key_cache: moka::sync::Cache<String, Option<Arc<KeyRecord>>>,
+    activity: moka::sync::Cache<String, ()>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("providers", &self.settings.providers.len())
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    // The OS generator; failing it is a broken machine.
+    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The stored form of an API key: SHA-256 of its bytes (the secret is hex).
+fn key_hash(secret: &str) -> String {
+    hex(&sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(detail: impl Into<String>) -> ApiError {
+    let mut e = ApiError::new(StatusCode::UNAUTHORIZED, detail.into());
+    e.www_authenticate = true;
+    e
+}
+
+fn iso(t: Option<i64>) -> Value {
+    t.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or(Value::Null, |d| Value::String(d.to_rfc3339()))
+}
+
+/// A UUID of 32 hex digits in its dashed form, as Tiled shows principals and sessions.
+fn dashed(u: &str) -> String {
+    uuid::Uuid::parse_str(u).map_or_else(|_| u.to_string(), |u| u.hyphenated().to_string())
+}
+
+impl Auth {
+    /// Opens the database and readies the keys.
+    pub async fn start(settings: AuthSettings) -> anyhow::Result<Auth> {
+        let uri = settings.database.as_deref().unwrap_or(":memory:");
+        let init = settings.init_if_not_exists || settings.database.is_none();
+        let db = Db::open(uri, init).await?;
+        Ok(Auth {
+            keys: Keys::new(&settings.secret_keys),
+            limiter: LoginLimiter::new(settings.login_failures_per_minute),
+            key_cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            activity: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ACTIVITY_EVERY)
+                .build(),
+            settings,
+            db,
+        })
+    }
+
+    /// Scopes of callers who present nothing.
+    pub fn anonymous_scopes(&self) -> Scopes {
+        if self.settings.allow_anonymous_access {
+            scopes::PUBLIC
+        } else {
+            Scopes::NONE
+        }
+    }
+
+    /// Who presents `credentials`: an unknown, revoked or expired key, or a bad token, is a
+    /// 401 with Tiled's detail.
+    pub async fn caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
+        match credentials {
+            Credentials::None => Ok(Caller::anonymous(self.anonymous_scopes())),
+            Credentials::Bearer(token) => match self.keys.access(token) {
+                Ok(claims) => {
+                    let scopes = Scopes::parse(&claims.scp)
+                        .map_err(|_| unauthorized("Could not validate credentials"))?;
+                    Ok(Caller {
+                        principal: Some(claims.sub),
+                        scopes,
+                        api_key: None,
+                    })
+                }
+                Err(TokenError::Expired) => {
+                    Err(unauthorized("Access token has expired. Refresh token."))
+                }
+                Err(TokenError::Invalid) => Err(unauthorized("Could not validate credentials")),
+            },
+            Credentials::ApiKey(secret) => {
+                let hash = key_hash(secret);
+                let record = match self.key_cache.get(&hash) {
+                    Some(r) => r,
+                    None => {
+                        let r = self.load_key(&hash).await?.map(Arc::new);
+                        self.key_cache.insert(hash.clone(), r.clone());
+                        r
+                    }
+                };
+                let record = record
+                    .filter(|r| r.expires.is_none_or(|e| e > now()))
+                    .ok_or_else(|| unauthorized("Invalid API key"))?;
+                let role = self.role_scopes(&record.principal).await?;
+                let scopes = if record.scopes.covers(scopes::INHERIT) {
+                    role
+                } else {
+                    record.scopes.and(role)
+                };
+                self.note_activity(&hash).await;
+                Ok(Caller {
+                    principal: Some(record.principal.clone()),
+                    scopes,
+                    api_key: Some(hash),
+                })
+            }
+        }
+    }
+
+    async fn load_key(&self, hash: &str) -> Result<Option<KeyRecord>, ApiError> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT principal, scopes, expires FROM auth_api_keys WHERE hash = $1",
+                vec![hash.into()],
+            )
+            .await?;
+        Ok(rows.first().map(|r| KeyRecord {
+            principal: r[0].str().to_string(),
+            scopes: serde_json::from_str::<Vec<String>>(r[1].str())
+                .ok()
+                .and_then(|names| Scopes::parse(&names).ok())
+                .unwrap_or_default(),
+            expires: r[2].int(),
+        }))
+    }
+
+    /// The scopes of the principal's role now (none for a principal that is gone).
+    async fn role_scopes(&self, principal: &str) -> Result<Scopes, ApiError> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT role FROM auth_principals WHERE uuid = $1",
+                vec![principal.into()],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| scopes::role(r[0].str()))
+            .unwrap_or_default())
+    }
+
+    /// Records the use of key `hash`, at most once a minute.
+    async fn note_activity(&self, hash: &str) {
+        if self.activity.contains_key(hash) {
+            return;
+        }
+        self.activity.insert(hash.to_string(), ());
+        let _ = self
+            .db
+            .exec(
+                "UPDATE auth_api_keys SET latest_activity = $1 WHERE hash = $2",
+                vec![now().into(), hash.into()],
+            )
+            .await;
+    }
+
+    /// Logs `username` in with `password` at `provider`: a new session and its tokens.
+    pub async fn password_login(
+        &self,
+        provider: &str,
+        username: &str,
+        password: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<Value, ApiError> {
+        let p = self
+            .settings
+            .providers
+            .iter()
+            .find(|p| p.name == provider)
+            .ok_or_else(|| ApiError::not_found(format!("no login provider {provider:?}")))?;
+        let user_key = format!("user:{provider}/{username}");
+        let addr_key = addr.map(|a| format!("addr:{a}"));
+        self.limiter.check(&user_key, 1)?;
+        if let Some(k) = &addr_key {
+            self.limiter.check(k, 10)?;
+        }
+        let known = p.users.get(username);
+        // Compared even for unknown users, so the time does not tell who exists.
+        let expected = known.map_or("\u{0}", String::as_str);
+        if !constant_time_eq(expected.as_bytes(), password.as_bytes()) || known.is_none() {
+            self.limiter.fail(&user_key);
+            if let Some(k) = &addr_key {
+                self.limiter.fail(k);
+            }
+            tracing::info!(provider, "a failed login");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect username or password",
+            ));
+        }
+        let principal = self.principal_for(provider, username).await?;
+        let session = uuid::Uuid::new_v4().simple().to_string();
+        let expires = now() + self.settings.session_max_age.as_secs() as i64;
+        self.db
+            .exec(
+                "INSERT INTO auth_sessions (uuid, principal, expires) VALUES ($1, $2, $3)",
+                vec![
+                    session.clone().into(),
+                    principal.clone().into(),
+                    expires.into(),
+                ],
+            )
+            .await?;
+        let mut doc = self.tokens(&principal, &session).await?;
+        doc["identity"] = json!({"id": username, "provider": provider});
+        doc["principal"] = json!(principal);
+        Ok(doc)
+    }
+
+    /// The principal of identity `(provider, id)`, made on its first login; its role
+    /// follows `tiled_admins` at each login.
+    async fn principal_for(&self, provider: &str, id: &str) -> Result<String, ApiError> {
+        let admin = self
+            .settings
+            .admins
+            .iter()
+            .any(|(p, i)| p == provider && i == id);
+        let found = self
+            .db
+            .rows(
+                "SELECT principal FROM auth_identities WHERE provider = $1 AND id = $2",
+                vec![provider.into(), id.into()],
+            )
+            .await?;
+        let t = now();
+        if let Some(row) = found.first() {
+            let uuid = row[0].str().to_string();
+            self.db
+                .exec(
+                    "UPDATE auth_identities SET latest_login = $1 WHERE provider = $2 AND id = $3",
+                    vec![t.into(), provider.into(), id.into()],
+                )
+                .await?;
+            let role = if admin { "admin" } else { "user" };
+            self.db
+                .exec(
+                    "UPDATE auth_principals SET role = $1, latest_activity = $2 WHERE uuid = $3",
+                    vec![role.into(), t.into(), uuid.clone().into()],
+                )
+                .await?;
+            return Ok(uuid);
+        }
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        self.db
+            .exec(
+                "INSERT INTO auth_principals (uuid, kind, role, created, latest_activity) \
+                 VALUES ($1, 'user', $2, $3, $3)",
+                vec![
+                    uuid.clone().into(),
+                    if admin { "admin" } else { "user" }.into(),
+                    t.into(),
+                ],
+            )
+            .await?;
+        // Two first logins at once on two nodes: the second insert loses and uses the first.
+        let inserted = self
+            .db
+            .exec(
+                "INSERT INTO auth_identities (provider, id, principal, latest_login) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                vec![provider.into(), id.into(), uuid.clone().into(), t.into()],
+            )
+            .await?;
+        if inserted == 0 {
+            self.db
+                .exec(
+                    "DELETE FROM auth_principals WHERE uuid = $1",
+                    vec![uuid.into()],
+                )
+                .await?;
+            return Box::pin(self.principal_for(provider, id)).await;
+        }
+        Ok(uuid)
+    }
+
+    /// A new access token and refresh token for `principal` in `session`.
+    async fn tokens(&self, principal: &str, session: &str) -> Result<Value, ApiError> {
+        let role = self.role_scopes(principal).await?;
+        let ids = self
+            .db
+            .rows(
+                "SELECT id, provider FROM auth_identities WHERE principal = $1 ORDER BY provider, id",
+                vec![principal.into()],
+            )
+            .await?
+            .iter()
+            .map(|r| TokenIdentity {
+                id: r[0].str().to_string(),
+                idp: r[1].str().to_string(),
+            })
+            .collect();
+        let s = &self.settings;
+        let access = tokens::AccessClaims {
+            sub: principal.to_string(),
+            sub_typ: "user".into(),
+            scp: role.names().iter().map(|n| n.to_string()).collect(),
+            state: json!({}),
+            ids,
+            exp: now() + s.access_token_max_age.as_secs() as i64,
+            kind: "access".into(),
+        };
+        let refresh = tokens::RefreshClaims {
+            sid: session.to_string(),
+            exp: now() + s.refresh_token_max_age.as_secs() as i64,
+            kind: "refresh".into(),
+        };
+        Ok(json!({
+            "access_token": self.keys.sign(&access),
+            "expires_in": s.access_token_max_age.as_secs_f64(),
+            "refresh_token": self.keys.sign(&refresh),
+            "refresh_token_expires_in": s.refresh_token_max_age.as_secs_f64(),
+            "token_type": "bearer",
+        }))
+    }
+
+    /// New tokens for the session of `refresh_token`, if it is live.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Value, ApiError> {
+        let expired = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Session has expired. Please re-authenticate.",
+            )
+        };
+        let claims = self.keys.refresh(refresh_token).map_err(|_| expired())?;
+        let rows = self
+            .db
+            .rows(
+                "SELECT principal FROM auth_sessions WHERE uuid = $1 AND revoked = 0 AND expires > $2",
+                vec![claims.sid.clone().into(), now().into()],
+            )
+            .await?;
+        let principal = rows.first().ok_or_else(expired)?[0].str().to_string();
+        self.db
+            .exec(
+                "UPDATE auth_sessions SET refreshes = refreshes + 1 WHERE uuid = $1",
+                vec![claims.sid.clone().into()],
+            )
+            .await?;
+        self.tokens(&principal, &claims.sid).await
+    }
+
+    /// Revokes the session of `refresh_token` (logout); `false` if there is no such session.
+    pub async fn revoke_by_token(&self, refresh_token: &str) -> Result<bool, ApiError> {
+        let Ok(claims) = self.keys.refresh(refresh_token) else {
+            return Ok(false);
+        };
+        let n = self
+            .db
+            .exec(
+                "UPDATE auth_sessions SET revoked = 1 WHERE uuid = $1",
+                vec![claims.sid.into()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Revokes session `session` of `principal` (any principal's for an admin).
+    pub async fn revoke_session(&self, caller: &Caller, session: &str) -> Result<bool, ApiError> {
+        let session = session.replace('-', "");
+        let n = if caller.scopes.covers(scopes::WRITE_PRINCIPALS) {
+            self.db
+                .exec(
+                    "UPDATE auth_sessions SET revoked = 1 WHERE uuid = $1",
+                    vec![session.into()],
+                )
+                .await?
+        } else {
+            self.db
+                .exec(
+                    "UPDATE auth_sessions SET revoked = 1 WHERE uuid = $1 AND principal = $2",
+                    vec![session.into(), caller.principal.clone().into()],
+                )
+                .await?
+        };
+        Ok(n > 0)
+    }
+
+    /// The principal document Tiled's `whoami` gives (`null` for nobody).
+    pub async fn principal_doc(&self, principal: &str) -> Result<Value, ApiError> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT kind, role, latest_activity FROM auth_principals WHERE uuid = $1",
+                vec![principal.into()],
+            )
+            .await?;
+        let Some(p) = rows.first() else {
+            return Ok(Value::Null);
+        };
+        let identities: Vec<Value> = self
+            .db
+            .rows(
+                "SELECT id, provider, latest_login FROM auth_identities WHERE principal = $1 \
+                 ORDER BY provider, id",
+                vec![principal.into()],
+            )
+            .await?
+            .iter()
+            .map(|r| json!({"id": r[0].str(), "provider": r[1].str(), "latest_login": iso(r[2].int())}))
+            .collect();
+        let keys: Vec<Value> = self
+            .db
+            .rows(
+                "SELECT first_eight, expires, note, scopes, latest_activity FROM auth_api_keys \
+                 WHERE principal = $1 ORDER BY first_eight",
+                vec![principal.into()],
+            )
+            .await?
+            .iter()
+            .map(|r| key_doc(r))
+            .collect();
+        let sessions: Vec<Value> = self
+            .db
+            .rows(
+                "SELECT uuid, expires, revoked FROM auth_sessions WHERE principal = $1 \
+                 AND expires > $2 ORDER BY uuid",
+                vec![principal.into(), now().into()],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                json!({"uuid": dashed(r[0].str()), "expiration_time": iso(r[1].int()),
+                       "revoked": r[2].int() == Some(1), "state": {}})
+            })
+            .collect();
+        let role = p[1].str();
+        Ok(json!({
+            "uuid": dashed(principal),
+            "type": p[0].str(),
+            "identities": identities,
+            "roles": [{"name": role, "scopes": scopes::role(role).unwrap_or_default().names()}],
+            "api_keys": keys,
+            "sessions": sessions,
+            "latest_activity": iso(p[2].int()),
+        }))
+    }
+
+    /// A new API key of `caller`'s principal: `scopes` (`None`: inherit the principal's),
+    /// `expires_in` seconds, `note`. Scopes the caller does not hold are refused (403).
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        asked: Option<Vec<String>>,
+        expires_in: Option<f64>,
+        note: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let principal = caller.principal.clone().ok_or_else(|| {
+            unauthorized("Not enough permissions. API keys belong to a logged-in principal")
+        })?;
+        let names = asked.unwrap_or_else(|| vec!["inherit".into()]);
+        let wanted = Scopes::parse(&names)
+            .map_err(|name| ApiError::bad_request(format!("unknown scope {name:?}")))?;
+        let beyond = Scopes::parse(&scopes::NAMES)
+            .unwrap_or_default()
+            .and(wanted)
+            .names()
+            .into_iter()
+            .filter(|n| {
+                *n != "inherit"
+                    && !caller
+                        .scopes
+                        .covers(Scopes::parse(&[*n]).unwrap_or_default())
+            })
+            .collect::<Vec<_>>();
+        if !beyond.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Requested scopes {beyond:?} are not held by this principal: an API key \
+                     cannot have more scopes than its owner"
+                ),
+            ));
+        }
+        // A key made with a key cannot outgrow that key.
+        let wanted = if caller.api_key.is_some() && wanted.covers(scopes::INHERIT) {
+            caller.scopes
+        } else {
+            wanted
+        };
+        if let Some(e) = expires_in
+            && !(e.is_finite() && e > 0.0)
+        {
+            return Err(ApiError::bad_request(
+                "expires_in must be a positive number of seconds",
+            ));
+        }
+        if note.as_ref().is_some_and(|n| n.len() > 1000) {
+            return Err(ApiError::bad_request("note is longer than 1000 characters"));
+        }
+        let held = self
+            .db
+            .rows(
+                "SELECT count(*) FROM auth_api_keys WHERE principal = $1",
+                vec![principal.clone().into()],
+            )
+            .await?
+            .first()
+            .and_then(|r| {
+                r[0].int()
+                    .or_else(|| r[0].text().and_then(|t| t.parse().ok()))
+            })
+            .unwrap_or(0);
+        if held >= MAX_KEYS {
+            return Err(ApiError::bad_request(format!(
+                "this principal has {held} API keys, the most it may hold: revoke some first"
+            )));
+        }
+        let secret = random_hex(36);
+        let first_eight = secret[..8].to_string();
+        let expires = expires_in.map(|e| now() + e.ceil() as i64);
+        let names: Vec<&str> = wanted.names();
+        self.db
+            .exec(
+                "INSERT INTO auth_api_keys (hash, first_eight, principal, scopes, expires, note) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                vec![
+                    key_hash(&secret).into(),
+                    first_eight.clone().into(),
+                    principal.into(),
+                    serde_json::to_string(&names).unwrap_or_default().into(),
+                    expires.into(),
+                    note.clone().into(),
+                ],
+            )
+            .await?;
+        Ok(json!({
+            "first_eight": first_eight,
+            "expiration_time": iso(expires),
+            "note": note,
+            "scopes": names,
+            "access_tags": null,
+            "latest_activity": null,
+            "secret": secret,
+        }))
+    }
+
+    /// The key `caller` presents, without its secret.
+    pub async fn key_info(&self, caller: &Caller) -> Result<Value, ApiError> {
+        let hash = caller
+            .api_key
+            .as_ref()
+            .ok_or_else(|| unauthorized("No API key was provided with this request."))?;
+        let rows = self
+            .db
+            .rows(
+                "SELECT first_eight, expires, note, scopes, latest_activity FROM auth_api_keys \
+                 WHERE hash = $1",
+                vec![hash.clone().into()],
+            )
+            .await?;
+        rows.first()
+            .map(|r| key_doc(r))
+            .ok_or_else(|| unauthorized("Invalid API key"))
+    }
+
+    /// Revokes the key of `caller`'s principal that starts with `first_eight`.
+    pub async fn revoke_key(&self, caller: &Caller, first_eight: &str) -> Result<bool, ApiError> {
+        let Some(principal) = &caller.principal else {
+            return Ok(false);
+        };
+        let hashes = self
+            .db
+            .rows(
+                "SELECT hash FROM auth_api_keys WHERE principal = $1 AND first_eight = $2",
+                vec![principal.clone().into(), first_eight.into()],
+            )
+            .await?;
+        for row in &hashes {
+            self.db
+                .exec(
+                    "DELETE FROM auth_api_keys WHERE hash = $1",
+                    vec![row[0].clone()],
+                )
+                .await?;
+            self.key_cache.invalidate(row[0].str());
+        }
+        Ok(!hashes.is_empty())
+    }
+}
+
+/// An API key row (`first_eight, expires, note, scopes, latest_activity`) as Tiled shows it.
+fn key_doc(r: &[Val]) -> Value {
+    let scopes: Vec<String> = serde_json::from_str(r[3].str()).unwrap_or_default();
+    json!({
+        "first_eight": r[0].str(),
+        "expiration_time": iso(r[1].int()),
+        "note": r[2].text(),
+        "scopes": scopes,
+        "access_tags": null,
+        "latest_activity": iso(r[4].int()),
+    })
+}
+
+/// Failed logins per user and per address in the last minute.
+struct LoginLimiter {
+    per_minute: u32,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Entries kept before old ones are dropped (memory stays bounded under a flood of names).
+const MAX_TRACKED: usize = 100_000;
+
+impl LoginLimiter {
+    fn new(per_minute: u32) -> LoginLimiter {
+        LoginLimiter {
+            per_minute: per_minute.max(1),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// 429 when `key` failed `per_minute * factor` times in the last minute.
+    fn check(&self, key: &str, factor: u32) -> Result<(), ApiError> {
+        let Ok(mut map) = self.failures.lock() else {
+            return Ok(());
+        };
+        let Some(times) = map.get_mut(key) else {
+            return Ok(());
+        };
+        while times.front().is_some_and(|t| t.elapsed() > WINDOW) {
+            times.pop_front();
+        }
+        if times.len() < (self.per_minute * factor) as usize {
+            return Ok(());
+        }
+        let wait = times
+            .front()
+            .map_or(WINDOW, |t| WINDOW.saturating_sub(t.elapsed()));
+        crate::metrics::REFUSED.with_label_values(&["login"]).inc();
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins: wait before trying again",
+        );
+        e.retry_after = Some(wait.as_secs().max(1) as u32);
+        Err(e)
+    }
+
+    fn fail(&self, key: &str) {
+        let Ok(mut map) = self.failures.lock() else {
+            return;
+        };
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, times| times.back().is_some_and(|t| t.elapsed() <= WINDOW));
+        }
+        map.entry(key.to_string())
+            .or_default()
+            .push_back(Instant::now());
+    }
+}
