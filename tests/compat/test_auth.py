@@ -444,6 +444,44 @@ def test_an_inheriting_key_writes_until_revoked(server, monkeypatch):
     assert r.json()["detail"] == "Invalid API key"
 
 
+def test_admins_list_principals_and_key_services(server, monkeypatch):
+    from tiled.client import from_uri
+
+    admin = login(server, monkeypatch, "admin")
+    alice = login(server, monkeypatch, "alice")
+    alice_uuid = alice.context.whoami()["uuid"]
+    listed = admin.context.admin.list_principals()
+    assert alice_uuid in [p["uuid"] for p in listed]
+    shown = admin.context.admin.show_principal(alice_uuid)
+    assert shown["identities"][0]["id"] == "alice"
+
+    # A service principal reads and writes with the key an admin made for it.
+    service = admin.context.admin.create_service_principal("user")
+    assert service["type"] == "service" and service["identities"] == []
+    key = admin.context.admin.create_api_key(service["uuid"], scopes=["read:metadata", "read:data"],
+                                             note="beamline")
+    server.remember(key["secret"])
+    robot = from_uri(server.url, api_key=key["secret"])
+    assert "a1" in list(robot)
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        robot.write_array(numpy.zeros(3), key="robot")
+    assert e.value.response.status_code == 401
+    # An admin cannot give a service more than its role holds.
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        admin.context.admin.create_api_key(service["uuid"], scopes=["admin:apikeys"])
+    assert e.value.response.status_code == 403
+    admin.context.admin.revoke_api_key(service["uuid"], key["first_eight"])
+    assert server.get("/metadata/", api_key=key["secret"]).status_code == 401
+
+    # None of this is open to a user.
+    for call in (alice.context.admin.list_principals,
+                 lambda: alice.context.admin.show_principal(alice_uuid),
+                 lambda: alice.context.admin.create_service_principal("admin")):
+        with pytest.raises(httpx.HTTPStatusError) as e:
+            call()
+        assert e.value.response.status_code == 401
+
+
 def test_an_api_key_expires(server, monkeypatch):
     c = login(server, monkeypatch, "alice")
     short = c.context.create_api_key(scopes=["read:metadata"], expires_in=1, note="short")

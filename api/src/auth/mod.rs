@@ -567,47 +567,70 @@ impl Auth {
         }))
     }
 
-    /// A new API key of `caller`'s principal: `scopes` (`None`: inherit the principal's),
-    /// `expires_in` seconds, `note`. Scopes the caller does not hold are refused (403).
-    pub async fn create_key(
+    /// A new API key of `caller`'s own principal: `scopes` (`None`: inherit the
+    /// principal's), `expires_in` seconds, `note`. Scopes the caller does not hold are
+    /// refused (403); a key made with a key cannot outgrow that key.
+    pub async fn create_own_key(
         &self,
         caller: &Caller,
         asked: Option<Vec<String>>,
         expires_in: Option<f64>,
         note: Option<String>,
     ) -> Result<Value, ApiError> {
-        let principal = caller.principal.clone().ok_or_else(|| {
+        let owner = caller.principal.clone().ok_or_else(|| {
             unauthorized("Not enough permissions. API keys belong to a logged-in principal")
         })?;
+        let cap = caller.api_key.is_some().then_some(caller.scopes);
+        self.create_key(&owner, caller.scopes, cap, asked, expires_in, note)
+            .await
+    }
+
+    /// A new API key of principal `owner` (an admin's route), within its role's scopes.
+    pub async fn create_key_for(
+        &self,
+        owner: &str,
+        asked: Option<Vec<String>>,
+        expires_in: Option<f64>,
+        note: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let owner = owner.replace('-', "");
+        if self.principal_doc(&owner).await?.is_null() {
+            return Err(ApiError::not_found(format!("no principal {owner}")));
+        }
+        let held = self.role_scopes(&owner).await?;
+        self.create_key(&owner, held, None, asked, expires_in, note)
+            .await
+    }
+
+    /// A new key of `owner`, whose scopes may not exceed `held`; `cap` replaces `inherit`
+    /// (the scopes of the key it was made with).
+    async fn create_key(
+        &self,
+        owner: &str,
+        held: Scopes,
+        cap: Option<Scopes>,
+        asked: Option<Vec<String>>,
+        expires_in: Option<f64>,
+        note: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let principal = owner.to_string();
         let names = asked.unwrap_or_else(|| vec!["inherit".into()]);
         let wanted = Scopes::parse(&names)
             .map_err(|name| ApiError::bad_request(format!("unknown scope {name:?}")))?;
-        let beyond = Scopes::parse(&scopes::NAMES)
-            .unwrap_or_default()
-            .and(wanted)
-            .names()
-            .into_iter()
-            .filter(|n| {
-                *n != "inherit"
-                    && !caller
-                        .scopes
-                        .covers(Scopes::parse(&[*n]).unwrap_or_default())
-            })
-            .collect::<Vec<_>>();
+        let beyond = wanted.minus(scopes::INHERIT).minus(held);
         if !beyond.is_empty() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "Requested scopes {beyond:?} are not held by this principal: an API key \
-                     cannot have more scopes than its owner"
+                    "Requested scopes {} are not held by this principal: an API key cannot \
+                     have more scopes than its owner",
+                    beyond.display()
                 ),
             ));
         }
-        // A key made with a key cannot outgrow that key.
-        let wanted = if caller.api_key.is_some() && wanted.covers(scopes::INHERIT) {
-            caller.scopes
-        } else {
-            wanted
+        let wanted = match cap {
+            Some(cap) if wanted.covers(scopes::INHERIT) => cap,
+            _ => wanted,
         };
         if let Some(e) = expires_in
             && !(e.is_finite() && e > 0.0)
@@ -685,16 +708,14 @@ impl Auth {
             .ok_or_else(|| unauthorized("Invalid API key"))
     }
 
-    /// Revokes the key of `caller`'s principal that starts with `first_eight`.
-    pub async fn revoke_key(&self, caller: &Caller, first_eight: &str) -> Result<bool, ApiError> {
-        let Some(principal) = &caller.principal else {
-            return Ok(false);
-        };
+    /// Revokes the key of principal `owner` that starts with `first_eight`.
+    pub async fn revoke_key(&self, owner: &str, first_eight: &str) -> Result<bool, ApiError> {
+        let principal = owner.replace('-', "");
         let hashes = self
             .db
             .rows(
                 "SELECT hash FROM auth_api_keys WHERE principal = $1 AND first_eight = $2",
-                vec![principal.clone().into(), first_eight.into()],
+                vec![principal.into(), first_eight.into()],
             )
             .await?;
         for row in &hashes {
@@ -707,6 +728,42 @@ impl Auth {
             self.key_cache.invalidate(row[0].str());
         }
         Ok(!hashes.is_empty())
+    }
+}
+
+impl Auth {
+    /// Principals in creation order, `limit` from `offset` (an admin's route).
+    pub async fn principals(&self, offset: i64, limit: i64) -> Result<Value, ApiError> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT uuid FROM auth_principals ORDER BY created, uuid LIMIT $1 OFFSET $2",
+                vec![limit.into(), offset.into()],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.principal_doc(r[0].str()).await?);
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// A new service principal with `role` (it authenticates with the API keys an admin
+    /// makes for it).
+    pub async fn create_service(&self, role: &str) -> Result<Value, ApiError> {
+        if scopes::role(role).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "unknown role {role:?}: the roles are user and admin"
+            )));
+        }
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        self.db
+            .exec(
+                "INSERT INTO auth_principals (uuid, kind, role, created) VALUES ($1, 'service', $2, $3)",
+                vec![uuid.clone().into(), role.into(), now().into()],
+            )
+            .await?;
+        self.principal_doc(&uuid).await
     }
 }
 

@@ -116,6 +116,11 @@ impl Scopes {
         Scopes(self.0 & other.0)
     }
 
+    /// The scopes of this set that are not in `other`.
+    pub const fn minus(self, other: Scopes) -> Scopes {
+        Scopes(self.0 & !other.0)
+    }
+
     /// Whether every scope of `other` is in this set.
     pub const fn covers(self, other: Scopes) -> bool {
         self.0 & other.0 == other.0
