@@ -59,6 +59,9 @@ struct Args {
     /// An API key for servers that ask for one.
     #[arg(long)]
     api_key: Option<String>,
+    /// An access token (sent as `Authorization: Bearer ...`) instead of a key.
+    #[arg(long, conflicts_with = "api_key")]
+    bearer: Option<String>,
 }
 
 /// A small deterministic generator (xorshift64*), one per client.
@@ -260,6 +263,9 @@ async fn main() -> anyhow::Result<()> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(key) = &args.api_key {
         headers.insert("Authorization", format!("Apikey {key}").parse()?);
+    }
+    if let Some(token) = &args.bearer {
+        headers.insert("Authorization", format!("Bearer {token}").parse()?);
     }
     let http = reqwest::Client::builder()
         .default_headers(headers)
