@@ -207,6 +207,10 @@ pub struct Settings {
     /// Failed logins of one user in a minute before further attempts are refused (429);
     /// one client address may fail ten times as many. Default 10.
     pub login_failures_per_minute: u32,
+    /// The tag definitions of `access_control`'s tag-based policy (Tiled's tag YAML, with
+    /// group members under `groups:`), read at start-up. Required with a policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_tag_definitions: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -239,6 +243,7 @@ impl Default for Settings {
             max_jobs_in_flight: 256,
             fallback: Fallback::Inline,
             login_failures_per_minute: 10,
+            access_tag_definitions: None,
         }
     }
 }

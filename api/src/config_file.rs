@@ -100,6 +100,9 @@ pub struct ConfigFile {
     /// Where principals, sessions and API keys live (multi-user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseSpec>,
+    /// Who sees and changes which nodes (multi-user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_control: Option<AccessControl>,
     /// Largest uncompressed response body, in bytes. Default 300,000,000.
     #[serde(default = "response_bytesize_limit")]
     pub response_bytesize_limit: usize,
@@ -157,6 +160,9 @@ pub struct CatalogArgs {
     /// Create the SQLite catalog if its file is missing.
     #[serde(default)]
     pub init_if_not_exists: bool,
+    /// The root's access tags (with an access policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_level_access_tags: Vec<String>,
 }
 
 /// Tiled's `authentication`: one API key (single-user), or login providers (multi-user).
@@ -255,6 +261,32 @@ pub struct ProviderArgs {
 pub struct AdminSpec {
     pub provider: String,
     pub id: String,
+}
+
+/// The tag-based access policy tessera has.
+const TAG_POLICY: &str = "tiled.access_control.access_policies:TagBasedAccessPolicy";
+
+/// Tiled's `access_control`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessControl {
+    /// `tiled.access_control.access_policies:TagBasedAccessPolicy`.
+    pub access_policy: String,
+    pub args: PolicyArgs,
+}
+
+/// The arguments of the tag-based policy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyArgs {
+    /// The login provider whose user names the tag definitions use.
+    pub provider: String,
+    /// Tiled's parser class; tessera reads the definitions itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_tags_parser: Option<String>,
+    /// The scopes the policy may give. Default: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Tiled's `database`: where principals, sessions and API keys live.
@@ -673,7 +705,6 @@ const PYTHON_OBJECT: &str = "it names Python objects, which tessera cannot load"
 fn rule(section: &str, key: &str) -> Option<Rule> {
     use Rule::{Ignored, Unsupported};
     Some(match (section, key) {
-        ("", "access_control") => Unsupported("access policies are not implemented yet"),
         ("", "routers" | "media_types") => Unsupported(PYTHON_OBJECT),
         ("", "file_extensions") => {
             Unsupported("custom file extensions of export formats are not implemented yet")
@@ -697,7 +728,6 @@ fn rule(section: &str, key: &str) -> Option<Rule> {
             Unsupported("metadata and specs of the root from the config are not implemented yet")
         }
         ("args", "adapters_by_mimetype") => Unsupported(PYTHON_OBJECT),
-        ("args", "top_level_access_tags") => Unsupported("access tags are not implemented yet"),
         ("args", "mount_node") => {
             Unsupported("serving a node inside a catalog as the root is not implemented yet")
         }
@@ -813,11 +843,12 @@ fn screen_section(
 }
 
 /// The top-level keys of `ConfigFile`.
-const TOP_LEVEL: [&str; 8] = [
+const TOP_LEVEL: [&str; 9] = [
     "catalog",
     "trees",
     "authentication",
     "database",
+    "access_control",
     "response_bytesize_limit",
     "allow_origins",
     "uvicorn",
@@ -887,6 +918,7 @@ impl ConfigFile {
             ));
         }
         self.check_authentication()?;
+        self.policy()?;
         for (i, origin) in self.allow_origins.iter().enumerate() {
             let plain = origin == "*" || origin.contains("://");
             if !plain || !origin.chars().all(|c| c.is_ascii_graphic()) {
@@ -990,14 +1022,82 @@ impl ConfigFile {
         Ok(())
     }
 
+    /// The compiled access policy, if one is configured.
+    fn policy(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::auth::policy::TagPolicy>>, ConfigFileError> {
+        let o = &self.origins;
+        let Some(ac) = &self.access_control else {
+            return Ok(None);
+        };
+        if ac.access_policy != TAG_POLICY {
+            let message = format!(
+                "{:?} is not a policy tessera has: it has {TAG_POLICY}",
+                ac.access_policy
+            );
+            return Err(o.error("access_control.access_policy", message));
+        }
+        if !self
+            .authentication
+            .providers
+            .iter()
+            .any(|p| p.provider == ac.args.provider)
+        {
+            let message = format!(
+                "{:?} is not one of authentication.providers: an access policy names users by \
+                 their identity at a login provider",
+                ac.args.provider
+            );
+            return Err(o.error("access_control.args.provider", message));
+        }
+        let scopes = match &ac.args.scopes {
+            None => crate::auth::scopes::Scopes::parse(&crate::auth::scopes::NAMES[..16])
+                .unwrap_or_default(),
+            Some(list) => crate::auth::scopes::Scopes::parse(list).map_err(|bad| {
+                o.error(
+                    "access_control.args.scopes",
+                    format!("unknown scope {bad:?}"),
+                )
+            })?,
+        };
+        let Some((path, args)) = self.catalog_args() else {
+            return Err(o.error(
+                "access_control",
+                "an access policy needs a catalog tree: its nodes carry the access tags",
+            ));
+        };
+        let _ = path;
+        let Some(file) = &self.tessera.access_tag_definitions else {
+            return Err(o.error(
+                "access_control",
+                "give the tag definitions in tessera.access_tag_definitions (Tiled compiles them \
+                 with a script; tessera reads the same YAML)",
+            ));
+        };
+        let key = "tessera.access_tag_definitions";
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| o.error(key, format!("{}: {e}", file.display())))?;
+        let defs: crate::auth::policy::Definitions = serde_norway::from_str(&text)
+            .map_err(|e| o.error(key, format!("{}: {e}", file.display())))?;
+        let policy = crate::auth::policy::TagPolicy::compile(
+            &ac.args.provider,
+            scopes,
+            &defs,
+            args.top_level_access_tags.clone(),
+        )
+        .map_err(|e| o.error(key, format!("{}: {e}", file.display())))?;
+        Ok(Some(std::sync::Arc::new(policy)))
+    }
+
     /// The multi-user settings, when login providers are configured.
-    fn auth_settings(&self) -> Option<crate::auth::AuthSettings> {
+    fn auth_settings(&self) -> Result<Option<crate::auth::AuthSettings>, ConfigFileError> {
         let a = &self.authentication;
         if a.providers.is_empty() {
-            return None;
+            return Ok(None);
         }
         let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(1.0));
-        Some(crate::auth::AuthSettings {
+        Ok(Some(crate::auth::AuthSettings {
+            policy: self.policy()?,
             providers: a
                 .providers
                 .iter()
@@ -1023,7 +1123,7 @@ impl ConfigFile {
             database: self.database.as_ref().map(|d| d.uri.clone()),
             init_if_not_exists: self.database.as_ref().is_some_and(|d| d.init_if_not_exists),
             login_failures_per_minute: self.tessera.login_failures_per_minute,
-        })
+        }))
     }
 
     /// The catalog's arguments and their dotted path, if the tree is a catalog.
@@ -1146,7 +1246,7 @@ impl ConfigFile {
             allow_origins: self.allow_origins.clone(),
             ..self.tessera.config()
         };
-        let auth = self.auth_settings();
+        let auth = self.auth_settings()?;
         let config = Config {
             // Multi-user: principals and their keys, not one key.
             api_key: config.api_key.filter(|_| auth.is_none()),
@@ -1429,9 +1529,14 @@ mod tests {
                 "give authentication.providers",
             ),
             (
-                "access_control: {access_policy: \"tiled.access_control.access_policies:TagBasedAccessPolicy\"}\n",
-                "access_control",
-                "access policies",
+                "access_control: {access_policy: \"my.policies:ProposalPolicy\", args: {provider: toy}}\n",
+                "access_control.access_policy",
+                "not a policy tessera has",
+            ),
+            (
+                "access_control: {access_policy: \"tiled.access_control.access_policies:TagBasedAccessPolicy\", args: {provider: toy}}\n",
+                "access_control.args.provider",
+                "not one of authentication.providers",
             ),
             (
                 "routers: [\"my.module:router\"]\n",

@@ -237,7 +237,15 @@ pub fn resource(
         "specs": pick("specs", serde_json::to_value(&node.specs).unwrap_or(Value::Null)),
         "metadata": pick("metadata", metadata),
         "structure": pick("structure", structure),
-        "access_tags": Value::Null,
+        // Sorted, as Tiled lists a catalog node's tags; null for nodes without (as the demo
+        // tree's, whose nodes carry none).
+        "access_tags": if node.access_tags.is_empty() {
+            Value::Null
+        } else {
+            let mut tags = node.access_tags.clone();
+            tags.sort();
+            pick("access_tags", json!(tags))
+        },
         "sorting": pick("sorting", sorting),
         "data_sources": data_sources,
     });

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use tessera_common::adapters::table_column;
 use tessera_common::structure::{Structure, StructureFamily};
 
+use crate::auth::policy::Visible;
+use crate::auth::scopes::{self, Scopes};
 use crate::cache::{ChunkCache, EncodedCache};
-use crate::catalog::{Catalog, Node};
+use crate::catalog::query::Filter;
+use crate::catalog::{Catalog, Node, Updater};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::error::ApiError;
+use crate::routes::Request;
 
 /// Everything handlers share.
 pub struct AppState {
@@ -27,6 +31,139 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The access policy, when one applies.
+    pub fn policy(&self) -> Option<&crate::auth::policy::TagPolicy> {
+        self.config.auth.as_ref()?.settings.policy.as_deref()
+    }
+
+    /// The node at `path` as `req`'s caller may reach it: under an access policy every
+    /// container on the way must be visible to the caller (else 404, as for a missing node),
+    /// and the node must give the scopes the route needs (else 403 when the caller may see
+    /// it, 404 when not). Checked before anything is read, cached chunks included.
+    pub async fn node_for(&self, req: &Request, path: &[String]) -> Result<Arc<Node>, ApiError> {
+        let Some(policy) = self.policy() else {
+            return self.node(path).await;
+        };
+        let caller = &req.caller;
+        let root = policy.allowed(caller, policy.top_level());
+        let hidden = || ApiError::no_such_entry(path);
+        let readable = match self.listing_filter(req, &[]) {
+            None => None,
+            Some(Filter::AccessTags { tags }) => Some(tags),
+            Some(_) => Some(Vec::new()),
+        };
+        let seen = |n: &Node| {
+            readable
+                .as_ref()
+                .is_none_or(|tags| n.access_tags.iter().any(|t| tags.contains(t)))
+        };
+        for i in 1..path.len() {
+            match self.catalog.get(&path[..i]).await? {
+                Some(n) if seen(&n) => {}
+                _ => return Err(hidden()),
+            }
+        }
+        let node = self.node(path).await?;
+        if !path.is_empty() && !seen(&node) {
+            return Err(hidden());
+        }
+        let allowed = if path.is_empty() {
+            root
+        } else {
+            policy.allowed(caller, &node.access_tags)
+        };
+        // The root is always shown (its listing is what the caller may see, maybe nothing).
+        if path.is_empty() && req.need == scopes::READ_METADATA {
+            return Ok(node);
+        }
+        if !allowed.covers(req.need) {
+            if allowed.covers(scopes::READ_METADATA) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    format!(
+                        "Not enough permissions to perform this action on this node. Requires \
+                         scopes {}. Principal has scopes {} on this node.",
+                        req.need.display(),
+                        allowed.display()
+                    ),
+                ));
+            }
+            return Err(hidden());
+        }
+        Ok(node)
+    }
+
+    /// [`node_for`](Self::node_for)'s check alone, for routes that reach the node through
+    /// the catalog themselves (nothing to do without a policy).
+    pub async fn check_access(&self, req: &Request, path: &[String]) -> Result<(), ApiError> {
+        if self.policy().is_some() {
+            self.node_for(req, path).await?;
+        }
+        Ok(())
+    }
+
+    /// The access tags of a node `req` creates from the asked ones (`None`: none asked):
+    /// under a policy, as the policy allows; without one, as asked.
+    pub fn new_node_tags(
+        &self,
+        req: &Request,
+        asked: Option<Vec<String>>,
+    ) -> Result<Vec<String>, ApiError> {
+        match self.policy() {
+            Some(policy) => policy.init_tags(&req.caller, asked),
+            None => Ok(asked.unwrap_or_default()),
+        }
+    }
+
+    /// `update` with its access tags checked by the policy against the node's current ones
+    /// (unchanged tags pass; see [`TagPolicy::modify_tags`](crate::auth::policy::TagPolicy)).
+    pub fn guard_tags(&self, req: &Request, update: Updater) -> Updater {
+        let Some(policy) = self
+            .config
+            .auth
+            .as_ref()
+            .and_then(|a| a.settings.policy.clone())
+        else {
+            return update;
+        };
+        let caller = req.caller.clone();
+        Box::new(move |n| {
+            let mut u = update(n)?;
+            u.access_tags = policy.modify_tags(&caller, &n.access_tags, u.access_tags)?;
+            Ok(u)
+        })
+    }
+
+    /// The filter that keeps a listing of the container at `parent` to the children
+    /// `req`'s caller may see (`None`: no policy, or an admin). A root the caller may not read
+    /// lists nothing.
+    pub fn listing_filter(&self, req: &Request, parent: &[String]) -> Option<Filter> {
+        self.visibility(req, parent.is_empty(), scopes::READ_METADATA)
+    }
+
+    /// The filter of the children a container export includes (those the caller may read
+    /// the data of).
+    pub fn export_filter(&self, req: &Request) -> Option<Filter> {
+        self.visibility(req, false, scopes::READ_DATA)
+    }
+
+    /// The children visible to `req`'s caller for `need`; with `root`, the children of the
+    /// root, which a caller who may not read the root does not see.
+    fn visibility(&self, req: &Request, root: bool, need: Scopes) -> Option<Filter> {
+        let policy = self.policy()?;
+        if root
+            && !policy
+                .allowed(&req.caller, policy.top_level())
+                .covers(scopes::READ_METADATA)
+        {
+            return Some(Filter::AccessTags { tags: Vec::new() });
+        }
+        match policy.visible(&req.caller, need) {
+            Visible::All => None,
+            Visible::Tags(tags) => Some(Filter::AccessTags { tags }),
+        }
+    }
+
     /// The node at `path`; a table's column is resolved as a 1-D array child of the table.
     pub async fn node(&self, path: &[String]) -> Result<Arc<Node>, ApiError> {
         if let Some(n) = self.catalog.get(path).await? {

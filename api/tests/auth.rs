@@ -29,6 +29,7 @@ fn settings(database: String) -> AuthSettings {
         database: Some(database),
         init_if_not_exists: true,
         login_failures_per_minute: 3,
+        policy: None,
     }
 }
 

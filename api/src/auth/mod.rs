@@ -5,6 +5,7 @@
 //! Sessions and keys live in the database, so any API node refreshes, revokes and accepts
 //! them. Single-user mode (one static key) is unchanged and has none of this.
 
+pub mod policy;
 pub mod routes;
 pub mod scopes;
 pub mod store;
@@ -50,6 +51,8 @@ pub struct AuthSettings {
     /// Failed logins of one user in a minute before further attempts are refused (429);
     /// one address may fail ten times as often.
     pub login_failures_per_minute: u32,
+    /// Who sees and changes which nodes; `None`: every principal sees everything.
+    pub policy: Option<Arc<policy::TagPolicy>>,
 }
 
 /// Who made a request, and what they may do.
@@ -61,6 +64,10 @@ pub struct Caller {
     pub scopes: Scopes,
     /// The hash of the API key used, if one was.
     pub api_key: Option<String>,
+    /// A service principal (named by its UUID), not a user.
+    pub service: bool,
+    /// The principal's identities: `(provider, id)`.
+    pub identities: Vec<(String, String)>,
 }
 
 impl Caller {
@@ -69,6 +76,8 @@ impl Caller {
             principal: None,
             scopes,
             api_key: None,
+            service: false,
+            identities: Vec::new(),
         }
     }
 }
@@ -81,12 +90,16 @@ pub enum Credentials {
     Bearer(String),
 }
 
-/// An API key as stored.
+/// An API key as stored, with what the caller needs of its principal.
 #[derive(Clone, Debug)]
 struct KeyRecord {
     principal: String,
     scopes: Scopes,
     expires: Option<i64>,
+    /// The scopes of the principal's role.
+    role: Scopes,
+    service: bool,
+    identities: Vec<(String, String)>,
 }
 
 /// How long a looked-up API key is trusted without asking the database again: a key
@@ -202,6 +215,8 @@ impl Auth {
                         principal: Some(claims.sub),
                         scopes,
                         api_key: None,
+                        service: claims.sub_typ == "service",
+                        identities: claims.ids.into_iter().map(|i| (i.idp, i.id)).collect(),
                     })
                 }
                 Err(TokenError::Expired) => {
@@ -222,17 +237,18 @@ impl Auth {
                 let record = record
                     .filter(|r| r.expires.is_none_or(|e| e > now()))
                     .ok_or_else(|| unauthorized("Invalid API key"))?;
-                let role = self.role_scopes(&record.principal).await?;
                 let scopes = if record.scopes.covers(scopes::INHERIT) {
-                    role
+                    record.role
                 } else {
-                    record.scopes.and(role)
+                    record.scopes.and(record.role)
                 };
                 self.note_activity(&hash).await;
                 Ok(Caller {
                     principal: Some(record.principal.clone()),
                     scopes,
                     api_key: Some(hash),
+                    service: record.service,
+                    identities: record.identities.clone(),
                 })
             }
         }
@@ -246,13 +262,40 @@ impl Auth {
                 vec![hash.into()],
             )
             .await?;
-        Ok(rows.first().map(|r| KeyRecord {
-            principal: r[0].str().to_string(),
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let principal = r[0].str().to_string();
+        let who = self
+            .db
+            .rows(
+                "SELECT kind, role FROM auth_principals WHERE uuid = $1",
+                vec![principal.clone().into()],
+            )
+            .await?;
+        let identities = self
+            .db
+            .rows(
+                "SELECT provider, id FROM auth_identities WHERE principal = $1",
+                vec![principal.clone().into()],
+            )
+            .await?
+            .iter()
+            .map(|i| (i[0].str().to_string(), i[1].str().to_string()))
+            .collect();
+        Ok(Some(KeyRecord {
             scopes: serde_json::from_str::<Vec<String>>(r[1].str())
                 .ok()
                 .and_then(|names| Scopes::parse(&names).ok())
                 .unwrap_or_default(),
             expires: r[2].int(),
+            role: who
+                .first()
+                .and_then(|w| scopes::role(w[1].str()))
+                .unwrap_or_default(),
+            service: who.first().is_some_and(|w| w[0].str() == "service"),
+            identities,
+            principal,
         }))
     }
 

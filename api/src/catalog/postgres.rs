@@ -305,6 +305,15 @@ fn compile(f: &Filter, q: &mut Sql) -> String {
             )
         }
         Filter::AccessTags { tags } => format!("n.access_tags && {}", q.arg(tags.clone())),
+        // Within a deep search (`c` is the search root's closure row of `n`).
+        Filter::AccessPath { tags } => format!(
+            "NOT EXISTS (SELECT 1 FROM node_closure a \
+             JOIN node_closure r ON r.descendant = a.ancestor AND r.ancestor = c.ancestor \
+             JOIN nodes m ON m.id = a.ancestor \
+             WHERE a.descendant = n.id AND a.depth >= 1 AND r.depth >= 1 \
+             AND NOT (m.access_tags && {}))",
+            q.arg(tags.clone())
+        ),
     }
 }
 

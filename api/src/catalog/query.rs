@@ -79,6 +79,12 @@ pub enum Filter {
     AccessTags {
         tags: Vec<String>,
     },
+    /// Deep searches under an access policy: every container strictly between the search's
+    /// root and the match carries one of `tags` (the match's own tags are an `AccessTags`).
+    /// Never parsed from a request.
+    AccessPath {
+        tags: Vec<String>,
+    },
 }
 
 /// The query names the root document advertises, in Tiled's order.
@@ -430,6 +436,9 @@ impl Filter {
             }
             Filter::StructureFamily { family } => c.family == *family,
             Filter::AccessTags { tags } => tags.iter().any(|t| c.access_tags.contains(t)),
+            // In-memory trees have no access policy (it needs a catalog database); the
+            // database catalogs compile this.
+            Filter::AccessPath { .. } => true,
         }
     }
 }

@@ -78,6 +78,17 @@ fn sql_scalar(v: &Value) -> SqlValue {
 }
 
 /// Appends the SQL condition of one filter (over table alias `n`) and its parameters.
+/// The placeholders of an `IN (...)` over `tags`, their values pushed to `args` (a NULL for
+/// none, which nothing equals).
+fn tag_marks(tags: &[String], args: &mut Vec<SqlValue>) -> String {
+    if tags.is_empty() {
+        args.push(SqlValue::Null);
+        return "?".into();
+    }
+    args.extend(tags.iter().map(|t| SqlValue::Text(t.clone())));
+    vec!["?"; tags.len()].join(", ")
+}
+
 fn compile(f: &Filter, sql: &mut Vec<String>, args: &mut Vec<SqlValue>) {
     let extract = |key: &str, args: &mut Vec<SqlValue>| {
         args.push(SqlValue::Text(json_path(key)));
@@ -187,13 +198,19 @@ fn compile(f: &Filter, sql: &mut Vec<String>, args: &mut Vec<SqlValue>) {
             "n.structure_family = ?".to_string()
         }
         Filter::AccessTags { tags } => {
-            let marks = vec!["?"; tags.len().max(1)].join(", ");
-            if tags.is_empty() {
-                args.push(SqlValue::Null);
-            } else {
-                args.extend(tags.iter().map(|t| SqlValue::Text(t.clone())));
-            }
+            let marks = tag_marks(tags, args);
             format!("EXISTS (SELECT 1 FROM json_each(n.access_tags) WHERE value IN ({marks}))")
+        }
+        // Within a deep search (`c` is the search root's closure row of `n`).
+        Filter::AccessPath { tags } => {
+            let marks = tag_marks(tags, args);
+            format!(
+                "NOT EXISTS (SELECT 1 FROM node_closure a \
+                 JOIN node_closure r ON r.descendant = a.ancestor AND r.ancestor = c.ancestor \
+                 JOIN nodes m ON m.id = a.ancestor \
+                 WHERE a.descendant = n.id AND a.depth >= 1 AND r.depth >= 1 \
+                 AND NOT EXISTS (SELECT 1 FROM json_each(m.access_tags) WHERE value IN ({marks})))"
+            )
         }
     };
     sql.push(cond);

@@ -245,7 +245,7 @@ async fn send_array(
 }
 
 pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     match (&node.family, &node.structure) {
         (StructureFamily::Array, Some(Structure::Array(s))) => {
             let sel = parse_slice(req)?.resolve(&s.shape)?;
@@ -260,7 +260,7 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
 }
 
 pub async fn block(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     match (&node.family, &node.structure) {
         (StructureFamily::Array, Some(Structure::Array(s))) => {
             let sel = block_selection(req, &s.shape, &s.chunks)?;
@@ -368,7 +368,7 @@ pub async fn awkward_buffers(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     awkward_node(&node, "/awkward/buffers")?;
     let form_keys: Vec<String> = if req.method == axum::http::Method::POST {
         serde_json::from_slice(&req.body).map_err(|e| {
@@ -405,7 +405,7 @@ pub async fn awkward_full(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     awkward_node(&node, "/awkward/full")?;
     let Some(Structure::Awkward(s)) = &node.structure else {
         return Err(wrong_family(&node, "/awkward/full", "awkward"));
@@ -454,7 +454,7 @@ pub async fn ragged_full(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     if node.family != StructureFamily::Ragged {
         return Err(wrong_family(&node, "/ragged/full", "ragged"));
     }

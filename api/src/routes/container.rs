@@ -17,6 +17,7 @@ use tessera_common::slicing::Selection;
 use tessera_common::structure::{ArrayStructure, Structure, StructureFamily};
 
 use super::Request;
+use crate::catalog::query::Filter;
 use crate::catalog::{Node, SearchRequest};
 use crate::encode;
 use crate::error::ApiError;
@@ -28,13 +29,19 @@ use crate::state::AppState;
 /// Most children a container export walks per container.
 const MAX_CHILDREN: usize = 10_000;
 
-async fn children(state: &AppState, node: &Node) -> Result<Vec<Arc<Node>>, ApiError> {
+/// The children of `node` that pass `access` (the caller's access filter).
+async fn children(
+    state: &AppState,
+    node: &Node,
+    access: Option<&Filter>,
+) -> Result<Vec<Arc<Node>>, ApiError> {
     let page = state
         .catalog
         .search(
             &node.path,
             &SearchRequest {
                 limit: MAX_CHILDREN,
+                filters: access.into_iter().cloned().collect(),
                 ..Default::default()
             },
         )
@@ -63,17 +70,18 @@ fn fields(req: &Request) -> Result<Option<Vec<String>>, ApiError> {
 
 fn outline<'a>(
     state: &'a AppState,
+    access: Option<&'a Filter>,
     node: &'a Node,
     only: Option<&'a [String]>,
 ) -> futures::future::BoxFuture<'a, Result<Value, ApiError>> {
     Box::pin(async move {
         let mut contents = Map::new();
         if node.family == StructureFamily::Container {
-            for c in children(state, node).await? {
+            for c in children(state, node, access).await? {
                 if only.is_some_and(|o| !o.iter().any(|k| k == c.key())) {
                     continue;
                 }
-                contents.insert(c.key().to_string(), outline(state, &c, None).await?);
+                contents.insert(c.key().to_string(), outline(state, access, &c, None).await?);
             }
         }
         Ok(json!({"contents": contents, "metadata": node.metadata}))
@@ -109,6 +117,7 @@ async fn read_whole(
 
 fn h5_tree<'a>(
     state: &'a AppState,
+    access: Option<&'a Filter>,
     node: &'a Node,
     only: Option<&'a [String]>,
     budget: &'a mut usize,
@@ -118,7 +127,7 @@ fn h5_tree<'a>(
         match node.family {
             StructureFamily::Container => {
                 let mut kids = Vec::new();
-                for c in children(state, node).await? {
+                for c in children(state, node, access).await? {
                     if only.is_some_and(|o| !o.iter().any(|k| k == c.key())) {
                         continue;
                     }
@@ -128,7 +137,10 @@ fn h5_tree<'a>(
                             | StructureFamily::Array
                             | StructureFamily::Table
                     ) {
-                        kids.push((c.key().to_string(), h5_tree(state, &c, None, budget).await?));
+                        kids.push((
+                            c.key().to_string(),
+                            h5_tree(state, access, &c, None, budget).await?,
+                        ));
                     }
                 }
                 Ok(H5Node::Group {
@@ -194,13 +206,14 @@ pub(super) fn variable_attrs(node: &Node) -> Map<String, Value> {
 /// Also answers the coordinates no variable names (for the file's `coordinates`).
 async fn netcdf_variables(
     state: &AppState,
+    access: Option<&Filter>,
     node: &Node,
     only: Option<&[String]>,
 ) -> Result<(Vec<NcVariable>, Option<String>), ApiError> {
     let mut budget = state.config.response_bytesize_limit;
     let mut vars = Vec::new();
     let mut aux_coords: Vec<(String, Vec<String>)> = Vec::new();
-    for c in children(state, node).await? {
+    for c in children(state, node, access).await? {
         if only.is_some_and(|o| !o.iter().any(|k| k == c.key())) {
             continue;
         }
@@ -317,10 +330,11 @@ fn column_from(
 /// dataset's dimensions (C order), and the dimensions as index columns.
 async fn dataset_table(
     state: &AppState,
+    access: Option<&Filter>,
     node: &Node,
     only: Option<&[String]>,
 ) -> Result<(RecordBatch, Vec<String>), ApiError> {
-    let vars = children(state, node).await?;
+    let vars = children(state, node, access).await?;
     let mut dims: Vec<(String, usize)> = Vec::new();
     for v in &vars {
         if let Some((names, shape)) = dims_of(v) {
@@ -400,7 +414,7 @@ async fn dataset_table(
 }
 
 pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     if node.family != StructureFamily::Container {
         return Err(ApiError::not_found(format!(
             "No such entry. '{}' is a {}; /container/full serves container.",
@@ -411,15 +425,17 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
     let specs = node.spec_names();
     let media = negotiate::choose(node.family, &specs, req.params.get("format"), req.accept())?;
     let only = fields(req)?;
+    let access = state.export_filter(req);
+    let access = access.as_ref();
     let is_dataset = specs.iter().any(|s| s == "xarray_dataset");
     let body = match media {
         negotiate::HDF5 => {
             let mut budget = state.config.response_bytesize_limit;
-            let tree = h5_tree(state, &node, only.as_deref(), &mut budget).await?;
+            let tree = h5_tree(state, access, &node, only.as_deref(), &mut budget).await?;
             encode::hdf5(tree).await?
         }
         m if negotiate::is_netcdf(m) => {
-            let (vars, unplaced) = netcdf_variables(state, &node, only.as_deref()).await?;
+            let (vars, unplaced) = netcdf_variables(state, access, &node, only.as_deref()).await?;
             let mut attrs = variable_attrs(&node);
             if let Some(coords) = unplaced {
                 attrs.insert("coordinates".into(), coords.into());
@@ -427,17 +443,17 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
             encode::netcdf(attrs, vars).await?
         }
         negotiate::JSON if is_dataset => {
-            let (batch, index) = dataset_table(state, &node, only.as_deref()).await?;
+            let (batch, index) = dataset_table(state, access, &node, only.as_deref()).await?;
             encode::table(vec![batch], index, media).await?
         }
         negotiate::JSON => {
-            let v = outline(state, &node, only.as_deref()).await?;
+            let v = outline(state, access, &node, only.as_deref()).await?;
             bytes::Bytes::from(
                 serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))?,
             )
         }
         _ if is_dataset => {
-            let (batch, index) = dataset_table(state, &node, only.as_deref()).await?;
+            let (batch, index) = dataset_table(state, access, &node, only.as_deref()).await?;
             encode::table(vec![batch], index, media).await?
         }
         other => {

@@ -147,6 +147,8 @@ pub struct Request {
     pub id: String,
     /// Who is asking, and what they may do.
     pub caller: Caller,
+    /// The scopes the route needs (checked again on the node under an access policy).
+    pub need: Scopes,
     /// The address the connection came from (the proxy's, behind one).
     pub peer: Option<std::net::SocketAddr>,
     /// Memory reserved for this request's buffers and body, released once the response
@@ -345,10 +347,12 @@ async fn admit_and_route(
         body: Bytes::new(),
         id: id.to_string(),
         caller: Caller::anonymous(Scopes::NONE),
+        need: Scopes::NONE,
         peer,
         reservations: Default::default(),
     };
     req.caller = authorize(state, &endpoint, &req).await?;
+    req.need = scopes::required(&endpoint, &req.method).unwrap_or(Scopes::NONE);
     req.body = read_body(state, &endpoint, &req, body).await?;
     let resp = route(state, endpoint, &req)
         .await

@@ -114,18 +114,25 @@ pub async fn root(state: &AppState, req: &Request) -> Result<Response, ApiError>
     Ok(r)
 }
 
-async fn child_count(state: &AppState, node: &Node) -> Result<Option<usize>, ApiError> {
+/// The number of children of `node` the caller of `req` may see.
+async fn child_count(
+    state: &AppState,
+    req: &Request,
+    node: &Node,
+) -> Result<Option<usize>, ApiError> {
     if node.family != StructureFamily::Container {
         return Ok(None);
     }
-    if let Some(n) = node.child_count {
+    let access = state.listing_filter(req, &node.path);
+    if let (Some(n), None) = (node.child_count, &access) {
         return Ok(Some(n as usize));
     }
-    let req = SearchRequest {
+    let sreq = SearchRequest {
         limit: 0,
+        filters: access.into_iter().collect(),
         ..Default::default()
     };
-    Ok(Some(state.catalog.search(&node.path, &req).await?.count))
+    Ok(Some(state.catalog.search(&node.path, &sreq).await?.count))
 }
 
 /// The full resource of `node`, with its child count and inlined contents where it has them.
@@ -137,7 +144,7 @@ async fn build(
     inline: bool,
 ) -> Result<Value, ApiError> {
     let count = if view.wants_count() {
-        child_count(state, node).await?
+        child_count(state, req, node).await?
     } else {
         None
     };
@@ -148,13 +155,14 @@ async fn build(
                 &node.path,
                 &SearchRequest {
                     limit: INLINE_LIMIT,
+                    filters: state.listing_filter(req, &node.path).into_iter().collect(),
                     ..Default::default()
                 },
             )
             .await?;
         let mut m = Map::new();
         for child in &page.nodes {
-            let c = child_count(state, child).await?;
+            let c = child_count(state, req, child).await?;
             m.insert(
                 child.key().to_string(),
                 resource(child, &req.base, view, c, None),
@@ -177,7 +185,7 @@ pub async fn metadata(
     if max_depth > 5 {
         return Err(ApiError::unprocessable("max_depth must be between 0 and 5"));
     }
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     let data = build(state, req, &node, &view, true).await?;
     let doc = json!({"data": data, "error": null, "links": null, "meta": {}});
     respond::document(&req.headers, &doc).await
@@ -305,8 +313,16 @@ pub async fn search(
         "sort keys",
         "max_sort_keys",
     )?;
+    state.check_access(req, path).await?;
+    let mut filters = filters(state, p)?;
+    if let Some(Filter::AccessTags { tags }) = state.listing_filter(req, path) {
+        if deep {
+            filters.push(Filter::AccessPath { tags: tags.clone() });
+        }
+        filters.push(Filter::AccessTags { tags });
+    }
     let sreq = SearchRequest {
-        filters: filters(state, p)?,
+        filters,
         sort: parse_sort(&sort, deep)?,
         offset,
         limit: if only_count { 0 } else { limit },
@@ -435,7 +451,9 @@ pub async fn distinct(
         specs: p.bool("specs", false)?,
         counts: p.bool("counts", false)?,
     };
-    let filters = filters(state, p)?;
+    state.check_access(req, path).await?;
+    let mut filters = filters(state, p)?;
+    filters.extend(state.listing_filter(req, path));
     let doc = state.catalog.distinct(path, &filters, &dreq).await?;
     respond::document(&req.headers, &doc).await
 }

@@ -282,11 +282,12 @@ pub async fn register(
             "this server registers no files: start it with --read DIR to allow files under DIR",
         ));
     }
+    state.check_access(req, parent).await?;
     let body = json_body(req)?;
     let (key, family) = key_and_family(&body)?;
     let metadata = parse_metadata(body.get("metadata"))?.unwrap_or_default();
     let specs = parse_specs(body.get("specs"))?;
-    let access_tags = parse_tags(body.get("access_tags"))?.unwrap_or_default();
+    let access_tags = state.new_node_tags(req, parse_tags(body.get("access_tags"))?)?;
     let requested = requested(&body)?;
     let mut assets = requested.assets.clone();
     assets.sort_by_key(|a| a.num.unwrap_or(0));

@@ -152,7 +152,7 @@ pub async fn partition(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     let structure = table(&node, "/table/partition")?;
     let Some(raw) = req.params.get("partition") else {
         return Err(ApiError::invalid_param(
@@ -187,7 +187,7 @@ pub async fn partition(
 }
 
 pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Response, ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     if node.family == tessera_common::structure::StructureFamily::Container {
         // `node/full` and `table/full` of a container behave like `container/full`.
         return super::container::full(state, req, path).await;

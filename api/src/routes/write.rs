@@ -156,7 +156,10 @@ pub async fn create(
     parent: &[String],
 ) -> Result<Response, ApiError> {
     let storage = storage(state)?;
-    let (mut node, sources) = parse_new_node(&json_body(req)?)?;
+    state.check_access(req, parent).await?;
+    let body = json_body(req)?;
+    let (mut node, sources) = parse_new_node(&body)?;
+    node.access_tags = state.new_node_tags(req, parse_tags(body.get("access_tags"))?)?;
     let family = node.family;
     // A taken key is a conflict whatever else the request holds (the catalog checks again,
     // atomically, when it inserts).
@@ -449,6 +452,7 @@ pub async fn replace_metadata(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
+    state.check_access(req, path).await?;
     let body = json_body(req)?;
     let metadata = parse_metadata(body.get("metadata"))?;
     let specs = parse_specs(body.get("specs"))?;
@@ -457,13 +461,16 @@ pub async fn replace_metadata(
         .catalog
         .update_metadata(
             path,
-            Box::new(move |n| {
-                Ok(MetadataUpdate {
-                    metadata: metadata.unwrap_or_else(|| n.metadata.clone()),
-                    specs: specs.unwrap_or_else(|| n.specs.clone()),
-                    access_tags: tags.unwrap_or_else(|| n.access_tags.clone()),
-                })
-            }),
+            state.guard_tags(
+                req,
+                Box::new(move |n| {
+                    Ok(MetadataUpdate {
+                        metadata: metadata.unwrap_or_else(|| n.metadata.clone()),
+                        specs: specs.unwrap_or_else(|| n.specs.clone()),
+                        access_tags: tags.unwrap_or_else(|| n.access_tags.clone()),
+                    })
+                }),
+            ),
             drop_revision(req)?,
         )
         .await?;
@@ -631,12 +638,16 @@ pub async fn patch_metadata(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
+    state.check_access(req, path).await?;
     let patch = MetadataPatch::parse(&json_body(req)?)?;
     let node = state
         .catalog
         .update_metadata(
             path,
-            Box::new(move |n| patch.apply(&n.metadata, &n.specs, &n.access_tags)),
+            state.guard_tags(
+                req,
+                Box::new(move |n| patch.apply(&n.metadata, &n.specs, &n.access_tags)),
+            ),
             drop_revision(req)?,
         )
         .await?;
@@ -650,6 +661,7 @@ pub async fn delete(
     path: &[String],
 ) -> Result<Response, ApiError> {
     let storage = storage(state)?;
+    state.check_access(req, path).await?;
     let recursive = req.params.bool("recursive", false)?;
     let external_only = req.params.bool("external_only", true)?;
     phase(req, path, "committing");
@@ -672,6 +684,7 @@ pub async fn revisions(
     req: &Request,
     path: &[String],
 ) -> Result<Response, ApiError> {
+    state.check_access(req, path).await?;
     let (offset, limit) = super::node::page(state, &req.params, "page[offset]")?;
     let (revs, count) = state.catalog.revisions(path, offset, limit).await?;
     let encoded: Vec<String> = path
@@ -713,6 +726,7 @@ pub async fn delete_revision(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
+    state.check_access(req, path).await?;
     let raw = req
         .params
         .get("number")
@@ -803,7 +817,7 @@ pub async fn put_array_full(
     path: &[String],
 ) -> Result<Response, ApiError> {
     let storage = storage(state)?;
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     if node.family == StructureFamily::Sparse {
         return put_sparse(state, req, &node, true).await;
     }
@@ -844,7 +858,7 @@ pub async fn put_array_block(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     if node.family == StructureFamily::Sparse {
         return put_sparse(state, req, &node, false).await;
     }
@@ -903,7 +917,7 @@ pub async fn patch_array(
 ) -> Result<Response, ApiError> {
     storage(state)?;
     check_octet_stream(req)?;
-    let (s, uri) = writable_array(&*state.node(path).await?)?;
+    let (s, uri) = writable_array(&*state.node_for(req, path).await?)?;
     let ndim = s.shape.len();
     let shape = req
         .params
@@ -978,9 +992,10 @@ pub async fn patch_array(
 /// The writable table at `path`: its structure and location.
 async fn writable_table(
     state: &AppState,
+    req: &Request,
     path: &[String],
 ) -> Result<(TableStructure, String), ApiError> {
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     let uri = writable_location(&node, parquet_table::MIMETYPE, "a table")?;
     match &node.structure {
         Some(Structure::Table(s)) => Ok((s.clone(), uri)),
@@ -1259,7 +1274,7 @@ pub async fn put_table(
     whole: bool,
 ) -> Result<Response, ApiError> {
     storage(state)?;
-    let (s, uri) = writable_table(state, path).await?;
+    let (s, uri) = writable_table(state, req, path).await?;
     let i = if whole {
         if s.npartitions != 1 {
             return Err(ApiError::bad_request(format!(
@@ -1312,7 +1327,7 @@ pub async fn append_table(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
-    let (s, uri) = writable_table(state, path).await?;
+    let (s, uri) = writable_table(state, req, path).await?;
     let i = partition_param(req, &s)?;
     let new = arrow_body(req, &s).await?;
     // A partition is read, extended and put back: appends to one table wait for each other,
@@ -1385,7 +1400,7 @@ pub async fn put_awkward(
     path: &[String],
 ) -> Result<Response, ApiError> {
     storage(state)?;
-    let node = state.node(path).await?;
+    let node = state.node_for(req, path).await?;
     let uri = writable_location(&node, awkward_store::MIMETYPE, "an awkward array")?;
     let limit = state.config.request_bytesize_limit as u64;
     phase(req, path, "storing");

@@ -1,0 +1,262 @@
+"""Tiled's tag-based access policy, through the stock client and raw requests.
+
+One server (a catalog on SQLite, one password provider) with the policy: proposal A's tag
+gives alice write and carol read; proposal B's tag gives the group team_b (bob) read;
+``open_data`` includes ``public``. An admin lays out ``a/``, ``b/`` and ``open/`` with their
+tags. Each identity then sees, counts, searches and reads exactly what its grants allow, and
+nothing else leaks: no key, count or value of another proposal in any answer, no chunk of it
+through the shared cache, no write outside its grants.
+"""
+
+import json
+import os
+import uuid
+
+import httpx
+import numpy
+import pytest
+from tiled.client import from_uri
+
+import cluster
+import writable
+
+pytestmark = pytest.mark.skipif(writable.ON_TILED, reason="tessera's own config")
+
+PASSWORDS = {"alice": "pw-alice", "bob": "pw-bob", "carol": "pw-carol", "root": "pw-root"}
+
+TAGS = """\
+roles:
+  reader: {scopes: ["read:metadata", "read:data"]}
+  writer:
+    scopes: ["read:metadata", "read:data", "write:metadata", "write:data", "create:node",
+             "delete:node", "delete:revision"]
+tags:
+  proposal_a:
+    users: [{name: alice, role: writer}, {name: carol, role: reader}]
+  proposal_b:
+    groups: [{name: team_b, role: reader}]
+  open_data:
+    users: [{name: alice, role: writer}]
+    auto_tags: [{name: public}]
+tag_owners:
+  proposal_a: {users: [{name: alice}]}
+  open_data: {users: [{name: alice}]}
+groups:
+  team_b: [bob]
+"""
+
+
+def config(tmp, port, catalog=None):
+    catalog = catalog or f"sqlite:///{tmp}/catalog.db"
+    users = "\n".join(f"          {u}: {p}" for u, p in PASSWORDS.items())
+    return f"""\
+trees:
+  - path: /
+    tree: catalog
+    args:
+      uri: "{catalog}"
+      writable_storage: "{tmp}/data"
+      init_if_not_exists: true
+      top_level_access_tags: [public]
+authentication:
+  providers:
+    - provider: toy
+      authenticator: tiled.authenticators:DictionaryAuthenticator
+      args:
+        users_to_passwords:
+{users}
+  tiled_admins: [{{provider: toy, id: root}}]
+  secret_keys: [policy-test-key]
+  allow_anonymous_access: true
+database: {{uri: "sqlite:///{tmp}/auth.db", init_if_not_exists: true}}
+access_control:
+  access_policy: "tiled.access_control.access_policies:TagBasedAccessPolicy"
+  args:
+    provider: toy
+    access_tags_parser: "tiled.access_control.access_tags:AccessTagsParser"
+tessera:
+  access_tag_definitions: "{tmp}/tags.yml"
+uvicorn: {{host: 127.0.0.1, port: {port}}}
+"""
+
+
+class World:
+    def __init__(self, url):
+        self.url = url
+        self.api = f"{url}/api/v1"
+        self.keys = {}
+
+    def key(self, user):
+        """An inheriting API key of `user` (made once)."""
+        if user not in self.keys:
+            grant = {"grant_type": "password", "username": user, "password": PASSWORDS[user]}
+            token = httpx.post(f"{self.api}/auth/provider/toy/token", data=grant,
+                               timeout=10).json()["access_token"]
+            r = httpx.post(f"{self.api}/auth/apikey", json={},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert r.status_code == 200, r.text
+            self.keys[user] = r.json()["secret"]
+        return self.keys[user]
+
+    def client(self, user):
+        return from_uri(self.url) if user is None else from_uri(self.url, api_key=self.key(user))
+
+    def get(self, user, path, **params):
+        headers = {"Accept": "application/json"}
+        if user is not None:
+            headers["Authorization"] = f"Apikey {self.key(user)}"
+        return httpx.get(f"{self.api}{path}", params=params, headers=headers, timeout=10)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request, tmp_path_factory):
+    """The policy's world on an SQLite catalog, then on a PostgreSQL one (own schema)."""
+    tmp = str(tmp_path_factory.mktemp("policy"))
+    with open(os.path.join(tmp, "tags.yml"), "w") as f:
+        f.write(TAGS)
+    catalog = None
+    if request.param == "postgres":
+        schema = f"tessera_policy_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        cluster.psql(f"CREATE SCHEMA {schema}")
+        request.addfinalizer(lambda: cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        catalog = (f"postgresql://{cluster.pg_user()}@127.0.0.1:5432/test"
+                   f"?options=-csearch_path%3D{schema}")
+    port = cluster.free_port()
+    path = os.path.join(tmp, "config.yml")
+    with open(path, "w") as f:
+        f.write(config(tmp, port, catalog))
+    proc = cluster.Proc("tessera", [writable.tessera_binary(), "serve", "config", path], tmp).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        cluster.wait_for("tessera", lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200,
+                         proc=proc.p, log=proc.log)
+        w = World(url)
+        root = w.client("root")
+        for key, tag, value in (("a", "proposal_a", 1.0), ("b", "proposal_b", 2.0),
+                                ("open", "open_data", 3.0)):
+            c = root.create_container(key, access_tags=[tag], metadata={"proposal": key})
+            c.write_array(numpy.full((8, 8), value), key="x", access_tags=[tag],
+                          metadata={"proposal": key, "secret_note": f"note-{key}"})
+        # A public node inside proposal B: whoever cannot see b/ must not find it either.
+        root["b"].write_array(numpy.zeros(2), key="pub", access_tags=["open_data"],
+                              metadata={"secret_note": "note-b-public"})
+        yield w
+    finally:
+        proc.stop()
+
+
+def keys_of(r):
+    assert r.status_code == 200, r.text
+    return sorted(item["id"] for item in r.json()["data"])
+
+
+SEES = {None: ["open"], "alice": ["a", "open"], "carol": ["a", "open"], "bob": ["b", "open"],
+        "root": ["a", "b", "open"]}
+# What a deep search for `secret_note` finds: the arrays under the visible containers.
+DEEP = {None: ["x"], "alice": ["x", "x"], "carol": ["x", "x"], "bob": ["pub", "x", "x"],
+        "root": ["pub", "x", "x", "x"]}
+
+
+@pytest.mark.parametrize("user", list(SEES))
+def test_listings_counts_and_distinct_hold_only_what_is_granted(world, user):
+    assert keys_of(world.get(user, "/search/")) == SEES[user]
+    assert world.get(user, "/search/", **{"page[limit]": 0}).json()["meta"]["count"] == len(SEES[user])
+    root = world.get(user, "/metadata/").json()["data"]["attributes"]["structure"]
+    assert root["count"] == len(SEES[user])
+    d = world.get(user, "/distinct/", metadata="proposal", counts="true").json()
+    assert sorted(v["value"] for v in d["metadata"]["proposal"]) == SEES[user]
+    # Deep search finds what is under the visible containers only (b/pub is public, but
+    # inside b).
+    found = world.get(user, "/search-deep/", **{"filter[keypresent][condition][key]": "secret_note",
+                                                "filter[keypresent][condition][exists]": "true"})
+    assert sorted(i["id"] for i in found.json()["data"]) == DEEP[user], found.text
+    assert found.json()["meta"]["count"] == len(DEEP[user])
+    # Nothing of a hidden proposal appears anywhere in these answers.
+    hidden = {"a", "b", "open"} - set(SEES[user])
+    for text in (world.get(user, "/search/").text, json.dumps(d), found.text):
+        for key in hidden:
+            assert f"note-{key}" not in text and f'"{key}"' not in text
+
+
+@pytest.mark.parametrize("user", list(SEES))
+def test_reads_of_hidden_nodes_are_404_as_missing_ones(world, user):
+    for key in ("a", "b", "open"):
+        meta = world.get(user, f"/metadata/{key}/x")
+        data = world.get(user, f"/array/full/{key}/x")
+        if key in SEES[user]:
+            assert meta.status_code == 200 and data.status_code == 200, (meta.text, data.text)
+            assert data.json()[0][0] == {"a": 1.0, "b": 2.0, "open": 3.0}[key]
+        else:
+            assert (meta.status_code, data.status_code) == (404, 404)
+            assert meta.json()["detail"] == world.get(user, f"/metadata/{key}/nope").json()["detail"].replace("nope", "x")
+
+
+def test_the_shared_cache_is_no_way_around_the_policy(world):
+    # bob (and root) read b/x, so its chunk is cached; alice still cannot have it.
+    assert world.get("bob", "/array/block/b/x", block="0,0").status_code == 200
+    assert world.get("alice", "/array/block/b/x", block="0,0").status_code == 404
+    assert world.get(None, "/array/block/b/x", block="0,0").status_code == 404
+
+
+def test_writes_follow_the_grants(world):
+    alice, carol, bob = world.client("alice"), world.client("carol"), world.client("bob")
+    # alice writes in proposal A with its tag; carol reads it, bob does not see it.
+    alice["a"].write_array(numpy.arange(4), key="by_alice", access_tags=["proposal_a"])
+    numpy.testing.assert_array_equal(carol["a"]["by_alice"].read(), numpy.arange(4))
+    assert world.get("bob", "/metadata/a/by_alice").status_code == 404
+    # carol may see proposal A but not write there: 403.
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        carol["a"].write_array(numpy.arange(3), key="by_carol", access_tags=["proposal_a"])
+    assert e.value.response.status_code == 403
+    # bob cannot even see A: 404; anonymous cannot write at all: 401.
+    r = httpx.post(f"{world.api}/metadata/a", headers={"Authorization": f"Apikey {world.key('bob')}"},
+                   json={"data": {"type": "container", "id": "nope",
+                                  "attributes": {"structure_family": "container", "metadata": {},
+                                                 "specs": []}}}, timeout=10)
+    assert r.status_code == 404, r.text
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        from_uri(world.url)["open"].write_array(numpy.arange(2), key="anon")
+    assert e.value.response.status_code == 401
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        bob["b"].write_array(numpy.arange(2), key="by_bob", access_tags=["proposal_b"])
+    assert e.value.response.status_code == 403
+
+
+def test_tags_a_user_may_not_apply_are_refused(world):
+    alice = world.client("alice")
+    for tags, why in ((["proposal_b"], "own"), (["public"], "admin"), (["user:bob"], "principal"),
+                      (["nonexistent"], "not defined"), ([], "admin")):
+        with pytest.raises(httpx.HTTPStatusError) as e:
+            alice["a"].write_array(numpy.arange(2), key="tagged", access_tags=tags)
+        assert e.value.response.status_code == 403, tags
+        assert why in e.value.response.json()["detail"], (tags, e.value.response.text)
+
+
+def test_an_untagged_node_is_its_makers_until_retagged(world):
+    alice = world.client("alice")
+    alice["a"].write_array(numpy.ones(3), key="private")
+    assert world.get("alice", "/metadata/a/private").json()["data"]["attributes"]["access_tags"] == ["user:alice"]
+    assert world.get("carol", "/metadata/a/private").status_code == 404
+    # alice owns proposal_a: she shares her node with the proposal.
+    r = httpx.put(f"{world.api}/metadata/a/private",
+                  headers={"Authorization": f"Apikey {world.key('alice')}"},
+                  json={"access_tags": ["proposal_a"]}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert world.get("carol", "/metadata/a/private").status_code == 200
+    # carol may not change tags on a node she only reads.
+    r = httpx.put(f"{world.api}/metadata/a/private",
+                  headers={"Authorization": f"Apikey {world.key('carol')}"},
+                  json={"access_tags": ["open_data"]}, timeout=10)
+    assert r.status_code == 403, r.text
+
+
+def test_a_bad_policy_stops_start_up(tmp_path):
+    import subprocess
+
+    bad = TAGS.replace("role: reader}]\n  proposal_b", "role: nobody}]\n  proposal_b")
+    (tmp_path / "tags.yml").write_text(bad)
+    (tmp_path / "config.yml").write_text(config(str(tmp_path), 0))
+    out = subprocess.run([writable.tessera_binary(), "check-config", str(tmp_path / "config.yml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "tessera.access_tag_definitions" in out.stderr and "nobody" in out.stderr, out.stderr
