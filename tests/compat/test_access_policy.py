@@ -46,8 +46,11 @@ groups:
 """
 
 
-def config(tmp, port, catalog=None):
+def config(tmp, port, catalog=None, auth_db=None, extra=""):
+    """The server's config: catalog and authentication database default to SQLite files in
+    `tmp`; `extra` is more of the `tessera:` section."""
     catalog = catalog or f"sqlite:///{tmp}/catalog.db"
+    auth_db = auth_db or f"sqlite:///{tmp}/auth.db"
     users = "\n".join(f"          {u}: {p}" for u, p in PASSWORDS.items())
     return f"""\
 trees:
@@ -68,7 +71,7 @@ authentication:
   tiled_admins: [{{provider: toy, id: root}}]
   secret_keys: [policy-test-key]
   allow_anonymous_access: true
-database: {{uri: "sqlite:///{tmp}/auth.db", init_if_not_exists: true}}
+database: {{uri: "{auth_db}", init_if_not_exists: true}}
 access_control:
   access_policy: "tiled.access_control.access_policies:TagBasedAccessPolicy"
   args:
@@ -76,15 +79,26 @@ access_control:
     access_tags_parser: "tiled.access_control.access_tags:AccessTagsParser"
 tessera:
   access_tag_definitions: "{tmp}/tags.yml"
-uvicorn: {{host: 127.0.0.1, port: {port}}}
+{extra}uvicorn: {{host: 127.0.0.1, port: {port}}}
 """
 
 
 class World:
-    def __init__(self, url):
-        self.url = url
-        self.api = f"{url}/api/v1"
+    """The server (or the API nodes of a cluster, taken in turn request by request)."""
+
+    def __init__(self, urls):
+        self.urls = urls
+        self.turn = 0
         self.keys = {}
+
+    @property
+    def url(self):
+        self.turn += 1
+        return self.urls[self.turn % len(self.urls)]
+
+    @property
+    def api(self):
+        return f"{self.url}/api/v1"
 
     def key(self, user):
         """An inheriting API key of `user` (made once)."""
@@ -108,19 +122,47 @@ class World:
         return httpx.get(f"{self.api}{path}", params=params, headers=headers, timeout=10)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def lay_out(w):
+    """An admin makes proposals a, b and open, each with an array x, and a public array in b."""
+    root = w.client("root")
+    for key, tag, value in (("a", "proposal_a", 1.0), ("b", "proposal_b", 2.0),
+                            ("open", "open_data", 3.0)):
+        c = root.create_container(key, access_tags=[tag], metadata={"proposal": key})
+        c.write_array(numpy.full((8, 8), value), key="x", access_tags=[tag],
+                      metadata={"proposal": key, "secret_note": f"note-{key}"})
+    # A public node inside proposal B: whoever cannot see b/ must not find it either.
+    root["b"].write_array(numpy.zeros(2), key="pub", access_tags=["open_data"],
+                          metadata={"secret_note": "note-b-public"})
+    return w
+
+
+def pg_schema(request):
+    schema = f"tessera_policy_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    cluster.psql(f"CREATE SCHEMA {schema}")
+    request.addfinalizer(lambda: cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    return f"postgresql://{cluster.pg_user()}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "cluster"])
 def world(request, tmp_path_factory):
-    """The policy's world on an SQLite catalog, then on a PostgreSQL one (own schema)."""
+    """The policy's world on an SQLite catalog, on a PostgreSQL one (own schema), and on two
+    API nodes with workers and the shared cache (catalog and principals in PostgreSQL)."""
     tmp = str(tmp_path_factory.mktemp("policy"))
     with open(os.path.join(tmp, "tags.yml"), "w") as f:
         f.write(TAGS)
-    catalog = None
-    if request.param == "postgres":
-        schema = f"tessera_policy_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        cluster.psql(f"CREATE SCHEMA {schema}")
-        request.addfinalizer(lambda: cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        catalog = (f"postgresql://{cluster.pg_user()}@127.0.0.1:5432/test"
-                   f"?options=-csearch_path%3D{schema}")
+    if request.param == "cluster":
+        database = pg_schema(request)
+
+        def cluster_config(c):
+            extra = (f"  redis_url: \"{c.redis_url}\"\n  nats_url: \"{c.nats_url}\"\n"
+                     f"  key_prefix: \"{c.prefix}\"\n")
+            return config(tmp, 0, database, database, extra)
+
+        with cluster.Cluster(writable.tessera_binary(), nodes=2, workers=1,
+                             config=cluster_config) as c:
+            yield lay_out(World([n.url for n in c.nodes]))
+        return
+    catalog = pg_schema(request) if request.param == "postgres" else None
     port = cluster.free_port()
     path = os.path.join(tmp, "config.yml")
     with open(path, "w") as f:
@@ -130,17 +172,7 @@ def world(request, tmp_path_factory):
     try:
         cluster.wait_for("tessera", lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200,
                          proc=proc.p, log=proc.log)
-        w = World(url)
-        root = w.client("root")
-        for key, tag, value in (("a", "proposal_a", 1.0), ("b", "proposal_b", 2.0),
-                                ("open", "open_data", 3.0)):
-            c = root.create_container(key, access_tags=[tag], metadata={"proposal": key})
-            c.write_array(numpy.full((8, 8), value), key="x", access_tags=[tag],
-                          metadata={"proposal": key, "secret_note": f"note-{key}"})
-        # A public node inside proposal B: whoever cannot see b/ must not find it either.
-        root["b"].write_array(numpy.zeros(2), key="pub", access_tags=["open_data"],
-                              metadata={"secret_note": "note-b-public"})
-        yield w
+        yield lay_out(World([url]))
     finally:
         proc.stop()
 

@@ -350,9 +350,11 @@ impl Auth {
             self.limiter.check(k, 10)?;
         }
         let known = p.users.get(username);
-        // Compared even for unknown users, so the time does not tell who exists.
-        let expected = known.map_or("\u{0}", String::as_str);
-        if !constant_time_eq(expected.as_bytes(), password.as_bytes()) || known.is_none() {
+        // Digests compared in constant time, even for unknown users: the time tells neither
+        // who exists nor how long the password is.
+        let expected = sha2::Sha256::digest(known.map_or("", String::as_str).as_bytes());
+        let given = sha2::Sha256::digest(password.as_bytes());
+        if !constant_time_eq(&expected, &given) || known.is_none() {
             self.limiter.fail(&user_key);
             if let Some(k) = &addr_key {
                 self.limiter.fail(k);
