@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use tessera_api::auth::scopes;
-use tessera_api::auth::{Auth, AuthSettings, Caller, Credentials, Provider};
+use tessera_api::auth::{Auth, AuthSettings, Caller, Credentials, NewKey, Provider};
 
 fn settings(database: String) -> AuthSettings {
     AuthSettings {
@@ -72,9 +72,12 @@ async fn two_nodes_share_sessions_and_keys(database: String) {
     let key = a
         .create_own_key(
             &caller,
-            Some(vec!["read:metadata".into()]),
-            Some(3600.0),
-            Some("ro".into()),
+            NewKey {
+                scopes: Some(vec!["read:metadata".into()]),
+                expires_in: Some(3600.0),
+                note: Some("ro".into()),
+                ..NewKey::default()
+            },
         )
         .await
         .unwrap();
@@ -93,7 +96,13 @@ async fn two_nodes_share_sessions_and_keys(database: String) {
     );
     // More than the owner holds is refused.
     let too_much = a
-        .create_own_key(&caller, Some(vec!["admin:apikeys".into()]), None, None)
+        .create_own_key(
+            &caller,
+            NewKey {
+                scopes: Some(vec!["admin:apikeys".into()]),
+                ..NewKey::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(too_much.status.as_u16(), 403);
@@ -105,7 +114,7 @@ async fn two_nodes_share_sessions_and_keys(database: String) {
     assert_eq!(doc["sessions"].as_array().unwrap().len(), 2);
 
     // Revoked on B: refused on A, which has not seen the key since.
-    let other = a.create_own_key(&caller, None, None, None).await.unwrap();
+    let other = a.create_own_key(&caller, NewKey::default()).await.unwrap();
     let other_secret = text(&other, "secret");
     assert!(
         b.revoke_key(&alice, &text(&other, "first_eight"))

@@ -292,3 +292,27 @@ def test_a_bad_policy_stops_start_up(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "tessera.access_tag_definitions" in out.stderr and "nobody" in out.stderr, out.stderr
+
+
+def test_a_key_restricted_to_tags_reaches_only_them(world):
+    token_key = world.key("alice")
+    headers = {"Authorization": f"Apikey {token_key}"}
+    r = httpx.post(f"{world.api}/auth/apikey", headers=headers, timeout=10,
+                   json={"scopes": ["read:metadata", "read:data"],
+                         "access_tags": ["open_data", "public"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["access_tags"] == ["open_data", "public"]
+    # As in Tiled, the root's tag (public) must be among a restricted key's to get past it.
+    r0 = httpx.post(f"{world.api}/auth/apikey", headers=headers, timeout=10,
+                    json={"scopes": ["read:metadata"], "access_tags": ["open_data"]})
+    assert keys_of(httpx.get(f"{world.api}/search/", timeout=10, headers={
+        "Authorization": f"Apikey {r0.json()['secret']}", "Accept": "application/json"})) == []
+    narrow = {"Authorization": f"Apikey {r.json()['secret']}", "Accept": "application/json"}
+    listing = httpx.get(f"{world.api}/search/", headers=narrow, timeout=10)
+    assert keys_of(listing) == ["open"]
+    assert httpx.get(f"{world.api}/metadata/a/x", headers=narrow, timeout=10).status_code == 404
+    assert httpx.get(f"{world.api}/array/full/open/x", headers=narrow, timeout=10).status_code == 200
+    # Restricted keys list their scopes: no inherit, no admin:apikeys.
+    r = httpx.post(f"{world.api}/auth/apikey", headers=headers, timeout=10,
+                   json={"access_tags": ["open_data"]})
+    assert r.status_code == 403, r.text

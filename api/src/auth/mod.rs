@@ -68,6 +68,8 @@ pub struct Caller {
     pub service: bool,
     /// The principal's identities: `(provider, id)`.
     pub identities: Vec<(String, String)>,
+    /// The access tags an API key is restricted to (`None`: not restricted).
+    pub key_tags: Option<Vec<String>>,
 }
 
 impl Caller {
@@ -78,6 +80,7 @@ impl Caller {
             api_key: None,
             service: false,
             identities: Vec::new(),
+            key_tags: None,
         }
     }
 }
@@ -90,6 +93,23 @@ pub enum Credentials {
     Bearer(String),
 }
 
+/// What a new API key is asked to be (the body of `POST /auth/apikey`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// Scope names; `None`: `inherit` (the owner's scopes when used).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Under an access policy: the only tags the key reaches nodes through.
+    #[serde(default)]
+    pub access_tags: Option<Vec<String>>,
+    /// Seconds until it expires; `None`: never.
+    #[serde(default)]
+    pub expires_in: Option<f64>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
 /// An API key as stored, with what the caller needs of its principal.
 #[derive(Clone, Debug)]
 struct KeyRecord {
@@ -100,6 +120,7 @@ struct KeyRecord {
     role: Scopes,
     service: bool,
     identities: Vec<(String, String)>,
+    access_tags: Option<Vec<String>>,
 }
 
 /// How long a looked-up API key is trusted without asking the database again: a key
@@ -217,6 +238,7 @@ impl Auth {
                         api_key: None,
                         service: claims.sub_typ == "service",
                         identities: claims.ids.into_iter().map(|i| (i.idp, i.id)).collect(),
+                        key_tags: None,
                     })
                 }
                 Err(TokenError::Expired) => {
@@ -249,6 +271,7 @@ impl Auth {
                     api_key: Some(hash),
                     service: record.service,
                     identities: record.identities.clone(),
+                    key_tags: record.access_tags.clone(),
                 })
             }
         }
@@ -258,7 +281,7 @@ impl Auth {
         let rows = self
             .db
             .rows(
-                "SELECT principal, scopes, expires FROM auth_api_keys WHERE hash = $1",
+                "SELECT principal, scopes, expires, access_tags FROM auth_api_keys WHERE hash = $1",
                 vec![hash.into()],
             )
             .await?;
@@ -295,6 +318,7 @@ impl Auth {
                 .unwrap_or_default(),
             service: who.first().is_some_and(|w| w[0].str() == "service"),
             identities,
+            access_tags: r[3].text().and_then(|t| serde_json::from_str(t).ok()),
             principal,
         }))
     }
@@ -578,7 +602,7 @@ impl Auth {
         let keys: Vec<Value> = self
             .db
             .rows(
-                "SELECT first_eight, expires, note, scopes, latest_activity FROM auth_api_keys \
+                "SELECT first_eight, expires, note, scopes, latest_activity, access_tags FROM auth_api_keys \
                  WHERE principal = $1 ORDER BY first_eight",
                 vec![principal.into()],
             )
@@ -612,39 +636,38 @@ impl Auth {
         }))
     }
 
-    /// A new API key of `caller`'s own principal: `scopes` (`None`: inherit the
-    /// principal's), `expires_in` seconds, `note`. Scopes the caller does not hold are
-    /// refused (403); a key made with a key cannot outgrow that key.
+    /// A new API key of `caller`'s own principal (see [`NewKey`]). Scopes the caller does
+    /// not hold are refused (403); a key made with a key cannot outgrow that key, in scopes
+    /// or in access tags.
     pub async fn create_own_key(
         &self,
         caller: &Caller,
-        asked: Option<Vec<String>>,
-        expires_in: Option<f64>,
-        note: Option<String>,
+        mut new: NewKey,
     ) -> Result<Value, ApiError> {
         let owner = caller.principal.clone().ok_or_else(|| {
             unauthorized("Not enough permissions. API keys belong to a logged-in principal")
         })?;
+        if let Some(outer) = &caller.key_tags {
+            let tags = new.access_tags.get_or_insert_with(|| outer.clone());
+            if let Some(t) = tags.iter().find(|t| !outer.contains(t)) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("access tag {t:?} is not among the tags of the key this request used"),
+                ));
+            }
+        }
         let cap = caller.api_key.is_some().then_some(caller.scopes);
-        self.create_key(&owner, caller.scopes, cap, asked, expires_in, note)
-            .await
+        self.create_key(&owner, caller.scopes, cap, new).await
     }
 
     /// A new API key of principal `owner` (an admin's route), within its role's scopes.
-    pub async fn create_key_for(
-        &self,
-        owner: &str,
-        asked: Option<Vec<String>>,
-        expires_in: Option<f64>,
-        note: Option<String>,
-    ) -> Result<Value, ApiError> {
+    pub async fn create_key_for(&self, owner: &str, new: NewKey) -> Result<Value, ApiError> {
         let owner = owner.replace('-', "");
         if self.principal_doc(&owner).await?.is_null() {
             return Err(ApiError::not_found(format!("no principal {owner}")));
         }
         let held = self.role_scopes(&owner).await?;
-        self.create_key(&owner, held, None, asked, expires_in, note)
-            .await
+        self.create_key(&owner, held, None, new).await
     }
 
     /// A new key of `owner`, whose scopes may not exceed `held`; `cap` replaces `inherit`
@@ -654,10 +677,14 @@ impl Auth {
         owner: &str,
         held: Scopes,
         cap: Option<Scopes>,
-        asked: Option<Vec<String>>,
-        expires_in: Option<f64>,
-        note: Option<String>,
+        new: NewKey,
     ) -> Result<Value, ApiError> {
+        let NewKey {
+            scopes: asked,
+            access_tags,
+            expires_in,
+            note,
+        } = new;
         let principal = owner.to_string();
         let names = asked.unwrap_or_else(|| vec!["inherit".into()]);
         let wanted = Scopes::parse(&names)
@@ -672,6 +699,23 @@ impl Auth {
                     beyond.display()
                 ),
             ));
+        }
+        if access_tags.is_some() {
+            if self.settings.policy.is_none() {
+                return Err(ApiError::bad_request(
+                    "access_tags restrict a key under an access policy, and this server has none",
+                ));
+            }
+            if !wanted
+                .and(scopes::INHERIT.with(scopes::ADMIN_APIKEYS))
+                .is_empty()
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "a key restricted to access_tags needs its scopes listed: it cannot inherit \
+                     its owner's or hold admin:apikeys",
+                ));
+            }
         }
         let wanted = match cap {
             Some(cap) if wanted.covers(scopes::INHERIT) => cap,
@@ -711,8 +755,9 @@ impl Auth {
         let names: Vec<&str> = wanted.names();
         self.db
             .exec(
-                "INSERT INTO auth_api_keys (hash, first_eight, principal, scopes, expires, note) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO auth_api_keys \
+                 (hash, first_eight, principal, scopes, expires, note, access_tags) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 vec![
                     key_hash(&secret).into(),
                     first_eight.clone().into(),
@@ -720,6 +765,10 @@ impl Auth {
                     serde_json::to_string(&names).unwrap_or_default().into(),
                     expires.into(),
                     note.clone().into(),
+                    access_tags
+                        .as_ref()
+                        .map(|t| serde_json::to_string(t).unwrap_or_default())
+                        .into(),
                 ],
             )
             .await?;
@@ -728,7 +777,7 @@ impl Auth {
             "expiration_time": iso(expires),
             "note": note,
             "scopes": names,
-            "access_tags": null,
+            "access_tags": access_tags,
             "latest_activity": null,
             "secret": secret,
         }))
@@ -743,7 +792,7 @@ impl Auth {
         let rows = self
             .db
             .rows(
-                "SELECT first_eight, expires, note, scopes, latest_activity FROM auth_api_keys \
+                "SELECT first_eight, expires, note, scopes, latest_activity, access_tags FROM auth_api_keys \
                  WHERE hash = $1",
                 vec![hash.clone().into()],
             )
@@ -812,15 +861,17 @@ impl Auth {
     }
 }
 
-/// An API key row (`first_eight, expires, note, scopes, latest_activity`) as Tiled shows it.
+/// An API key row (`first_eight, expires, note, scopes, latest_activity, access_tags`) as
+/// Tiled shows it.
 fn key_doc(r: &[Val]) -> Value {
     let scopes: Vec<String> = serde_json::from_str(r[3].str()).unwrap_or_default();
+    let tags: Option<Vec<String>> = r[5].text().and_then(|t| serde_json::from_str(t).ok());
     json!({
         "first_eight": r[0].str(),
         "expiration_time": iso(r[1].int()),
         "note": r[2].text(),
         "scopes": scopes,
-        "access_tags": null,
+        "access_tags": tags,
         "latest_activity": iso(r[4].int()),
     })
 }

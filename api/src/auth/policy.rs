@@ -280,6 +280,24 @@ impl TagPolicy {
         caller.scopes.covers(scopes::ADMIN_APIKEYS)
     }
 
+    /// Whether the caller's key (restricted to some access tags, or not) reaches `tag`.
+    fn key_reaches(caller: &Caller, tag: &str) -> bool {
+        caller
+            .key_tags
+            .as_ref()
+            .is_none_or(|tags| tags.iter().any(|t| t == tag))
+    }
+
+    /// Every tag of `tags` is one the caller's key reaches.
+    fn within_key(caller: &Caller, tags: &[String]) -> Result<(), ApiError> {
+        match tags.iter().find(|t| !Self::key_reaches(caller, t)) {
+            Some(t) => Err(rejected(format!(
+                "the API key of this request is not restricted to tag {t:?}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The name grants are looked up by: the caller's identity at the policy's provider, or
     /// a service's UUID.
     fn identifier<'a>(&self, caller: &'a Caller) -> Option<&'a str> {
@@ -311,6 +329,9 @@ impl TagPolicy {
         let own = self.own_tags(caller);
         let mut acc = Scopes::NONE;
         for t in tags {
+            if !Self::key_reaches(caller, t) {
+                continue;
+            }
             if own.contains(t) {
                 acc = acc.with(caller.scopes.and(self.scopes));
             }
@@ -351,6 +372,7 @@ impl TagPolicy {
         if caller.scopes.and(self.scopes).covers(need) {
             out.extend(self.own_tags(caller));
         }
+        out.retain(|t| Self::key_reaches(caller, t));
         out.sort();
         Visible::Tags(out)
     }
@@ -366,7 +388,11 @@ impl TagPolicy {
         let Some(asked) = asked else {
             // A service's node gets `service:<uuid>`, a user's `user:<id>`.
             return match self.own_tags(caller).pop() {
-                Some(t) => Ok(vec![t]),
+                Some(t) => {
+                    let tags = vec![t];
+                    Self::within_key(caller, &tags)?;
+                    Ok(tags)
+                }
                 None if Self::is_admin(caller) => Ok(Vec::new()),
                 None => Err(rejected(format!(
                     "the caller has no identity at provider {:?} to tag the node with",
@@ -374,6 +400,7 @@ impl TagPolicy {
                 ))),
             };
         };
+        Self::within_key(caller, &asked)?;
         let mut tags = self.checked(caller, &asked, |_| true)?;
         tags.sort();
         tags.dedup();
@@ -395,6 +422,13 @@ impl TagPolicy {
         if sorted_asked == sorted_current {
             return Ok(sorted_current);
         }
+        Self::within_key(caller, &asked)?;
+        let removed: Vec<String> = current
+            .iter()
+            .filter(|t| !sorted_asked.contains(t))
+            .cloned()
+            .collect();
+        Self::within_key(caller, &removed)?;
         let tags = self.checked(caller, &asked, |t| !current.iter().any(|c| c == t))?;
         let own = self.own_tags(caller);
         for t in current.iter().filter(|t| !tags.contains(t)) {
@@ -518,6 +552,7 @@ groups:
             api_key: None,
             service: false,
             identities: vec![("toy".into(), id.into())],
+            key_tags: None,
         }
     }
 

@@ -96,7 +96,8 @@ const SCHEMA: [&str; 7] = [
         revoked BIGINT NOT NULL DEFAULT 0, refreshes BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS auth_api_keys (
         hash TEXT PRIMARY KEY, first_eight TEXT NOT NULL, principal TEXT NOT NULL,
-        scopes TEXT NOT NULL, expires BIGINT, note TEXT, latest_activity BIGINT)",
+        scopes TEXT NOT NULL, expires BIGINT, note TEXT, latest_activity BIGINT,
+        access_tags TEXT)",
     "CREATE INDEX IF NOT EXISTS auth_identities_principal ON auth_identities (principal)",
     "CREATE INDEX IF NOT EXISTS auth_sessions_principal ON auth_sessions (principal)",
     "CREATE INDEX IF NOT EXISTS auth_api_keys_principal ON auth_api_keys (principal)",
