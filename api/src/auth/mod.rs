@@ -138,6 +138,8 @@ pub struct Auth {
     db: Db,
     limiter: LoginLimiter,
     key_cache: moka::sync::Cache<String, Option<Arc<KeyRecord>>>,
+    /// Access tokens already checked, with their expiry.
+    token_cache: moka::sync::Cache<String, (Arc<Caller>, i64)>,
     activity: moka::sync::Cache<String, ()>,
 }
 
@@ -205,6 +207,10 @@ impl Auth {
                 .max_capacity(100_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
+            token_cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
             activity: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ACTIVITY_EVERY)
@@ -228,24 +234,37 @@ impl Auth {
     pub async fn caller(&self, credentials: &Credentials) -> Result<Caller, ApiError> {
         match credentials {
             Credentials::None => Ok(Caller::anonymous(self.anonymous_scopes())),
-            Credentials::Bearer(token) => match self.keys.access(token) {
-                Ok(claims) => {
-                    let scopes = Scopes::parse(&claims.scp)
-                        .map_err(|_| unauthorized("Could not validate credentials"))?;
-                    Ok(Caller {
-                        principal: Some(claims.sub),
-                        scopes,
-                        api_key: None,
-                        service: claims.sub_typ == "service",
-                        identities: claims.ids.into_iter().map(|i| (i.idp, i.id)).collect(),
-                        key_tags: None,
-                    })
+            Credentials::Bearer(token) => {
+                // A token checked before is not checked again until it expires (its
+                // signature cannot have changed); the cache is bounded in size and time.
+                if let Some((caller, exp)) = self.token_cache.get(token)
+                    && exp > now()
+                {
+                    return Ok((*caller).clone());
                 }
-                Err(TokenError::Expired) => {
-                    Err(unauthorized("Access token has expired. Refresh token."))
+                match self.keys.access(token) {
+                    Ok(claims) => {
+                        let scopes = Scopes::parse(&claims.scp)
+                            .map_err(|_| unauthorized("Could not validate credentials"))?;
+                        let exp = claims.exp;
+                        let caller = Caller {
+                            principal: Some(claims.sub),
+                            scopes,
+                            api_key: None,
+                            service: claims.sub_typ == "service",
+                            identities: claims.ids.into_iter().map(|i| (i.idp, i.id)).collect(),
+                            key_tags: None,
+                        };
+                        self.token_cache
+                            .insert(token.clone(), (Arc::new(caller.clone()), exp));
+                        Ok(caller)
+                    }
+                    Err(TokenError::Expired) => {
+                        Err(unauthorized("Access token has expired. Refresh token."))
+                    }
+                    Err(TokenError::Invalid) => Err(unauthorized("Could not validate credentials")),
                 }
-                Err(TokenError::Invalid) => Err(unauthorized("Could not validate credentials")),
-            },
+            }
             Credentials::ApiKey(secret) => {
                 let hash = key_hash(secret);
                 let record = match self.key_cache.get(&hash) {
