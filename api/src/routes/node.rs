@@ -191,6 +191,9 @@ pub async fn metadata(
     respond::document(&req.headers, &doc).await
 }
 
+/// Resources of a search page built at once.
+const BUILD_AT_ONCE: usize = 8;
+
 fn parse_sort(values: &[&str], deep: bool) -> Result<Vec<SortKey>, ApiError> {
     let mut keys: Vec<SortKey> = Vec::new();
     let items: Vec<&str> = values
@@ -341,10 +344,20 @@ pub async fn search(
         },
     };
     let page = state.catalog.search(path, &sreq).await?;
-    let mut data = Vec::with_capacity(page.nodes.len());
-    for n in &page.nodes {
-        data.push(build(state, req, n, &view, false).await?);
-    }
+    // A few resources at once: under an access policy each child container's count is a
+    // query of its own (the catalog's kept count includes what the caller may not see).
+    use futures::StreamExt;
+    let builds: Vec<_> = page
+        .nodes
+        .iter()
+        .map(|n| build(state, req, n, &view, false))
+        .collect();
+    let data: Vec<Value> = futures::stream::iter(builds)
+        .buffered(BUILD_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let route = if deep { "search-deep" } else { "search" };
     // A short page is the last one, whatever an estimated count says.
     let next = (offset + limit < page.count && !only_count && page.nodes.len() == limit)
