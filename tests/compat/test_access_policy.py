@@ -133,6 +133,8 @@ def lay_out(w):
     # A public node inside proposal B: whoever cannot see b/ must not find it either.
     root["b"].write_array(numpy.zeros(2), key="pub", access_tags=["open_data"],
                           metadata={"secret_note": "note-b-public"})
+    # A proposal-B node inside open/: only B's readers may count it.
+    root["open"].write_array(numpy.zeros(2), key="b_inside", access_tags=["proposal_b"])
     return w
 
 
@@ -184,6 +186,8 @@ def keys_of(r):
 
 SEES = {None: ["open"], "alice": ["a", "open"], "carol": ["a", "open"], "bob": ["b", "open"],
         "root": ["a", "b", "open"]}
+# How many children of open/ each identity counts (x, and b_inside for B's readers).
+OPEN_COUNT = {None: 1, "alice": 1, "carol": 1, "bob": 2, "root": 2}
 # What a deep search for `secret_note` finds: the arrays under the visible containers.
 DEEP = {None: ["x"], "alice": ["x", "x"], "carol": ["x", "x"], "bob": ["pub", "x", "x"],
         "root": ["pub", "x", "x", "x"]}
@@ -195,6 +199,12 @@ def test_listings_counts_and_distinct_hold_only_what_is_granted(world, user):
     assert world.get(user, "/search/", **{"page[limit]": 0}).json()["meta"]["count"] == len(SEES[user])
     root = world.get(user, "/metadata/").json()["data"]["attributes"]["structure"]
     assert root["count"] == len(SEES[user])
+    # The counts of the children in a listing, and of a node on its own, are the caller's.
+    listed = {i["id"]: i["attributes"]["structure"]["count"]
+              for i in world.get(user, "/search/").json()["data"]}
+    assert listed["open"] == OPEN_COUNT[user]
+    single = world.get(user, "/metadata/open").json()["data"]["attributes"]["structure"]
+    assert single["count"] == OPEN_COUNT[user]
     d = world.get(user, "/distinct/", metadata="proposal", counts="true").json()
     assert sorted(v["value"] for v in d["metadata"]["proposal"]) == SEES[user]
     # Deep search finds what is under the visible containers only (b/pub is public, but
