@@ -141,6 +141,12 @@ impl AppState {
         self.visibility(req, parent.is_empty(), scopes::READ_METADATA)
     }
 
+    /// The filter of what `req`'s caller may see inside a container other than the root
+    /// (the children counted for a child container).
+    pub fn child_filter(&self, req: &Request) -> Option<Filter> {
+        self.visibility(req, false, scopes::READ_METADATA)
+    }
+
     /// The filter of the children a container export includes (those the caller may read
     /// the data of).
     pub fn export_filter(&self, req: &Request) -> Option<Filter> {

@@ -94,6 +94,11 @@ pub struct SearchRequest {
     /// resume after it (default order only) does so instead of skipping `offset` rows; one
     /// that cannot uses `offset`, which always describes the same page.
     pub after: Option<i64>,
+    /// Count the children of each node of the page under these filters (the caller's access
+    /// filter) into its `child_count`, in the page's own query; `None`: the count the
+    /// catalog keeps. Only given to catalogs whose
+    /// [`counts_children_under_filters`](Catalog::counts_children_under_filters) is true.
+    pub child_filters: Option<Vec<Filter>>,
 }
 
 /// One page of results and the total count of matches.
@@ -366,6 +371,11 @@ pub trait Catalog: Send + Sync {
     async fn get(&self, path: &[String]) -> Result<Option<Arc<Node>>, ApiError>;
 
     /// A page of the children (or descendants) of the container at `parent` that match.
+    /// Whether [`SearchRequest::child_filters`] is honoured.
+    fn counts_children_under_filters(&self) -> bool {
+        false
+    }
+
     async fn search(&self, parent: &[String], req: &SearchRequest) -> Result<SearchPage, ApiError>;
 
     /// Distinct metadata values, families and specs among the matching children.

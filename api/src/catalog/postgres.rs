@@ -687,8 +687,24 @@ fn page_sql(pid: i64, req: &SearchRequest, few_matches: bool) -> (String, Sql) {
     } else {
         format!("SELECT n.id {from}{order} LIMIT {limit} OFFSET {offset}")
     };
+    // The children counted under the caller's filters, one index probe per node of the page.
+    let columns = match &req.child_filters {
+        None => NODE_COLUMNS.to_string(),
+        Some(filters) => {
+            let mut cond = String::new();
+            for f in filters {
+                cond.push_str(" AND (");
+                cond.push_str(&compile(f, &mut q));
+                cond.push(')');
+            }
+            NODE_COLUMNS.replace(
+                "n.child_count",
+                &format!("(SELECT count(*) FROM nodes n WHERE n.parent = p.id{cond})"),
+            )
+        }
+    };
     let sql = format!(
-        "SELECT {NODE_COLUMNS}{path_col} FROM ({page}) p JOIN nodes n ON n.id = p.id \
+        "SELECT {columns}{path_col} FROM ({page}) p JOIN nodes n ON n.id = p.id \
          {SOURCE_JOIN}{order}"
     );
     (sql, q)
@@ -760,6 +776,10 @@ impl Catalog for PostgresCatalog {
             .map_err(db_err)?;
         row.map(|r| read_node(&r, path.to_vec()).map(Arc::new))
             .transpose()
+    }
+
+    fn counts_children_under_filters(&self) -> bool {
+        true
     }
 
     async fn search(&self, parent: &[String], req: &SearchRequest) -> Result<SearchPage, ApiError> {

@@ -114,17 +114,21 @@ pub async fn root(state: &AppState, req: &Request) -> Result<Response, ApiError>
     Ok(r)
 }
 
-/// The number of children of `node` the caller of `req` may see.
+/// The number of children of `node` the caller of `req` may see; `counted` says the
+/// catalog already counted them under the caller's filter (into `child_count`).
 async fn child_count(
     state: &AppState,
     req: &Request,
     node: &Node,
+    counted: bool,
 ) -> Result<Option<usize>, ApiError> {
     if node.family != StructureFamily::Container {
         return Ok(None);
     }
     let access = state.listing_filter(req, &node.path);
-    if let (Some(n), None) = (node.child_count, &access) {
+    if let Some(n) = node.child_count
+        && (access.is_none() || counted)
+    {
         return Ok(Some(n as usize));
     }
     let sreq = SearchRequest {
@@ -142,9 +146,10 @@ async fn build(
     node: &Node,
     view: &View,
     inline: bool,
+    counted: bool,
 ) -> Result<Value, ApiError> {
     let count = if view.wants_count() {
-        child_count(state, req, node).await?
+        child_count(state, req, node, counted).await?
     } else {
         None
     };
@@ -162,7 +167,7 @@ async fn build(
             .await?;
         let mut m = Map::new();
         for child in &page.nodes {
-            let c = child_count(state, req, child).await?;
+            let c = child_count(state, req, child, false).await?;
             m.insert(
                 child.key().to_string(),
                 resource(child, &req.base, view, c, None),
@@ -186,7 +191,7 @@ pub async fn metadata(
         return Err(ApiError::unprocessable("max_depth must be between 0 and 5"));
     }
     let node = state.node_for(req, path).await?;
-    let data = build(state, req, &node, &view, true).await?;
+    let data = build(state, req, &node, &view, true, false).await?;
     let doc = json!({"data": data, "error": null, "links": null, "meta": {}});
     respond::document(&req.headers, &doc).await
 }
@@ -324,7 +329,12 @@ pub async fn search(
         }
         filters.push(Filter::AccessTags { tags });
     }
+    // Under an access policy, the catalog counts each child's visible children in the page's
+    // query when it can (else one query per child container, a few at once).
+    let child_filter = state.child_filter(req);
+    let counted = state.catalog.counts_children_under_filters() && child_filter.is_some();
     let sreq = SearchRequest {
+        child_filters: child_filter.filter(|_| counted).map(|f| vec![f]),
         filters,
         sort: parse_sort(&sort, deep)?,
         offset,
@@ -343,6 +353,14 @@ pub async fn search(
             None => None,
         },
     };
+    // Under an access policy, the catalog counts each child's visible children in the page's
+    // query when it can (else one query per child container, a few at once).
+    let counted =
+        state.catalog.counts_children_under_filters() && state.child_filter(req).is_some();
+    let sreq = SearchRequest {
+        child_filters: counted.then(|| state.child_filter(req).into_iter().collect()),
+        ..sreq
+    };
     let page = state.catalog.search(path, &sreq).await?;
     // A few resources at once: under an access policy each child container's count is a
     // query of its own (the catalog's kept count includes what the caller may not see).
@@ -350,7 +368,7 @@ pub async fn search(
     let builds: Vec<_> = page
         .nodes
         .iter()
-        .map(|n| build(state, req, n, &view, false))
+        .map(|n| build(state, req, n, &view, false, counted))
         .collect();
     let data: Vec<Value> = futures::stream::iter(builds)
         .buffered(BUILD_AT_ONCE)
