@@ -133,6 +133,11 @@ def lay_out(w):
     # A public node inside proposal B: whoever cannot see b/ must not find it either.
     root["b"].write_array(numpy.zeros(2), key="pub", access_tags=["open_data"],
                           metadata={"secret_note": "note-b-public"})
+    # A table of proposal B.
+    import pandas
+
+    root["b"].write_table(pandas.DataFrame({"v": [1.0, 2.0, 3.0]}), key="t",
+                              access_tags=["proposal_b"])
     # A proposal-B node inside open/: only B's readers may count it.
     root["open"].write_array(numpy.zeros(2), key="b_inside", access_tags=["proposal_b"])
     return w
@@ -326,3 +331,52 @@ def test_a_key_restricted_to_tags_reaches_only_them(world):
     r = httpx.post(f"{world.api}/auth/apikey", headers=headers, timeout=10,
                    json={"access_tags": ["open_data"]})
     assert r.status_code == 403, r.text
+
+
+# Each data and write route on a node of proposal B: (route, method, expected status for alice,
+# who cannot see B; for bob, who reads B; for root).
+ROUTES = [
+    ("/array/full/b/x", "GET", 404, 200, 200),
+    ("/array/block/b/x?block=0,0", "GET", 404, 200, 200),
+    ("/table/full/b/t", "GET", 404, 200, 200),
+    ("/table/partition/b/t?partition=0", "GET", 404, 200, 200),
+    ("/container/full/b", "GET", 404, 200, 200),
+    ("/revisions/b/x", "GET", 404, 200, 200),
+    ("/distinct/b?metadata=proposal", "GET", 404, 200, 200),
+    ("/search-deep/b", "GET", 404, 200, 200),
+    ("/metadata/b/x", "PATCH", 404, 403, None),
+    ("/metadata/b/x?recursive=false", "DELETE", 404, 403, None),
+    ("/revisions/b/x?number=1", "DELETE", 404, 403, None),
+    # Registering needs the `register` scope, which role user lacks: 401 before any path.
+    ("/register/b", "POST", 401, 401, None),
+]
+
+
+@pytest.mark.parametrize("route,method,alice,bob,root", ROUTES)
+def test_every_route_keeps_to_the_grants(world, route, method, alice, bob, root):
+    body = {"metadata": [{"op": "add", "path": "/k", "value": 1}]} if method == "PATCH" else None
+    if method == "POST":
+        body = {"data": {"type": "array", "id": "r", "attributes": {
+            "structure_family": "array", "metadata": {}, "specs": [],
+            "data_sources": [{"mimetype": "image/tiff", "structure_family": "array",
+                              "parameters": {}, "management": "external", "structure": None,
+                              "assets": [{"data_uri": "file:///nonexistent.tif",
+                                          "is_directory": False, "parameter": "data_uri",
+                                          "num": None}]}]}}}
+    for user, want in (("alice", alice), ("bob", bob), ("root", root)):
+        if want is None:
+            continue
+        headers = {"Authorization": f"Apikey {world.key(user)}", "Accept": "application/json"}
+        if method == "PATCH":
+            headers["Content-Type"] = "application/json"
+        r = httpx.request(method, f"{world.api}{route}", headers=headers, timeout=10,
+                          json=body)
+        assert r.status_code == want, (user, route, r.status_code, r.text[:300])
+        if want == 404:
+            assert "note-b" not in r.text and "proposal_b" not in r.text
+
+
+def test_admin_routes_are_for_admins(world):
+    for user, want in (("alice", 401), ("bob", 401), ("root", 200)):
+        r = world.get(user, "/auth/principal")
+        assert r.status_code == want, (user, r.text)
