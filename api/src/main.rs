@@ -414,6 +414,15 @@ async fn run_service(service: Service) -> anyhow::Result<()> {
                 let at = database.map_or("memory".into(), |d| config_file::without_password(&d));
                 anyhow::anyhow!("the authentication database ({at}): {e}")
             })?;
+        // In a cluster, failed logins are counted for all nodes in the shared Redis.
+        if let Some(cluster) = &config.cluster {
+            auth.count_failures_in(&cluster.redis_url, &cluster.key_prefix)
+                .await
+                .map_err(|e| {
+                    let url = config_file::without_password(&cluster.redis_url);
+                    anyhow::anyhow!("the shared store {url}: {e}")
+                })?;
+        }
         config.auth = Some(Arc::new(auth));
     }
     let suffix = match (&config.api_key, generated_api_key) {

@@ -687,6 +687,16 @@ def test_two_nodes_share_sessions_and_keys(tmp_path, monkeypatch):
             r = httpx.post(f"{a}/auth/session/refresh",
                            json={"refresh_token": tokens["refresh_token"]}, timeout=10)
             assert r.status_code == 401, r.text
+
+            # Failed logins count for the whole cluster: 3 on A, then B refuses carol too.
+            wrong = {"grant_type": "password", "username": "carol", "password": "nope"}
+            for _ in range(3):
+                r = httpx.post(f"{a}/auth/provider/toy/token", data=wrong, timeout=10)
+                assert r.status_code == 401, r.text
+            right = {**wrong, "password": PASSWORDS["carol"]}
+            r = httpx.post(f"{b}/auth/provider/toy/token", data=right, timeout=10)
+            assert r.status_code == 429, r.text
+            assert int(r.headers["retry-after"]) >= 1
     finally:
         cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 

@@ -138,6 +138,8 @@ pub struct Auth {
     db: Db,
     limiter: LoginLimiter,
     key_cache: moka::sync::Cache<String, Option<Arc<KeyRecord>>>,
+    /// Failed logins counted for the whole cluster (Redis), beside this node's own count.
+    shared: std::sync::OnceLock<SharedFailures>,
     /// Access tokens already checked, with their expiry.
     token_cache: moka::sync::Cache<String, (Arc<Caller>, i64)>,
     activity: moka::sync::Cache<String, ()>,
@@ -207,6 +209,7 @@ impl Auth {
                 .max_capacity(100_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
+            shared: std::sync::OnceLock::new(),
             token_cache: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
@@ -218,6 +221,70 @@ impl Auth {
             settings,
             db,
         })
+    }
+
+    /// Counts failed logins in the cluster's Redis too (keys under `prefix`), so that every
+    /// node refuses a user or address that failed on any of them. Redis down: each node
+    /// still counts its own.
+    pub async fn count_failures_in(&self, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+        let client = redis::Client::open(redis_url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+        let _ = self.shared.set(SharedFailures {
+            conn,
+            prefix: format!("{prefix}:login"),
+        });
+        Ok(())
+    }
+
+    /// 429 when the cluster counted `per_minute * factor` failures of `key` this minute.
+    async fn shared_check(&self, key: &str, factor: u32) -> Result<(), ApiError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        // This minute's failures and the last minute's: a burst across the turn of a minute
+        // counts whole.
+        let (now, left) = shared.window(key, 0);
+        let (before, _) = shared.window(key, 1);
+        let mut conn = shared.conn.clone();
+        let counts: Vec<Option<u32>> = redis::cmd("MGET")
+            .arg(&now)
+            .arg(&before)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("counting failed logins in Redis: {e}");
+                Vec::new()
+            });
+        let count: u32 = counts.into_iter().flatten().sum();
+        if count < self.limiter.per_minute * factor {
+            return Ok(());
+        }
+        Err(too_many_logins(left))
+    }
+
+    async fn shared_fail(&self, key: &str) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let (name, _) = shared.window(key, 0);
+        let mut conn = shared.conn.clone();
+        let done: redis::RedisResult<()> = redis::pipe()
+            .cmd("INCR")
+            .arg(&name)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&name)
+            .arg(2 * WINDOW.as_secs())
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = done {
+            tracing::warn!("counting failed logins in Redis: {e}");
+        }
     }
 
     /// Scopes of callers who present nothing.
@@ -388,8 +455,10 @@ impl Auth {
             .ok_or_else(|| ApiError::not_found(format!("no login provider {provider:?}")))?;
         let user_key = format!("user:{provider}/{username}");
         let addr_key = addr.map(|a| format!("addr:{a}"));
+        self.shared_check(&user_key, 1).await?;
         self.limiter.check(&user_key, 1)?;
         if let Some(k) = &addr_key {
+            self.shared_check(k, 10).await?;
             self.limiter.check(k, 10)?;
         }
         let known = p.users.get(username);
@@ -399,8 +468,10 @@ impl Auth {
         let given = sha2::Sha256::digest(password.as_bytes());
         if !constant_time_eq(&expected, &given) || known.is_none() {
             self.limiter.fail(&user_key);
+            self.shared_fail(&user_key).await;
             if let Some(k) = &addr_key {
                 self.limiter.fail(k);
+                self.shared_fail(k).await;
             }
             tracing::info!(provider, "a failed login");
             return Err(ApiError::new(
@@ -895,6 +966,37 @@ fn key_doc(r: &[Val]) -> Value {
     })
 }
 
+/// 429 for a user or address that failed too often; try again after `wait`.
+fn too_many_logins(wait: Duration) -> ApiError {
+    crate::metrics::REFUSED.with_label_values(&["login"]).inc();
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed logins: wait before trying again",
+    );
+    e.retry_after = Some(wait.as_secs().max(1) as u32);
+    e
+}
+
+/// Failed logins counted in Redis, per minute (a fixed window), for the whole cluster.
+struct SharedFailures {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl SharedFailures {
+    /// The Redis key of `key`'s failures `ago` minutes back (hashed: user names and
+    /// addresses stay out of Redis), and the time left in this minute.
+    fn window(&self, key: &str, ago: u64) -> (String, Duration) {
+        let secs = chrono::Utc::now().timestamp().max(0) as u64;
+        let minute = (secs / WINDOW.as_secs()).saturating_sub(ago);
+        let left = Duration::from_secs(WINDOW.as_secs() - secs % WINDOW.as_secs());
+        (
+            format!("{}:{}:{minute}", self.prefix, &key_hash(key)[..32]),
+            left,
+        )
+    }
+}
+
 /// Failed logins per user and per address in the last minute.
 struct LoginLimiter {
     per_minute: u32,
@@ -930,13 +1032,7 @@ impl LoginLimiter {
         let wait = times
             .front()
             .map_or(WINDOW, |t| WINDOW.saturating_sub(t.elapsed()));
-        crate::metrics::REFUSED.with_label_values(&["login"]).inc();
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins: wait before trying again",
-        );
-        e.retry_after = Some(wait.as_secs().max(1) as u32);
-        Err(e)
+        Err(too_many_logins(wait))
     }
 
     fn fail(&self, key: &str) {
