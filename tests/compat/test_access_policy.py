@@ -138,6 +138,13 @@ def lay_out(w):
 
     root["b"].write_table(pandas.DataFrame({"v": [1.0, 2.0, 3.0]}), key="t",
                               access_tags=["proposal_b"])
+    # A sparse and an awkward array of proposal B.
+    import awkward
+
+    root["b"].write_sparse(coords=numpy.array([[0, 2], [1, 3]]), data=numpy.array([1.5, 2.5]),
+                           shape=(4, 4), key="sp", access_tags=["proposal_b"])
+    root["b"].write_awkward(awkward.Array([[1, 2], [], [3]]), key="aw",
+                            access_tags=["proposal_b"])
     # A proposal-B node inside open/: only B's readers may count it.
     root["open"].write_array(numpy.zeros(2), key="b_inside", access_tags=["proposal_b"])
     return w
@@ -342,6 +349,12 @@ ROUTES = [
     ("/table/partition/b/t?partition=0", "GET", 404, 200, 200),
     ("/container/full/b", "GET", 404, 200, 200),
     ("/revisions/b/x", "GET", 404, 200, 200),
+    ("/array/full/b/sp", "GET", 404, 200, 200),
+    ("/array/block/b/sp?block=0,0", "GET", 404, 200, 200),
+    ("/awkward/full/b/aw", "GET", 404, 200, 200),
+    ("/container/full/b?format=application/x-hdf5", "GET", 404, 200, 200),
+    ("/array/full/b/x?format=image/png", "GET", 404, 200, 200),
+    ("/table/full/b/t?format=text/csv", "GET", 404, 200, 200),
     ("/distinct/b?metadata=proposal", "GET", 404, 200, 200),
     ("/search-deep/b", "GET", 404, 200, 200),
     ("/metadata/b/x", "PATCH", 404, 403, None),
