@@ -352,6 +352,7 @@ ROUTES = [
     ("/array/full/b/sp", "GET", 404, 200, 200),
     ("/array/block/b/sp?block=0,0", "GET", 404, 200, 200),
     ("/awkward/full/b/aw", "GET", 404, 200, 200),
+    ("/awkward/buffers/b/aw?form_key=node0&form_key=node1", "GET", 404, 200, 200),
     ("/container/full/b?format=application/x-hdf5", "GET", 404, 200, 200),
     ("/array/full/b/x?format=image/png", "GET", 404, 200, 200),
     ("/table/full/b/t?format=text/csv", "GET", 404, 200, 200),
