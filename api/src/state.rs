@@ -47,11 +47,7 @@ impl AppState {
         let caller = &req.caller;
         let root = policy.allowed(caller, policy.top_level());
         let hidden = || ApiError::no_such_entry(path);
-        let readable = match self.listing_filter(req, &[]) {
-            None => None,
-            Some(Filter::AccessTags { tags }) => Some(tags),
-            Some(_) => Some(Vec::new()),
-        };
+        let readable = self.visible_tags(req, true, scopes::READ_METADATA);
         let seen = |n: &Node| {
             readable
                 .as_ref()
@@ -156,17 +152,32 @@ impl AppState {
     /// The children visible to `req`'s caller for `need`; with `root`, the children of the
     /// root, which a caller who may not read the root does not see.
     fn visibility(&self, req: &Request, root: bool, need: Scopes) -> Option<Filter> {
+        self.visible_tags(req, root, need)
+            .map(|tags| Filter::AccessTags { tags })
+    }
+
+    /// The tags that make a node visible to `req`'s caller for `need` (`None`: every node);
+    /// with `root`, inside the root, which a caller who may not read it sees nothing of.
+    /// Reads are worked out once per request.
+    fn visible_tags(&self, req: &Request, root: bool, need: Scopes) -> Option<Vec<String>> {
         let policy = self.policy()?;
         if root
             && !policy
                 .allowed(&req.caller, policy.top_level())
                 .covers(scopes::READ_METADATA)
         {
-            return Some(Filter::AccessTags { tags: Vec::new() });
+            return Some(Vec::new());
         }
-        match policy.visible(&req.caller, need) {
+        let visible = if need == scopes::READ_METADATA {
+            req.visible
+                .get_or_init(|| policy.visible(&req.caller, need))
+                .clone()
+        } else {
+            policy.visible(&req.caller, need)
+        };
+        match visible {
             Visible::All => None,
-            Visible::Tags(tags) => Some(Filter::AccessTags { tags }),
+            Visible::Tags(tags) => Some(tags),
         }
     }
 

@@ -211,6 +211,28 @@ async fn wrong_passwords_are_refused_alike_then_limited() {
     assert!(limited.retry_after.unwrap() >= 1);
     // Another user is not held back by bob's failures.
     login(&auth, "alice", "pw-a").await;
+    // Names and passwords past their limits are refused before they are counted or kept.
+    let long = "x".repeat(10_000);
+    for (user, pw) in [(long.as_str(), "pw"), ("alice", long.as_str())] {
+        let e = auth
+            .password_login("toy", user, pw, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status.as_u16(), 400, "{}", e.detail);
+    }
+    let alice = bearer(&auth, &login(&auth, "alice", "pw-a").await).await;
+    let e = auth
+        .create_own_key(
+            &alice,
+            NewKey {
+                scopes: Some(vec!["read:data".into()]),
+                access_tags: Some(vec!["t".to_string(); 1000]),
+                ..NewKey::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status.as_u16(), 400, "{}", e.detail);
 }
 
 #[tokio::test]

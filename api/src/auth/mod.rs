@@ -130,6 +130,11 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
 /// API keys a principal may hold.
 const MAX_KEYS: i64 = 100;
+/// Longest user name and password a login may present (they key the failure counts).
+const MAX_NAME: usize = 256;
+const MAX_PASSWORD: usize = 1024;
+/// Access tags one API key may be restricted to, and the longest tag.
+const MAX_KEY_TAGS: usize = 100;
 
 /// The multi-user machinery of a node.
 pub struct Auth {
@@ -453,6 +458,11 @@ impl Auth {
             .iter()
             .find(|p| p.name == provider)
             .ok_or_else(|| ApiError::not_found(format!("no login provider {provider:?}")))?;
+        if username.len() > MAX_NAME || password.len() > MAX_PASSWORD {
+            return Err(ApiError::bad_request(format!(
+                "user names are at most {MAX_NAME} bytes and passwords {MAX_PASSWORD}"
+            )));
+        }
         let user_key = format!("user:{provider}/{username}");
         let addr_key = addr.map(|a| format!("addr:{a}"));
         self.shared_check(&user_key, 1).await?;
@@ -506,6 +516,7 @@ impl Auth {
             .admins
             .iter()
             .any(|(p, i)| p == provider && i == id);
+        let role = if admin { "admin" } else { "user" };
         let found = self
             .db
             .rows(
@@ -522,7 +533,6 @@ impl Auth {
                     vec![t.into(), provider.into(), id.into()],
                 )
                 .await?;
-            let role = if admin { "admin" } else { "user" };
             self.db
                 .exec(
                     "UPDATE auth_principals SET role = $1, latest_activity = $2 WHERE uuid = $3",
@@ -536,11 +546,7 @@ impl Auth {
             .exec(
                 "INSERT INTO auth_principals (uuid, kind, role, created, latest_activity) \
                  VALUES ($1, 'user', $2, $3, $3)",
-                vec![
-                    uuid.clone().into(),
-                    if admin { "admin" } else { "user" }.into(),
-                    t.into(),
-                ],
+                vec![uuid.clone().into(), role.into(), t.into()],
             )
             .await?;
         // Two first logins at once on two nodes: the second insert loses and uses the first.
@@ -790,7 +796,13 @@ impl Auth {
                 ),
             ));
         }
-        if access_tags.is_some() {
+        if let Some(tags) = &access_tags {
+            if tags.len() > MAX_KEY_TAGS || tags.iter().any(|t| t.len() > MAX_NAME) {
+                return Err(ApiError::bad_request(format!(
+                    "a key may be restricted to at most {MAX_KEY_TAGS} access tags of at most \
+                     {MAX_NAME} bytes each"
+                )));
+            }
             if self.settings.policy.is_none() {
                 return Err(ApiError::bad_request(
                     "access_tags restrict a key under an access policy, and this server has none",
@@ -829,10 +841,7 @@ impl Auth {
             )
             .await?
             .first()
-            .and_then(|r| {
-                r[0].int()
-                    .or_else(|| r[0].text().and_then(|t| t.parse().ok()))
-            })
+            .and_then(|r| r[0].int())
             .unwrap_or(0);
         if held >= MAX_KEYS {
             return Err(ApiError::bad_request(format!(

@@ -119,6 +119,11 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// A start-up failure, with what the database said.
+fn failed(e: ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.detail)
+}
+
 fn db_err(e: impl std::fmt::Display) -> ApiError {
     tracing::error!("authentication database: {e}");
     ApiError::unavailable(
@@ -138,10 +143,9 @@ impl Db {
                     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
                     Db::Sqlite(Arc::new(Mutex::new(conn)))
                 }
-                crate::config_file::CatalogDatabase::Postgres(uri) => Db::Postgres(
-                    crate::catalog::postgres::pool(&uri, 8, None)
-                        .map_err(|e| anyhow::anyhow!("{}", e.detail))?,
-                ),
+                crate::config_file::CatalogDatabase::Postgres(uri) => {
+                    Db::Postgres(crate::catalog::postgres::pool(&uri, 8, None).map_err(failed)?)
+                }
             };
         let present = db
             .rows(
@@ -157,7 +161,7 @@ impl Db {
                 vec![],
             )
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.detail))?
+            .map_err(failed)?
             .first()
             .and_then(|r| r[0].int())
             .unwrap_or(0)
@@ -169,9 +173,7 @@ impl Db {
                 );
             }
             for statement in SCHEMA {
-                db.exec(statement, vec![])
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+                db.exec(statement, vec![]).await.map_err(failed)?;
             }
         }
         Ok(db)

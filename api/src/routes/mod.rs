@@ -149,6 +149,8 @@ pub struct Request {
     pub caller: Caller,
     /// The scopes the route needs (checked again on the node under an access policy).
     pub need: Scopes,
+    /// Under an access policy, the tags that let the caller see a node (computed once).
+    pub visible: std::sync::OnceLock<crate::auth::policy::Visible>,
     /// The address the connection came from (the proxy's, behind one).
     pub peer: Option<std::net::SocketAddr>,
     /// Memory reserved for this request's buffers and body, released once the response
@@ -339,6 +341,7 @@ async fn admit_and_route(
 ) -> Result<(Response, Holds), ApiError> {
     let endpoint = Endpoint::parse(uri.path())?;
     let slot = state.admission.admit()?;
+    let need = scopes::required(&endpoint, &method).unwrap_or(Scopes::NONE);
     let mut req = Request {
         base: base_url(&headers),
         params: Params::parse(uri.query()),
@@ -347,12 +350,12 @@ async fn admit_and_route(
         body: Bytes::new(),
         id: id.to_string(),
         caller: Caller::anonymous(Scopes::NONE),
-        need: Scopes::NONE,
+        need,
+        visible: Default::default(),
         peer,
         reservations: Default::default(),
     };
-    req.caller = authorize(state, &endpoint, &req).await?;
-    req.need = scopes::required(&endpoint, &req.method).unwrap_or(Scopes::NONE);
+    req.caller = authorize(state, &req).await?;
     req.body = read_body(state, &endpoint, &req, body).await?;
     let resp = route(state, endpoint, &req)
         .await
@@ -413,11 +416,7 @@ pub fn not_enough(need: Scopes, had: Scopes) -> ApiError {
 /// Who is asking (through the one place every request passes), checked against the scopes
 /// the route requires. Multi-user: a principal's token or key, or anonymous. Single-user:
 /// the holder of the one key gets its scopes; without a configured key everyone does.
-async fn authorize(
-    state: &AppState,
-    endpoint: &Endpoint,
-    req: &Request,
-) -> Result<Caller, ApiError> {
+async fn authorize(state: &AppState, req: &Request) -> Result<Caller, ApiError> {
     let (credentials, cookie_only) = credentials(req)?;
     // A browser sends cookies to any site's forms: a change made with the cookie alone must
     // also echo the CSRF cookie in a header.
@@ -455,10 +454,8 @@ async fn authorize(
             Credentials::None => Caller::anonymous(Scopes::NONE),
         },
     };
-    if let Some(need) = scopes::required(endpoint, &req.method)
-        && !caller.scopes.covers(need)
-    {
-        return Err(not_enough(need, caller.scopes));
+    if !caller.scopes.covers(req.need) {
+        return Err(not_enough(req.need, caller.scopes));
     }
     Ok(caller)
 }

@@ -353,14 +353,6 @@ pub async fn search(
             None => None,
         },
     };
-    // Under an access policy, the catalog counts each child's visible children in the page's
-    // query when it can (else one query per child container, a few at once).
-    let counted =
-        state.catalog.counts_children_under_filters() && state.child_filter(req).is_some();
-    let sreq = SearchRequest {
-        child_filters: counted.then(|| state.child_filter(req).into_iter().collect()),
-        ..sreq
-    };
     let page = state.catalog.search(path, &sreq).await?;
     // A few resources at once: under an access policy each child container's count is a
     // query of its own (the catalog's kept count includes what the caller may not see).
