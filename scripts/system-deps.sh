@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages tessera builds against (libhdf5 for HDF5 export) and nginx (the
-# load balancer of loadtest/cluster.sh), if missing.
+# Installs the Debian packages tessera builds against (libhdf5 for HDF5 export), nginx (the
+# load balancer of loadtest/cluster.sh) and Node.js (the OpenID provider of the login tests),
+# if missing.
 set -euo pipefail
 missing=()
 for pkg in libhdf5-dev pkg-config nginx-light; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   sudo_cmd=""

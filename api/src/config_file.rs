@@ -224,8 +224,11 @@ fn session_max_age() -> f64 {
     365.0 * 24.0 * 3600.0
 }
 
-/// The password provider tessera has: Tiled's `DictionaryAuthenticator`.
+/// The authenticators tessera has: Tiled's password dictionary and OpenID Connect, and
+/// its own table of users with argon2 password hashes in the authentication database.
 const DICTIONARY: &str = "tiled.authenticators:DictionaryAuthenticator";
+const OIDC: &str = "tiled.authenticators:OIDCAuthenticator";
+const USER_TABLE: &str = "tessera.authenticators:DatabaseAuthenticator";
 
 /// A login provider of `authentication.providers`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -233,7 +236,8 @@ const DICTIONARY: &str = "tiled.authenticators:DictionaryAuthenticator";
 pub struct ProviderSpec {
     /// The name in `/auth/provider/{provider}/...`.
     pub provider: String,
-    /// `tiled.authenticators:DictionaryAuthenticator`.
+    /// `tiled.authenticators:DictionaryAuthenticator`, `tiled.authenticators:OIDCAuthenticator`
+    /// or `tessera.authenticators:DatabaseAuthenticator`.
     pub authenticator: String,
     #[serde(default)]
     pub args: ProviderArgs,
@@ -242,13 +246,33 @@ pub struct ProviderSpec {
     pub confirmation_message: Option<String>,
 }
 
-/// The arguments of a `DictionaryAuthenticator`.
+/// The arguments of an authenticator (each takes its own of these).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderArgs {
-    /// User name to password.
-    #[serde(default)]
+    /// `DictionaryAuthenticator`: user name to password.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub users_to_passwords: std::collections::BTreeMap<String, String>,
+    /// `OIDCAuthenticator`: the client registered at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// `OIDCAuthenticator`: the provider's discovery document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub well_known_uri: Option<String>,
+    /// `OIDCAuthenticator`: an audience ID tokens may name besides the client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `OIDCAuthenticator`: the claim that names the user (`sub`, `email` or
+    /// `preferred_username`; default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id_claim: Option<String>,
+    /// `OIDCAuthenticator`: where a browser login goes next (with the tokens in the query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_on_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_on_failure: Option<String>,
     /// As the provider's `confirmation_message` (Tiled takes it here, as an argument of the
     /// authenticator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -959,10 +983,10 @@ impl ConfigFile {
         }
         for (i, p) in a.providers.iter().enumerate() {
             let at = |key: &str| format!("authentication.providers[{i}].{key}");
-            if p.authenticator != DICTIONARY {
+            if ![DICTIONARY, OIDC, USER_TABLE].contains(&p.authenticator.as_str()) {
                 let message = format!(
-                    "{:?} is not an authenticator tessera has: it has {DICTIONARY} (OIDC \
-                     providers are not implemented yet)",
+                    "{:?} is not an authenticator tessera has: it has {DICTIONARY}, {OIDC} and \
+                     {USER_TABLE}",
                     p.authenticator
                 );
                 return Err(o.error(&at("authenticator"), message));
@@ -974,19 +998,97 @@ impl ConfigFile {
             if a.providers[..i].iter().any(|q| q.provider == p.provider) {
                 return Err(o.error(&at("provider"), format!("{:?} is given twice", p.provider)));
             }
-            if p.args.users_to_passwords.is_empty() {
-                return Err(o.error(&at("args.users_to_passwords"), "give at least one user"));
+            let args = &p.args;
+            let oidc_args = [
+                ("client_id", args.client_id.is_some()),
+                ("client_secret", args.client_secret.is_some()),
+                ("well_known_uri", args.well_known_uri.is_some()),
+                ("audience", args.audience.is_some()),
+                ("user_id_claim", args.user_id_claim.is_some()),
+                ("redirect_on_success", args.redirect_on_success.is_some()),
+                ("redirect_on_failure", args.redirect_on_failure.is_some()),
+            ];
+            let foreign: Vec<&str> = match p.authenticator.as_str() {
+                OIDC => (!args.users_to_passwords.is_empty())
+                    .then_some("users_to_passwords")
+                    .into_iter()
+                    .collect(),
+                _ => {
+                    let mut f: Vec<&str> = oidc_args
+                        .iter()
+                        .filter(|(_, set)| *set)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    if p.authenticator == USER_TABLE && !args.users_to_passwords.is_empty() {
+                        f.push("users_to_passwords");
+                    }
+                    f
+                }
+            };
+            if let Some(k) = foreign.first() {
+                let message = format!("{} takes no argument {k}", p.authenticator);
+                return Err(o.error(&at(&format!("args.{k}")), message));
             }
-            if let Some((user, _)) = p
-                .args
-                .users_to_passwords
-                .iter()
-                .find(|(_, pw)| pw.is_empty())
-            {
-                let message = format!(
-                    "the password of {user:?} is empty (is an environment variable unset?)"
-                );
-                return Err(o.error(&at("args.users_to_passwords"), message));
+            match p.authenticator.as_str() {
+                DICTIONARY => {
+                    if args.users_to_passwords.is_empty() {
+                        return Err(
+                            o.error(&at("args.users_to_passwords"), "give at least one user")
+                        );
+                    }
+                    if let Some((user, _)) =
+                        args.users_to_passwords.iter().find(|(_, pw)| pw.is_empty())
+                    {
+                        let message = format!(
+                            "the password of {user:?} is empty (is an environment variable unset?)"
+                        );
+                        return Err(o.error(&at("args.users_to_passwords"), message));
+                    }
+                }
+                OIDC => {
+                    for (key, v) in [
+                        ("client_id", &args.client_id),
+                        ("client_secret", &args.client_secret),
+                        ("well_known_uri", &args.well_known_uri),
+                        ("audience", &args.audience),
+                    ] {
+                        if v.as_deref().is_none_or(str::is_empty) {
+                            let message = format!(
+                                "{OIDC} needs {key} (empty or missing; is an environment variable unset?)"
+                            );
+                            return Err(o.error(&at(&format!("args.{key}")), message));
+                        }
+                    }
+                    let uri = args.well_known_uri.as_deref().unwrap_or("");
+                    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                        return Err(o.error(
+                            &at("args.well_known_uri"),
+                            format!("{uri:?} is not an http(s) URL"),
+                        ));
+                    }
+                    if let Some(claim) = &args.user_id_claim
+                        && crate::auth::oidc::UserIdClaim::parse(claim).is_none()
+                    {
+                        return Err(o.error(
+                            &at("args.user_id_claim"),
+                            format!("{claim:?}: give sub, email or preferred_username"),
+                        ));
+                    }
+                    for (key, v) in [
+                        ("redirect_on_success", &args.redirect_on_success),
+                        ("redirect_on_failure", &args.redirect_on_failure),
+                    ] {
+                        if let Some(v) = v
+                            && openidconnect::url::Url::parse(v).is_err()
+                        {
+                            return Err(o.error(
+                                &at(&format!("args.{key}")),
+                                format!("{v:?} is not an absolute URL"),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         for (i, admin) in a.tiled_admins.iter().enumerate() {
@@ -1089,7 +1191,7 @@ impl ConfigFile {
         Ok(Some(std::sync::Arc::new(policy)))
     }
 
-    /// The multi-user settings, when login providers are configured.
+    /// The multi-user settings, when login providers are configured (checked already).
     fn auth_settings(&self) -> Result<Option<crate::auth::AuthSettings>, ConfigFileError> {
         let a = &self.authentication;
         if a.providers.is_empty() {
@@ -1101,15 +1203,21 @@ impl ConfigFile {
             providers: a
                 .providers
                 .iter()
-                .map(|p| crate::auth::Provider {
-                    name: p.provider.clone(),
-                    users: p.args.users_to_passwords.clone().into_iter().collect(),
-                    confirmation_message: p
-                        .confirmation_message
-                        .clone()
-                        .or_else(|| p.args.confirmation_message.clone()),
+                .enumerate()
+                .map(|(i, p)| {
+                    Ok(crate::auth::Provider {
+                        name: p.provider.clone(),
+                        kind: provider_kind(p).map_err(|e| {
+                            self.origins
+                                .error(&format!("authentication.providers[{i}]"), e.to_string())
+                        })?,
+                        confirmation_message: p
+                            .confirmation_message
+                            .clone()
+                            .or_else(|| p.args.confirmation_message.clone()),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, ConfigFileError>>()?,
             admins: a
                 .tiled_admins
                 .iter()
@@ -1289,6 +1397,9 @@ impl ConfigFile {
             for pw in p.args.users_to_passwords.values_mut() {
                 *pw = "***".into();
             }
+            if let Some(secret) = &mut p.args.client_secret {
+                *secret = "***".into();
+            }
         }
         if let Some(d) = &mut c.database {
             d.uri = without_password(&d.uri);
@@ -1329,6 +1440,32 @@ fn local_path(place: &str) -> Option<PathBuf> {
         None if place.starts_with("duckdb:") || place.starts_with("sqlite:") => None,
         None => Some(place.into()),
     }
+}
+
+/// How the users of provider `p` (checked already) log in.
+fn provider_kind(p: &ProviderSpec) -> anyhow::Result<crate::auth::ProviderKind> {
+    use crate::auth::ProviderKind;
+    let a = &p.args;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    Ok(match p.authenticator.as_str() {
+        OIDC => ProviderKind::Oidc(std::sync::Arc::new(crate::auth::oidc::Oidc::new(
+            crate::auth::oidc::OidcSettings {
+                client_id: text(&a.client_id),
+                client_secret: text(&a.client_secret),
+                well_known_uri: text(&a.well_known_uri),
+                audience: text(&a.audience),
+                user_id_claim: a
+                    .user_id_claim
+                    .as_deref()
+                    .and_then(crate::auth::oidc::UserIdClaim::parse)
+                    .unwrap_or(crate::auth::oidc::UserIdClaim::Sub),
+                redirect_on_success: a.redirect_on_success.clone(),
+                redirect_on_failure: a.redirect_on_failure.clone(),
+            },
+        )?)),
+        USER_TABLE => ProviderKind::UserTable,
+        _ => ProviderKind::Dictionary(a.users_to_passwords.clone().into_iter().collect()),
+    })
 }
 
 #[cfg(test)]
@@ -1586,7 +1723,10 @@ mod tests {
         let loaded = load(&dir.join("config.yml"), &no_env).unwrap();
         let service = loaded.file.service(None, false).unwrap();
         let auth = service.auth.expect("multi-user");
-        assert_eq!(auth.providers[0].users["alice"], "pw-alice");
+        let crate::auth::ProviderKind::Dictionary(users) = &auth.providers[0].kind else {
+            panic!("a DictionaryAuthenticator is a dictionary of users");
+        };
+        assert_eq!(users["alice"], "pw-alice");
         assert_eq!(
             auth.providers[0].confirmation_message.as_deref(),
             Some("hi")

@@ -60,6 +60,16 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Manage the users of a `tessera.authenticators:DatabaseAuthenticator` provider in the
+    /// authentication database of a config file (e.g. the first admin, before any admin
+    /// can log in to add others over HTTP).
+    User {
+        /// The config file (or directory) naming the provider and the database.
+        #[arg(long, env = "TILED_CONFIG", default_value = "config.yml")]
+        config: std::path::PathBuf,
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Run a worker of a cluster: take decode jobs from NATS, leave results in Redis.
     Worker {
         #[command(flatten)]
@@ -74,6 +84,16 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or set a user's password: read from the first line of standard input.
+    Set { provider: String, username: String },
+    /// Remove a user and end their sessions.
+    Remove { provider: String, username: String },
+    /// List the users of a provider.
+    List { provider: String },
 }
 
 #[derive(Subcommand)]
@@ -527,6 +547,59 @@ async fn run_worker(opts: WorkerOpts) -> anyhow::Result<()> {
 
 /// `tessera check-config`: the effective configuration, secrets masked, and what has no
 /// effect.
+async fn manage_users(config: &std::path::Path, action: UserAction) -> anyhow::Result<()> {
+    let loaded = config_file::load(config, &|name| std::env::var(name).ok())?;
+    let settings = loaded
+        .file
+        .service(None, false)?
+        .auth
+        .ok_or_else(|| anyhow::anyhow!("{}: no authentication.providers", config.display()))?;
+    if settings.database.is_none() {
+        anyhow::bail!(
+            "{}: give a `database` section: users kept in memory would end with this command",
+            config.display()
+        );
+    }
+    let auth = tessera_api::auth::Auth::start(settings).await?;
+    let failed = |e: tessera_api::error::ApiError| anyhow::anyhow!("{}", e.detail);
+    match action {
+        UserAction::Set { provider, username } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let added = auth
+                .set_user_password(&provider, &username, password)
+                .await
+                .map_err(failed)?;
+            println!(
+                "{} {username} at {provider}",
+                if added {
+                    "added"
+                } else {
+                    "changed the password of"
+                }
+            );
+        }
+        UserAction::Remove { provider, username } => {
+            if !auth
+                .remove_user(&provider, &username)
+                .await
+                .map_err(failed)?
+            {
+                anyhow::bail!("{provider} has no user {username:?}");
+            }
+            println!("removed {username} from {provider}");
+        }
+        UserAction::List { provider } => {
+            let users = auth.users(&provider).await.map_err(failed)?;
+            for u in users.as_array().into_iter().flatten() {
+                println!("{}", u["username"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let loaded = config_file::load(path, &|name| std::env::var(name).ok())?;
     // Also what start-up checks: readable directories exist.
@@ -731,6 +804,7 @@ async fn main() -> anyhow::Result<()> {
             what: Serve::Catalog { catalog, opts },
         } => serve_catalog(catalog, opts).await?,
         Command::Worker { opts } => run_worker(opts).await?,
+        Command::User { config, action } => manage_users(&config, action).await?,
         Command::Register {
             url,
             path,

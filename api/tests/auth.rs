@@ -8,16 +8,18 @@ mod support;
 use std::time::Duration;
 
 use tessera_api::auth::scopes;
-use tessera_api::auth::{Auth, AuthSettings, Caller, Credentials, NewKey, Provider};
+use tessera_api::auth::{Auth, AuthSettings, Caller, Credentials, NewKey, Provider, ProviderKind};
 
 fn settings(database: String) -> AuthSettings {
     AuthSettings {
         providers: vec![Provider {
             name: "toy".into(),
-            users: [("alice", "pw-a"), ("bob", "pw-b"), ("root", "pw-r")]
-                .into_iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
+            kind: ProviderKind::Dictionary(
+                [("alice", "pw-a"), ("bob", "pw-b"), ("root", "pw-r")]
+                    .into_iter()
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .collect(),
+            ),
             confirmation_message: None,
         }],
         admins: vec![("toy".into(), "root".into())],

@@ -5,11 +5,14 @@
 //! Sessions and keys live in the database, so any API node refreshes, revokes and accepts
 //! them. Single-user mode (one static key) is unchanged and has none of this.
 
+pub mod external;
+pub mod oidc;
 pub mod policy;
 pub mod routes;
 pub mod scopes;
 pub mod store;
 pub mod tokens;
+pub mod users;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -25,12 +28,35 @@ use scopes::Scopes;
 use store::{Db, Val};
 use tokens::{Keys, TokenError, TokenIdentity};
 
-/// A password provider: users and their passwords, from the configuration.
+/// A login provider of the configuration.
 #[derive(Clone, Debug)]
 pub struct Provider {
     pub name: String,
-    pub users: HashMap<String, String>,
+    pub kind: ProviderKind,
     pub confirmation_message: Option<String>,
+}
+
+/// How a provider's users prove who they are.
+#[derive(Clone, Debug)]
+pub enum ProviderKind {
+    /// A password, checked against users and passwords in the configuration (Tiled's
+    /// `DictionaryAuthenticator`).
+    Dictionary(HashMap<String, String>),
+    /// A password, checked against the argon2id hash of the user in the authentication
+    /// database (`tessera.authenticators:DatabaseAuthenticator`; users are added by admins).
+    UserTable,
+    /// A login at an OpenID Connect provider (Tiled's `OIDCAuthenticator`).
+    Oidc(Arc<oidc::Oidc>),
+}
+
+impl ProviderKind {
+    /// The root document's `mode`: `internal` (a password sent to us) or `external`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            ProviderKind::Dictionary(_) | ProviderKind::UserTable => "internal",
+            ProviderKind::Oidc(_) => "external",
+        }
+    }
 }
 
 /// The settings of multi-user access (Tiled's `authentication` and `database` sections).
@@ -148,6 +174,8 @@ pub struct Auth {
     /// Access tokens already checked, with their expiry.
     token_cache: moka::sync::Cache<String, (Arc<Caller>, i64)>,
     activity: moka::sync::Cache<String, ()>,
+    /// Password hashes computed at once (each takes tens of milliseconds of a core).
+    hashing: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Auth {
@@ -223,6 +251,7 @@ impl Auth {
                 .max_capacity(100_000)
                 .time_to_live(ACTIVITY_EVERY)
                 .build(),
+            hashing: tokio::sync::Semaphore::new(users::HASHING_AT_ONCE),
             settings,
             db,
         })
@@ -289,6 +318,14 @@ impl Auth {
             .await;
         if let Err(e) = done {
             tracing::warn!("counting failed logins in Redis: {e}");
+        }
+    }
+
+    /// Counts a failed login (or user code) against each of `keys`, here and cluster-wide.
+    async fn failed(&self, keys: &[Option<&String>]) {
+        for k in keys.iter().flatten() {
+            self.limiter.fail(k);
+            self.shared_fail(k).await;
         }
     }
 
@@ -471,25 +508,45 @@ impl Auth {
             self.shared_check(k, 10).await?;
             self.limiter.check(k, 10)?;
         }
-        let known = p.users.get(username);
-        // Digests compared in constant time, even for unknown users: the time tells neither
-        // who exists nor how long the password is.
-        let expected = sha2::Sha256::digest(known.map_or("", String::as_str).as_bytes());
-        let given = sha2::Sha256::digest(password.as_bytes());
-        if !constant_time_eq(&expected, &given) || known.is_none() {
-            self.limiter.fail(&user_key);
-            self.shared_fail(&user_key).await;
-            if let Some(k) = &addr_key {
-                self.limiter.fail(k);
-                self.shared_fail(k).await;
+        let accepted = match &p.kind {
+            ProviderKind::Dictionary(users) => {
+                let known = users.get(username);
+                // Digests compared in constant time, even for unknown users: the time tells
+                // neither who exists nor how long the password is.
+                let expected = sha2::Sha256::digest(known.map_or("", String::as_str).as_bytes());
+                let given = sha2::Sha256::digest(password.as_bytes());
+                constant_time_eq(&expected, &given) && known.is_some()
             }
+            ProviderKind::UserTable => {
+                self.check_user_password(provider, username, password)
+                    .await?
+            }
+            ProviderKind::Oidc(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "provider {provider:?} logs in through its identity provider: POST \
+                     /auth/provider/{provider}/authorize for a device code"
+                )));
+            }
+        };
+        if !accepted {
+            self.failed(&[Some(&user_key), addr_key.as_ref()]).await;
             tracing::info!(provider, "a failed login");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "Incorrect username or password",
             ));
         }
-        let principal = self.principal_for(provider, username).await?;
+        let (principal, session) = self.new_session(provider, username).await?;
+        let mut doc = self.tokens(&principal, &session).await?;
+        doc["identity"] = json!({"id": username, "provider": provider});
+        doc["principal"] = json!(principal);
+        Ok(doc)
+    }
+
+    /// A new session for identity `(provider, id)` (its principal made on its first login):
+    /// `(principal, session)`.
+    async fn new_session(&self, provider: &str, id: &str) -> Result<(String, String), ApiError> {
+        let principal = self.principal_for(provider, id).await?;
         let session = uuid::Uuid::new_v4().simple().to_string();
         let expires = now() + self.settings.session_max_age.as_secs() as i64;
         self.db
@@ -502,8 +559,29 @@ impl Auth {
                 ],
             )
             .await?;
-        let mut doc = self.tokens(&principal, &session).await?;
-        doc["identity"] = json!({"id": username, "provider": provider});
+        Ok((principal, session))
+    }
+
+    /// The token document of a login: tokens for `session` of identity `(provider, id)`.
+    async fn session_tokens(
+        &self,
+        provider: &str,
+        id: &str,
+        session: &str,
+    ) -> Result<Value, ApiError> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT principal FROM auth_sessions WHERE uuid = $1 AND revoked = 0 AND expires > $2",
+                vec![session.into(), now().into()],
+            )
+            .await?;
+        let principal = rows
+            .first()
+            .map(|r| r[0].str().to_string())
+            .ok_or_else(|| unauthorized("Session has expired. Please re-authenticate."))?;
+        let mut doc = self.tokens(&principal, session).await?;
+        doc["identity"] = json!({"id": id, "provider": provider});
         doc["principal"] = json!(principal);
         Ok(doc)
     }

@@ -83,8 +83,9 @@ impl ToSql for Val {
     to_sql_checked!();
 }
 
-/// The tables, created when `init_if_not_exists` allows.
-const SCHEMA: [&str; 7] = [
+/// The tables, created when `init_if_not_exists` allows. Tables a later version adds are
+/// created in an existing database too (each statement is `IF NOT EXISTS`).
+const SCHEMA: [&str; 11] = [
     "CREATE TABLE IF NOT EXISTS auth_principals (
         uuid TEXT PRIMARY KEY, kind TEXT NOT NULL, role TEXT NOT NULL,
         created BIGINT NOT NULL, latest_activity BIGINT)",
@@ -101,6 +102,18 @@ const SCHEMA: [&str; 7] = [
     "CREATE INDEX IF NOT EXISTS auth_identities_principal ON auth_identities (principal)",
     "CREATE INDEX IF NOT EXISTS auth_sessions_principal ON auth_sessions (principal)",
     "CREATE INDEX IF NOT EXISTS auth_api_keys_principal ON auth_api_keys (principal)",
+    // Logins under way at an external provider: `hash` is the SHA-256 of the device code
+    // (device flow) or of the state (browser flow); `session` is set once approved.
+    "CREATE TABLE IF NOT EXISTS auth_pending (
+        hash TEXT PRIMARY KEY, provider TEXT NOT NULL, user_code TEXT, state TEXT NOT NULL,
+        nonce TEXT NOT NULL, verifier TEXT NOT NULL, redirect_uri TEXT NOT NULL,
+        client_state TEXT, expires BIGINT NOT NULL, session TEXT, identity TEXT)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS auth_pending_user_code ON auth_pending (user_code)",
+    // Users of a `tessera.authenticators:DatabaseAuthenticator`, with argon2id hashes.
+    "CREATE TABLE IF NOT EXISTS auth_users (
+        provider TEXT NOT NULL, username TEXT NOT NULL, hash TEXT NOT NULL,
+        created BIGINT NOT NULL, changed BIGINT NOT NULL, PRIMARY KEY (provider, username))",
+    "CREATE INDEX IF NOT EXISTS auth_pending_expires ON auth_pending (expires)",
 ];
 
 /// The authentication database.
@@ -166,15 +179,13 @@ impl Db {
             .and_then(|r| r[0].int())
             .unwrap_or(0)
             > 0;
-        if !present {
-            if !init {
-                anyhow::bail!(
-                    "the authentication database has no tables: set database.init_if_not_exists: true"
-                );
-            }
-            for statement in SCHEMA {
-                db.exec(statement, vec![]).await.map_err(failed)?;
-            }
+        if !present && !init {
+            anyhow::bail!(
+                "the authentication database has no tables: set database.init_if_not_exists: true"
+            );
+        }
+        for statement in SCHEMA {
+            db.exec(statement, vec![]).await.map_err(failed)?;
         }
         Ok(db)
     }

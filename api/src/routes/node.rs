@@ -72,10 +72,15 @@ fn authentication(state: &AppState, base: &str) -> serde_json::Value {
         .providers
         .iter()
         .map(|p| {
+            // A password goes to `token`; an external login starts at `authorize`.
+            let endpoint = match p.kind {
+                crate::auth::ProviderKind::Oidc(_) => "authorize",
+                _ => "token",
+            };
             json!({
                 "provider": p.name,
-                "mode": "internal",
-                "links": {"auth_endpoint": format!("{base}/auth/provider/{}/token", p.name)},
+                "mode": p.kind.mode(),
+                "links": {"auth_endpoint": format!("{base}/auth/provider/{}/{endpoint}", p.name)},
                 "confirmation_message": p.confirmation_message,
                 "extra_scopes": null,
             })
