@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tessera builds against (libhdf5 for HDF5 export), nginx (the
-# load balancer of loadtest/cluster.sh) and Node.js (the OpenID provider of the login tests),
-# if missing.
+# load balancer of loadtest/cluster.sh), Node.js (the OpenID provider of the login tests),
+# Prometheus with promtool (the monitoring tests) and docker-compose (it validates the compose
+# file; no Docker engine is needed), if missing.
 set -euo pipefail
 missing=()
-for pkg in libhdf5-dev pkg-config nginx-light; do
+for pkg in libhdf5-dev pkg-config nginx-light prometheus docker-compose; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v node >/dev/null 2>&1 || missing+=(nodejs)

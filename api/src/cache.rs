@@ -15,9 +15,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use moka::notification::RemovalCause;
 use tessera_common::jobs::{ChunkKey, Job};
 use tessera_worker::exec::Executor;
 use tessera_worker::store::SharedStore;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::metrics;
@@ -81,6 +83,9 @@ impl ChunkCache {
             moka::future::Cache::builder()
                 .weigher(|_k: &ChunkKey, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
                 .max_capacity(l1_bytes)
+                .eviction_listener(|_k, v: Bytes, cause| {
+                    metrics::cache_lost("chunk", v.len(), cause == RemovalCause::Size)
+                })
                 .build()
         });
         ChunkCache {
@@ -119,12 +124,17 @@ impl ChunkCache {
                     let k = key.clone();
                     // The production runs as a task of its own: it completes (and leaves the
                     // map) even if every request waiting for it goes away.
-                    let task = tokio::spawn(async move {
-                        let r = this.fill(&k, job).await.map_err(Arc::new);
-                        let mut map = this.pending.lock().unwrap_or_else(|p| p.into_inner());
-                        map.remove(&k);
-                        r
-                    });
+                    // It belongs to the trace of the request that started it.
+                    let span = tracing::info_span!("chunk.produce");
+                    let task = tokio::spawn(
+                        async move {
+                            let r = this.fill(&k, job).await.map_err(Arc::new);
+                            let mut map = this.pending.lock().unwrap_or_else(|p| p.into_inner());
+                            map.remove(&k);
+                            r
+                        }
+                        .instrument(span),
+                    );
                     let p = async move {
                         task.await.unwrap_or_else(|e| {
                             Err(Arc::new(ApiError::internal(format!(
@@ -149,6 +159,7 @@ impl ChunkCache {
             None => self.runner.run(key, &job).await?.bytes,
         };
         if let Some(l1) = &self.l1 {
+            metrics::cache_took("chunk", bytes.len());
             l1.insert(key.clone(), bytes.clone()).await;
         }
         Ok(bytes)
@@ -245,6 +256,9 @@ impl EncodedCache {
         let inner = moka::future::Cache::builder()
             .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .max_capacity(max_bytes)
+            .eviction_listener(|_k, v: Bytes, cause| {
+                metrics::cache_lost("encoded", v.len(), cause == RemovalCause::Size)
+            })
             .build();
         EncodedCache {
             inner,
@@ -301,6 +315,7 @@ impl EncodedCache {
     /// Keeps `body` in this node's tier if it is not too large.
     async fn keep(&self, etag: &str, body: &Bytes) {
         if body.len() <= self.max_entry {
+            metrics::cache_took("encoded", body.len());
             self.inner.insert(etag.to_string(), body.clone()).await;
         }
     }

@@ -60,6 +60,12 @@ pub struct Config {
     /// Origins a browser may call the API from (CORS, Tiled's `allow_origins`); `*` is any.
     /// Empty: no CORS headers.
     pub allow_origins: Vec<String>,
+    /// Whether `/metrics` and `/api/v1/metrics` are served (Tiled's `metrics.prometheus`).
+    pub metrics: bool,
+    /// After SIGTERM: how long `/readyz` answers 503 before the listener closes.
+    pub shutdown_delay: Duration,
+    /// After the listener closes: how long requests in flight get to finish.
+    pub shutdown_timeout: Duration,
     /// The cluster's shared parts; `None` runs the embedded shape.
     pub cluster: Option<Cluster>,
     /// Multi-user access (login providers, principals, API keys), started from the config
@@ -101,6 +107,16 @@ pub enum Fallback {
     Inline,
     /// Answer 503 with Retry-After.
     Unavailable,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain text, for people.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
 }
 
 /// A duration in a config file: a non-negative number of seconds.
@@ -207,6 +223,21 @@ pub struct Settings {
     /// Failed logins of one user in a minute before further attempts are refused (429);
     /// one client address may fail ten times as many. Default 10.
     pub login_failures_per_minute: u32,
+    /// Seconds between SIGTERM and closing the listener, during which `/readyz` answers 503
+    /// so the load balancer stops sending new requests here. Default 0 (give 5 or more
+    /// behind a load balancer that polls readiness).
+    pub shutdown_delay: Seconds,
+    /// Seconds in-flight requests (and jobs) get to finish after the listener closes; the
+    /// process then exits. Default 30.
+    pub shutdown_timeout: Seconds,
+    /// Where traces go: an OTLP/HTTP endpoint such as `http://collector:4318` (the
+    /// `/v1/traces` path is added). Default: none, no traces.
+    pub otlp_endpoint: Option<String>,
+    /// The fraction of requests traced (0 to 1), when `otlp_endpoint` is given. Default 1.
+    pub trace_sample_ratio: f64,
+    /// Log lines as `text` (for people) or `json` (one object a line, for log collectors).
+    /// Default `text`.
+    pub log_format: LogFormat,
     /// The tag definitions of `access_control`'s tag-based policy (Tiled's tag YAML, with
     /// group members under `groups:`), read at start-up. Required with a policy.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -243,6 +274,11 @@ impl Default for Settings {
             max_jobs_in_flight: 256,
             fallback: Fallback::Inline,
             login_failures_per_minute: 10,
+            shutdown_delay: Seconds(0.0),
+            shutdown_timeout: Seconds(30.0),
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
+            log_format: LogFormat::Text,
             access_tag_definitions: None,
         }
     }
@@ -262,6 +298,20 @@ impl Settings {
         }
         if self.decode_threads == 0 {
             return Err(("decode_threads", "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            return Err((
+                "trace_sample_ratio",
+                format!("{} is not a fraction from 0 to 1", self.trace_sample_ratio),
+            ));
+        }
+        if let Some(url) = &self.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err((
+                "otlp_endpoint",
+                format!("{url:?} is not an http:// or https:// URL (OTLP over HTTP)"),
+            ));
         }
         Ok(())
     }
@@ -291,6 +341,9 @@ impl Settings {
             public: true,
             readable: Vec::new(),
             allow_origins: Vec::new(),
+            metrics: true,
+            shutdown_delay: self.shutdown_delay.duration(),
+            shutdown_timeout: self.shutdown_timeout.duration(),
             cluster: self.redis_url.clone().map(|url| self.cluster_on(url)),
             auth: None,
         }

@@ -112,6 +112,9 @@ pub struct ConfigFile {
     /// Where to listen.
     #[serde(default)]
     pub uvicorn: Uvicorn,
+    /// Whether Prometheus metrics are served (Tiled's `metrics.prometheus`).
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// tessera's own settings.
     #[serde(default)]
     pub tessera: Settings,
@@ -122,6 +125,25 @@ pub struct ConfigFile {
 
 fn response_bytesize_limit() -> usize {
     RESPONSE_BYTESIZE_LIMIT
+}
+
+/// Tiled's `metrics` section.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` and `/api/v1/metrics`. Default true.
+    #[serde(default = "yes")]
+    pub prometheus: bool,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { prometheus: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A tree of Tiled's `trees` list.
@@ -737,7 +759,6 @@ fn rule(section: &str, key: &str) -> Option<Rule> {
         ("", "webhooks") => Unsupported("webhooks are not implemented yet"),
         ("", "reject_undeclared_specs") => Unsupported("spec validation is not implemented yet"),
         ("", "exact_count_limit") => Ignored("tessera always counts exactly"),
-        ("", "metrics") => Ignored("GET /metrics is always served"),
         ("", "object_cache") => Ignored("deprecated in Tiled, where it has no effect either"),
         ("", "expose_raw_assets") => Ignored("tessera does not serve raw asset bytes"),
         ("", "create_mount_nodes_if_not_exist") => Ignored("it only matters with mount_node"),
@@ -867,7 +888,7 @@ fn screen_section(
 }
 
 /// The top-level keys of `ConfigFile`.
-const TOP_LEVEL: [&str; 9] = [
+const TOP_LEVEL: [&str; 10] = [
     "catalog",
     "trees",
     "authentication",
@@ -876,6 +897,7 @@ const TOP_LEVEL: [&str; 9] = [
     "response_bytesize_limit",
     "allow_origins",
     "uvicorn",
+    "metrics",
     "tessera",
 ];
 
@@ -1352,6 +1374,7 @@ impl ConfigFile {
             public: public || self.authentication.allow_anonymous_access,
             readable,
             allow_origins: self.allow_origins.clone(),
+            metrics: self.metrics.prometheus,
             ..self.tessera.config()
         };
         let auth = self.auth_settings()?;
@@ -1752,13 +1775,15 @@ mod tests {
             ),
         )]);
         let loaded = load(&dir.join("config.yml"), &no_env).unwrap();
-        assert_eq!(loaded.notes.len(), 2, "{:?}", loaded.notes);
+        // `metrics` is honoured now, so only the count limit is noted.
+        assert_eq!(loaded.notes.len(), 1, "{:?}", loaded.notes);
         assert!(
             loaded.notes[0].starts_with("exact_count_limit"),
             "{:?}",
             loaded.notes
         );
-        assert!(loaded.file.service(None, false).unwrap().config.public);
+        let service = loaded.file.service(None, false).unwrap();
+        assert!(service.config.public && service.config.metrics);
     }
 
     #[test]

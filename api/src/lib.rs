@@ -12,6 +12,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod encode;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod negotiate;
 pub mod params;
@@ -24,6 +25,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 
 /// The version reported as `library_version` (PEP 440, as the client parses it).
 pub const LIBRARY_VERSION: &str = "0.2.20";

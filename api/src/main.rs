@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tessera_api::config::{Config, Fallback, Seconds, Settings};
+use tessera_api::config::{Config, Fallback, LogFormat, Seconds, Settings};
 use tessera_api::config_file::{self, CatalogDatabase, CatalogTree, Service, Tree, Writable};
 use tessera_api::server;
 use tessera_api::storage::Storage;
@@ -30,10 +30,16 @@ enum Command {
         path: std::path::PathBuf,
     },
     /// Create or upgrade a catalog database: `postgresql://...` or an SQLite file path
-    /// (`sqlite:PATH` or a plain path). Safe to run from several nodes at once.
+    /// (`sqlite:PATH` or a plain path), or with `--config` the catalog and the
+    /// authentication database of a config file (the deployment's migration job). Safe to
+    /// run from several nodes at once.
     Migrate {
         /// The catalog database.
-        database: String,
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        database: Option<String>,
+        /// A config file (or directory): migrate the databases it names.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
     /// Register the files under PATH (or the file PATH) with a running server, without
     /// copying them: directories become containers, each HDF5, Zarr, Parquet or CSV file a
@@ -245,6 +251,12 @@ struct ServeOpts {
     /// When no worker answers: `inline` (decode here) or `unavailable` (503).
     #[arg(long, env = "TESSERA_FALLBACK", value_enum)]
     fallback: Option<Fallback>,
+    /// Seconds after SIGTERM during which /readyz answers 503 before the listener closes.
+    #[arg(long, value_name = "SECONDS", env = "TESSERA_SHUTDOWN_DELAY")]
+    shutdown_delay: Option<f64>,
+    /// Seconds requests in flight get to finish once the listener has closed.
+    #[arg(long, value_name = "SECONDS", env = "TESSERA_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -272,9 +284,10 @@ struct WorkerOpts {
     /// Address of the worker's /metrics (e.g. 127.0.0.1:9101); none if not given.
     #[arg(long, env = "TESSERA_WORKER_METRICS")]
     metrics: Option<std::net::SocketAddr>,
-    /// Seconds in-flight jobs may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 30.0)]
-    drain: f64,
+    /// Seconds in-flight jobs may take to finish after SIGTERM (default: the config's
+    /// `shutdown_timeout`, 30).
+    #[arg(long)]
+    drain: Option<f64>,
 }
 
 impl ServeOpts {
@@ -303,6 +316,12 @@ impl ServeOpts {
             key_prefix: self.key_prefix.clone().unwrap_or(d.key_prefix.clone()),
             l2_cache: !self.no_l2_cache,
             fallback: self.fallback.unwrap_or(d.fallback),
+            shutdown_delay: seconds("--shutdown-delay", self.shutdown_delay, d.shutdown_delay)?,
+            shutdown_timeout: seconds(
+                "--shutdown-timeout",
+                self.shutdown_timeout,
+                d.shutdown_timeout,
+            )?,
             ..d
         })
     }
@@ -314,6 +333,13 @@ impl ServeOpts {
             ..self.settings()?.config()
         })
     }
+}
+
+/// A flag's seconds, or the default.
+fn seconds(flag: &str, given: Option<f64>, default: Seconds) -> anyhow::Result<Seconds> {
+    given.map_or(Ok(default), |s| {
+        Seconds::new(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    })
 }
 
 async fn shutdown_signal() {
@@ -539,7 +565,7 @@ async fn run_worker(opts: WorkerOpts) -> anyhow::Result<()> {
         queue: opts.queue,
         part_bytes: settings.l2_part_bytes,
         heartbeat: std::time::Duration::from_millis(500),
-        drain: std::time::Duration::from_secs_f64(opts.drain.max(0.0)),
+        drain: seconds("--drain", opts.drain, settings.shutdown_timeout)?.duration(),
         metrics_addr: opts.metrics,
     };
     tessera_worker::service::run(options, shutdown_signal()).await
@@ -685,7 +711,7 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
     let watch = dir
         .watch
         .then(|| std::time::Duration::from_secs_f64(dir.watch_interval.max(0.1)));
-    tokio::spawn(indexer.run(watch));
+    let indexing = tokio::spawn(indexer.run(watch));
     // As `tiled serve directory`: a key is made up and printed unless one is given, and
     // only --public lets anonymous clients read.
     let key = dir
@@ -706,8 +732,103 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
         &suffix,
     )
     .await?;
+    // Requests have drained: the indexer stops between files (each file's nodes are
+    // written in one transaction, so none is left half-indexed).
+    indexing.abort();
+    let _ = indexing.await;
     let _ = std::fs::remove_dir_all(tempdir);
     Ok(())
+}
+
+/// Applies the catalog migrations `db` lacks; returns their names.
+async fn migrate_catalog(db: &CatalogDatabase) -> anyhow::Result<Vec<i32>> {
+    use tessera_api::catalog::migrate;
+    Ok(match db {
+        CatalogDatabase::Postgres(uri) => {
+            let (mut client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            migrate::migrate_postgres(&mut client).await?
+        }
+        CatalogDatabase::Sqlite(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut conn = rusqlite::Connection::open(path)?;
+                migrate::migrate_sqlite(&mut conn)
+            })
+            .await??
+        }
+    })
+}
+
+fn report_migrated(what: &str, applied: Vec<i32>) {
+    if applied.is_empty() {
+        println!("{what} is up to date");
+    } else {
+        println!("{what}: applied migrations {applied:?}");
+    }
+}
+
+/// `tessera migrate --config`: the catalog of the config's tree and its authentication
+/// database, brought up to date (what a deployment runs before new nodes start).
+async fn migrate_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = config_file::load(path, &|name| std::env::var(name).ok())?;
+    let service = loaded.file.service(None, false)?;
+    match &service.tree {
+        Tree::Catalog(tree) => report_migrated(
+            &format!("the catalog {}", tree.database.display()),
+            migrate_catalog(&tree.database).await?,
+        ),
+        Tree::Demo => println!("the demo tree has no catalog database"),
+    }
+    if let Some(auth) = service.auth {
+        let at = auth
+            .database
+            .clone()
+            .map_or("memory".into(), |d| config_file::without_password(&d));
+        // Starting the authentication store creates or upgrades its tables.
+        tessera_api::auth::Auth::start(auth)
+            .await
+            .map_err(|e| anyhow::anyhow!("the authentication database ({at}): {e}"))?;
+        println!("the authentication database {at} is up to date");
+    }
+    Ok(())
+}
+
+/// How this command logs and traces: the `tessera:` section of the config file it serves
+/// or works for (when it names one), then `TESSERA_LOG_FORMAT`, `TESSERA_OTLP_ENDPOINT`
+/// and `TESSERA_TRACE_SAMPLE_RATIO` over it.
+fn telemetry_settings(command: &Command) -> tessera_api::telemetry::TelemetrySettings {
+    let file = match command {
+        Command::Serve {
+            what: Serve::Config { path, .. },
+        } => Some(path.as_path()),
+        Command::Worker { opts } => opts.config.as_deref(),
+        _ => None,
+    };
+    // A file that does not load is reported by the command itself, with its errors.
+    let settings = file
+        .and_then(|p| config_file::load(p, &|name| std::env::var(name).ok()).ok())
+        .map(|l| l.file.tessera)
+        .unwrap_or_default();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let log_format = match env("TESSERA_LOG_FORMAT").as_deref() {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        _ => settings.log_format,
+    };
+    tessera_api::telemetry::TelemetrySettings {
+        log_format,
+        otlp_endpoint: env("TESSERA_OTLP_ENDPOINT").or(settings.otlp_endpoint),
+        sample_ratio: env("TESSERA_TRACE_SAMPLE_RATIO")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(settings.trace_sample_ratio),
+        service: if matches!(command, Command::Worker { .. }) {
+            "tessera-worker"
+        } else {
+            "tessera-api"
+        },
+    }
 }
 
 /// The root container of a new catalog.
@@ -726,36 +847,24 @@ fn empty_root() -> tessera_common::node::TreeNode {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Migrate { database } => {
-            use tessera_api::catalog::migrate;
-            let applied = match CatalogDatabase::parse(&database).map_err(anyhow::Error::msg)? {
-                CatalogDatabase::Postgres(uri) => {
-                    let (mut client, conn) =
-                        tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
-                    tokio::spawn(conn);
-                    migrate::migrate_postgres(&mut client).await?
-                }
-                CatalogDatabase::Sqlite(path) => {
-                    tokio::task::spawn_blocking(move || {
-                        let mut conn = rusqlite::Connection::open(path)?;
-                        migrate::migrate_sqlite(&mut conn)
-                    })
-                    .await??
-                }
-            };
-            if applied.is_empty() {
-                println!("the catalog is up to date");
-            } else {
-                println!("applied migrations {applied:?}");
+    let telemetry = tessera_api::telemetry::init(&telemetry_settings(&cli.command))?;
+    let result = run(cli.command).await;
+    // What the trace exporter still holds is sent before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate { database, config } => match (database, config) {
+            (Some(database), _) => {
+                let db = CatalogDatabase::parse(&database).map_err(anyhow::Error::msg)?;
+                report_migrated("the catalog", migrate_catalog(&db).await?);
             }
-        }
+            (None, Some(path)) => migrate_config(&path).await?,
+            (None, None) => anyhow::bail!("give a catalog database or --config"),
+        },
         Command::Index { database, keys } => {
             let cat =
                 tessera_api::catalog::postgres::PostgresCatalog::connect(&database, 1).await?;

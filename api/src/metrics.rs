@@ -5,8 +5,87 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge};
-use tessera_worker::metrics::{counter, counter_vec, gauge};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use tessera_worker::metrics::{counter, counter_vec, gauge, gauge_vec, seconds};
+
+/// Requests answered, by endpoint (a route name, never the path), method and status.
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "http_requests_total",
+        "Requests answered, by endpoint (route name), method and status code",
+        &["endpoint", "method", "status"],
+    )
+});
+
+/// Seconds from a request's arrival to its response's headers, by endpoint and method.
+pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    seconds(
+        "http_request_duration_seconds",
+        "Seconds from a request's arrival to its response headers, by endpoint and method",
+        &["endpoint", "method"],
+    )
+});
+
+/// Response body bytes sent, by endpoint, media type and content encoding.
+pub static HTTP_RESPONSE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "http_response_bytes_total",
+        "Response body bytes sent, by endpoint, media type (format) and content encoding",
+        &["endpoint", "format", "encoding"],
+    )
+});
+
+/// Entries a cache pushed out to make room, by cache (`chunk`, `encoded`).
+pub static CACHE_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "cache_evictions_total",
+        "Entries this process's caches pushed out to make room, by cache (chunk, encoded)",
+        &["cache"],
+    )
+});
+
+/// Bytes held by this process's caches, by cache.
+pub static CACHE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "cache_bytes",
+        "Bytes held by this process's caches, by cache (chunk, encoded)",
+        &["cache"],
+    )
+});
+
+/// Jobs this node has at workers now.
+pub static JOBS_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "jobs_in_flight",
+        "Jobs this node has sent to workers and not yet had answered",
+    )
+});
+
+/// Seconds catalog operations took, by operation.
+pub static CATALOG_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    seconds(
+        "catalog_query_seconds",
+        "Seconds catalog operations took, by operation (get, search, distinct, create, ...)",
+        &["op"],
+    )
+});
+
+/// Connections of the catalog's pool, by state (`in_use`, `idle`, `max`).
+pub static CATALOG_POOL: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "catalog_pool_connections",
+        "Connections of the catalog database pool, by state (in_use, idle, max)",
+        &["state"],
+    )
+});
+
+/// 1 while this node accepts traffic, 0 while it starts or drains.
+pub static READY: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "ready",
+        "1 while this node is ready for traffic, 0 while it is starting or draining",
+    )
+});
 
 /// Chunk-cache lookups answered by a tier (`l1` in this process, `l2` the shared store).
 pub static CHUNK_CACHE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -108,6 +187,15 @@ pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// The text exposition of every metric of this process.
 pub fn render() -> Vec<u8> {
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+    LazyLock::force(&HTTP_RESPONSE_BYTES);
+    LazyLock::force(&CACHE_EVICTIONS);
+    LazyLock::force(&CACHE_BYTES);
+    LazyLock::force(&JOBS_IN_FLIGHT);
+    LazyLock::force(&CATALOG_SECONDS);
+    LazyLock::force(&CATALOG_POOL);
+    LazyLock::force(&READY);
     LazyLock::force(&CHUNK_CACHE_HITS);
     LazyLock::force(&CHUNK_CACHE_MISSES);
     LazyLock::force(&COALESCED);
@@ -120,4 +208,104 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&WAITING_FOR_BYTES);
     LazyLock::force(&REFUSED);
     tessera_worker::metrics::render()
+}
+
+/// A cache's entry of `len` bytes came in (`cache`: `chunk` or `encoded`).
+pub fn cache_took(cache: &str, len: usize) {
+    CACHE_BYTES
+        .with_label_values(&[cache])
+        .add(i64::try_from(len).unwrap_or(i64::MAX));
+}
+
+/// A cache's entry of `len` bytes went out; `evicted` when pushed out for room.
+pub fn cache_lost(cache: &str, len: usize, evicted: bool) {
+    CACHE_BYTES
+        .with_label_values(&[cache])
+        .sub(i64::try_from(len).unwrap_or(i64::MAX));
+    if evicted {
+        CACHE_EVICTIONS.with_label_values(&[cache]).inc();
+    }
+}
+
+/// Counts an answered request (`endpoint`, `method`, its status and the time to its
+/// headers), and its body's bytes as they are sent.
+pub fn count_request(
+    endpoint: &'static str,
+    method: &'static str,
+    started: std::time::Instant,
+    resp: axum::response::Response,
+) -> axum::response::Response {
+    use axum::http::header;
+    let status = resp.status();
+    HTTP_REQUESTS
+        .with_label_values(&[endpoint, method, status.as_str()])
+        .inc();
+    HTTP_DURATION
+        .with_label_values(&[endpoint, method])
+        .observe(started.elapsed().as_secs_f64());
+    let header_text = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    // The media type without parameters; the set is the server's own, so it stays small.
+    let format = match header_text(header::CONTENT_TYPE).split(';').next() {
+        Some(t) if !t.trim().is_empty() => t.trim().to_ascii_lowercase(),
+        _ => "none".to_string(),
+    };
+    let encoding = match header_text(header::CONTENT_ENCODING) {
+        "" => "identity",
+        "gzip" => "gzip",
+        "zstd" => "zstd",
+        "br" => "br",
+        "deflate" => "deflate",
+        _ => "other",
+    };
+    let counter = HTTP_RESPONSE_BYTES.with_label_values(&[endpoint, &format, encoding]);
+    let (parts, body) = resp.into_parts();
+    axum::response::Response::from_parts(parts, CountedBody::wrap(body, counter))
+}
+
+/// A response body that adds the bytes of each frame it hands out to a counter.
+struct CountedBody {
+    inner: axum::body::Body,
+    counter: IntCounter,
+}
+
+impl CountedBody {
+    fn wrap(inner: axum::body::Body, counter: IntCounter) -> axum::body::Body {
+        // A body whose size is known is counted at once, without a wrapper.
+        if let Some(n) = http_body::Body::size_hint(&inner).exact() {
+            counter.inc_by(n);
+            return inner;
+        }
+        axum::body::Body::new(CountedBody { inner, counter })
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -15,6 +15,7 @@ use tessera_common::jobs::{ChunkKey, Job};
 use tessera_worker::protocol::{self, DEADLINE_HEADER, JobRequest, Reply};
 use tessera_worker::store::SharedStore;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::cache::{InlineRunner, JobRunner, Produced};
 use crate::config::Fallback;
@@ -87,6 +88,8 @@ impl Remote {
         let deadline = protocol::now_ms()
             .saturating_add(u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX));
         headers.insert(DEADLINE_HEADER, deadline.to_string().as_str());
+        // The worker's spans join this request's trace.
+        tessera_worker::trace::inject(&mut headers);
         if let Err(e) = self
             .nats
             .publish_with_reply_and_headers(
@@ -147,6 +150,22 @@ impl Remote {
     }
 }
 
+/// Counts a job in `tessera_jobs_in_flight` while it lives.
+struct JobInFlight;
+
+impl JobInFlight {
+    fn new() -> Self {
+        metrics::JOBS_IN_FLIGHT.inc();
+        JobInFlight
+    }
+}
+
+impl Drop for JobInFlight {
+    fn drop(&mut self) {
+        metrics::JOBS_IN_FLIGHT.dec();
+    }
+}
+
 #[async_trait]
 impl JobRunner for Remote {
     async fn run(&self, key: &ChunkKey, job: &Job) -> Result<Produced, ApiError> {
@@ -168,8 +187,10 @@ impl JobRunner for Remote {
         };
         let mut why = String::from("NATS is unreachable");
         let connected = self.nats.connection_state() == async_nats::connection::State::Connected;
+        let _in_flight = JobInFlight::new();
         for attempt in (0..ATTEMPTS).filter(|_| connected) {
-            match self.attempt(key, job).await {
+            let span = tracing::info_span!("job.dispatch", otel.kind = "producer", attempt);
+            match self.attempt(key, job).instrument(span).await {
                 Outcome::Done(p) => {
                     metrics::JOBS_SENT.with_label_values(&["done"]).inc();
                     return Ok(p);

@@ -1,7 +1,7 @@
 //! Building and running the HTTP server. `run` takes a bound listener and a shutdown future,
 //! so tests bind port 0 and stop the server when they are done.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::catalog::memory::MemoryCatalog;
 use crate::config::Config;
 use crate::dispatch::Inline;
 use crate::error::ApiError;
+use crate::health::Health;
 use crate::remote::Remote;
 use crate::routes;
 use crate::state::AppState;
@@ -48,7 +49,15 @@ fn embedded(
     let cache = ChunkCache::embedded(config.cache_bytes, exec.clone());
     let encoded = EncodedCache::new(config.encoded_cache_bytes, None);
     let storage = storage.map(|s| Arc::new(s.with_removal_delay(config.request_timeout)));
-    assemble(config, catalog, storage, cache, encoded, exec)
+    assemble(
+        config,
+        catalog,
+        storage,
+        cache,
+        encoded,
+        exec,
+        Health::default(),
+    )
 }
 
 /// The node's state in the shape its configuration asks for: with `config.cluster`, the
@@ -70,6 +79,8 @@ pub async fn state(
             anyhow::anyhow!("the shared store {url}: {e}")
         })?;
     let inline = InlineRunner(exec.clone());
+    let mut health = Health::default();
+    health.store = Some(store.clone());
     let runner: Arc<dyn JobRunner> = match &cluster.nats_url {
         None => Arc::new(inline),
         Some(url) => {
@@ -82,6 +93,7 @@ pub async fn state(
                     let url = crate::config_file::without_password(url);
                     anyhow::anyhow!("NATS {url}: {e}")
                 })?;
+            health.nats = Some(nats.clone());
             Arc::new(Remote {
                 nats,
                 store: store.clone(),
@@ -107,7 +119,9 @@ pub async fn state(
     });
     let encoded = EncodedCache::new(config.encoded_cache_bytes, l2.clone());
     let cache = ChunkCache::new(config.cache_bytes, l2, runner, config.request_timeout);
-    Ok(assemble(config, catalog, storage, cache, encoded, exec))
+    Ok(assemble(
+        config, catalog, storage, cache, encoded, exec, health,
+    ))
 }
 
 /// The node's executor: decode jobs and reads run there, `decode_threads` at once.
@@ -123,8 +137,12 @@ fn assemble(
     cache: ChunkCache,
     encoded: EncodedCache,
     exec: Arc<Executor>,
+    health: Health,
 ) -> Arc<AppState> {
+    // Every catalog operation is timed and traced, whatever the backend.
+    let catalog: Arc<dyn Catalog> = Arc::new(crate::catalog::metered::Metered(catalog));
     Arc::new(AppState {
+        health,
         cache: Arc::new(cache),
         dispatcher: Arc::new(Inline::new(exec)),
         encoded,
@@ -206,14 +224,46 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains.
+/// Serves `state` on `listener` until `shutdown` resolves, then drains: `/readyz` answers
+/// 503 for `shutdown_delay` while the listener still accepts (the load balancer takes the
+/// node out), then the listener closes, idle connections are closed, and requests in flight
+/// get `shutdown_timeout` to finish before the server returns.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (delay, timeout) = (state.config.shutdown_delay, state.config.shutdown_timeout);
+    let closing = Arc::new(tokio::sync::Notify::new());
+    let drain = {
+        let (state, closing) = (state.clone(), closing.clone());
+        async move {
+            shutdown.await;
+            state.health.drain();
+            tracing::info!(
+                "draining: not ready for {:.1} s, then {:.1} s for requests in flight",
+                delay.as_secs_f64(),
+                timeout.as_secs_f64()
+            );
+            tokio::time::sleep(delay).await;
+            closing.notify_one();
+        }
+    };
+    state.health.serving();
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let serving = axum::serve(listener, app).with_graceful_shutdown(drain);
+    let deadline = async {
+        closing.notified().await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        served = serving.into_future() => served,
+        () = deadline => {
+            tracing::warn!(
+                "requests still in flight {:.1} s after the listener closed: stopping anyway",
+                timeout.as_secs_f64()
+            );
+            Ok(())
+        }
+    }
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub admission: crate::admission::Admission,
     /// Where written data goes; `None` for a read-only tree.
     pub storage: Option<Arc<crate::storage::Storage>>,
+    /// Readiness: what the node depends on, and whether it is draining.
+    pub health: crate::health::Health,
 }
 
 impl AppState {

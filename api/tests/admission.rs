@@ -52,13 +52,15 @@ async fn an_unauthenticated_gigabyte_is_refused_before_it_is_read() {
 
 #[tokio::test]
 async fn a_document_body_over_its_limit_is_refused_from_its_declared_length() {
+    // A writer (a server without a key lets anyone read, and only read).
     let s = DemoServer::with_config(Config {
         document_bytesize_limit: 1 << 20,
+        api_key: Some("secret".into()),
         ..Config::default()
     })
     .await;
     let head = format!(
-        "POST /api/v1/metadata/ HTTP/1.1\r\nHost: {}\r\n\
+        "POST /api/v1/metadata/ HTTP/1.1\r\nHost: {}\r\nAuthorization: Apikey secret\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         s.addr,
         64u64 << 20
@@ -70,13 +72,15 @@ async fn a_document_body_over_its_limit_is_refused_from_its_declared_length() {
 
 #[tokio::test]
 async fn a_body_without_a_length_is_cut_off_at_the_limit() {
+    // A writer (a server without a key lets anyone read, and only read).
     let s = DemoServer::with_config(Config {
         document_bytesize_limit: 1000,
+        api_key: Some("secret".into()),
         ..Config::default()
     })
     .await;
     let mut request = format!(
-        "POST /api/v1/metadata/ HTTP/1.1\r\nHost: {}\r\n\
+        "POST /api/v1/metadata/ HTTP/1.1\r\nHost: {}\r\nAuthorization: Apikey secret\r\n\
          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
         s.addr
     );

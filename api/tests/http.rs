@@ -293,10 +293,30 @@ async fn response_size_limit_is_checked_before_reading() {
 
 #[tokio::test]
 async fn writes_to_the_read_only_demo_are_405() {
+    // Without a key anyone may read and no one may write (as `tiled serve demo`): 401.
     let s = DemoServer::start().await;
-    let r = s
+    let put = |key: Option<&str>| {
+        let mut r = s
+            .client
+            .put(format!("{}/api/v1/array/full/flat_array", s.base))
+            .body(vec![0u8; 800]);
+        if let Some(k) = key {
+            r = r.header("Authorization", format!("Apikey {k}"));
+        }
+        r.send()
+    };
+    let anonymous = put(None).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // The key's holder may write, but the demo tree cannot be written: 405.
+    let keyed = DemoServer::with_config(Config {
+        api_key: Some("secret".into()),
+        ..Config::default()
+    })
+    .await;
+    let r = keyed
         .client
-        .put(format!("{}/api/v1/array/full/flat_array", s.base))
+        .put(format!("{}/api/v1/array/full/flat_array", keyed.base))
+        .header("Authorization", "Apikey secret")
         .body(vec![0u8; 800])
         .send()
         .await

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod protocol;
 pub mod service;
 pub mod store;
+pub mod trace;

@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// This process's registry, every name prefixed `tessera_` (with the process collector:
@@ -38,6 +38,14 @@ pub fn counter(name: &str, help: &str) -> IntCounter {
 /// A gauge, registered.
 pub fn gauge(name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("metric definitions are static and valid");
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+}
+
+/// A gauge with labels, registered.
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .expect("metric definitions are static and valid");
     let _ = REGISTRY.register(Box::new(g.clone()));
     g
 }
@@ -116,9 +124,21 @@ pub static WORKER_JOBS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+/// 1, labelled with this build's version: which version every process runs.
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    let g = gauge_vec(
+        "build_info",
+        "Always 1, labelled with the version of this process's build",
+        &["version"],
+    );
+    g.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    g
+});
+
 /// The registry in Prometheus' text format, the decode and worker metrics listed even
 /// before they first count.
 pub fn render() -> Vec<u8> {
+    LazyLock::force(&BUILD_INFO);
     LazyLock::force(&CHUNK_DECODES);
     LazyLock::force(&BLOCKS_DECODED);
     LazyLock::force(&PARTITIONS_READ);

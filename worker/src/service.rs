@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, HeaderMap, Message};
@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tessera_common::adapters::AdapterError;
 use tessera_common::jobs::Work;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::exec::Executor;
 use crate::metrics;
@@ -80,6 +81,11 @@ pub async fn run(opts: WorkerOptions, shutdown: impl Future<Output = ()>) -> any
         limit: opts.threads.max(1) + opts.queue,
         heartbeat: opts.heartbeat,
     });
+    // Ready while connected to NATS and taking jobs.
+    let ready = Arc::new(Readiness {
+        nats: nats.clone(),
+        taking: AtomicBool::new(false),
+    });
     if let Some(addr) = opts.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(
@@ -91,7 +97,11 @@ pub async fn run(opts: WorkerOptions, shutdown: impl Future<Output = ()>) -> any
                 "/metrics",
                 axum::routing::get(|| async { metrics::render() }),
             )
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                axum::routing::get(readyz).with_state(ready.clone()),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     let mut jobs = nats
@@ -109,17 +119,28 @@ pub async fn run(opts: WorkerOptions, shutdown: impl Future<Output = ()>) -> any
         opts.queue
     );
     let mut tasks = JoinSet::new();
+    ready.taking.store(true, Ordering::SeqCst);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             msg = jobs.next() => match msg {
-                Some(msg) => { tasks.spawn(worker.clone().take(msg)); }
+                Some(msg) => {
+                    let span = tracing::info_span!(
+                        "worker.job",
+                        otel.kind = "consumer",
+                        job.kind = tracing::field::Empty,
+                        job.outcome = tracing::field::Empty,
+                    );
+                    crate::trace::continue_trace(&span, msg.headers.as_ref());
+                    tasks.spawn(worker.clone().take(msg).instrument(span));
+                }
                 None => break,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
+    ready.taking.store(false, Ordering::SeqCst);
     let _ = jobs.unsubscribe().await;
     tracing::info!("worker stopping: finishing {} jobs", tasks.len());
     let _ = tokio::time::timeout(opts.drain, async {
@@ -128,6 +149,31 @@ pub async fn run(opts: WorkerOptions, shutdown: impl Future<Output = ()>) -> any
     .await;
     let _ = nats.flush().await;
     Ok(())
+}
+
+/// What a worker's `/readyz` looks at.
+struct Readiness {
+    nats: async_nats::Client,
+    /// Subscribed and not draining.
+    taking: AtomicBool,
+}
+
+/// `GET /readyz` of a worker: 200 while it takes jobs from a connected NATS, else 503.
+async fn readyz(
+    axum::extract::State(ready): axum::extract::State<Arc<Readiness>>,
+) -> (axum::http::StatusCode, String) {
+    let connected = ready.nats.connection_state() == async_nats::connection::State::Connected;
+    match (ready.taking.load(Ordering::SeqCst), connected) {
+        (true, true) => (axum::http::StatusCode::OK, "ready".into()),
+        (false, _) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not taking jobs (starting or draining)".into(),
+        ),
+        (true, false) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "NATS is not connected".into(),
+        ),
+    }
 }
 
 impl Worker {
@@ -168,7 +214,9 @@ impl Worker {
             Work::Ragged => "ragged",
             Work::ExportTable(_) => "export",
         };
+        tracing::Span::current().record("job.kind", kind);
         let count = |outcome: &str| {
+            tracing::Span::current().record("job.outcome", outcome);
             metrics::WORKER_JOBS
                 .with_label_values(&[kind, outcome])
                 .inc();
@@ -187,10 +235,13 @@ impl Worker {
         }
         metrics::WORKER_JOBS_HELD.inc();
         self.say(&to, &Reply::Accepted).await;
-        let work = self.exec.run(&request.job, move || match deadline {
-            Some(d) if protocol::now_ms() >= d => Err(JobFailure::Expired),
-            _ => Ok(()),
-        });
+        let work = self
+            .exec
+            .run(&request.job, move || match deadline {
+                Some(d) if protocol::now_ms() >= d => Err(JobFailure::Expired),
+                _ => Ok(()),
+            })
+            .instrument(tracing::info_span!("decode"));
         tokio::pin!(work);
         let mut beat = tokio::time::interval(self.heartbeat);
         beat.tick().await;

@@ -135,6 +135,11 @@ impl SharedStore {
         }
     }
 
+    /// Whether the store answers (a PING on one connection).
+    pub async fn ping(&self) -> RedisResult<()> {
+        redis::cmd("PING").query_async(&mut self.conn()).await
+    }
+
     /// Removes the value under `key` (its parts are left to expire).
     pub async fn delete(&self, key: &str) -> RedisResult<()> {
         redis::cmd("DEL")

@@ -172,9 +172,12 @@ pub fn required(endpoint: &Endpoint, method: &Method) -> Option<Scopes> {
         *method == Method::DELETE,
     );
     Some(match endpoint {
-        WebRoot | Healthz | OpenApi | ApiRootRedirect | ApiRoot | Auth(_) => return None,
+        WebRoot | Healthz | Readyz | OpenApi | ApiRootRedirect | ApiRoot | Auth(_) => return None,
         // Served to scrapers without credentials: counters of the node, no node names.
+        // (`metrics.prometheus: false` turns it off.)
         Metrics => return None,
+        // Tiled's place for them, behind Tiled's scope.
+        ApiMetrics => METRICS,
         Metadata(_) if post => WRITE_METADATA.with(CREATE_NODE),
         Register(_) => WRITE_METADATA.with(CREATE_NODE).with(REGISTER),
         Metadata(_) if put || patch => WRITE_METADATA,

@@ -4,6 +4,7 @@
 //! the same trait.
 
 pub mod memory;
+pub mod metered;
 pub mod migrate;
 pub mod postgres;
 pub mod query;
@@ -480,6 +481,11 @@ pub trait Catalog: Send + Sync {
         Ok(Box::new(process_lock(path).lock_owned().await))
     }
 
+    /// The connection pool's use, for catalogs that pool connections.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+
     /// [`Catalog::lock_data`] if no one holds it now, else `None` (for work one node at a
     /// time does, such as sweeping the storage).
     async fn try_lock_data(&self, path: &[String]) -> Result<Option<DataLock>, ApiError> {
@@ -488,6 +494,14 @@ pub trait Catalog: Send + Sync {
             .ok()
             .map(|g| Box::new(g) as DataLock))
     }
+}
+
+/// How a catalog's connection pool is used.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStatus {
+    pub in_use: usize,
+    pub idle: usize,
+    pub max: usize,
 }
 
 /// The in-process lock of the data at `path`.

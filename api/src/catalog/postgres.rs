@@ -552,13 +552,13 @@ impl PostgresCatalog {
                 .await
                 .map_err(db_err)?;
         }
-        let (from, cq) = search_from(pid, &req.filters, req.deep);
+        let (from, cq) = search_from(pid, &req.filters, req.deep, None);
         let count = format!("SELECT count(*) FROM (SELECT 1 {from} LIMIT {EXACT_COUNT_LIMIT}) s");
         let mut text = String::new();
         let queries = [
             (count, cq),
-            page_sql(pid, req, false),
-            page_sql(pid, req, true),
+            page_sql(pid, req, false, None),
+            page_sql(pid, req, true, None),
         ];
         for (sql, q) in queries {
             for row in tx
@@ -628,18 +628,36 @@ impl PostgresCatalog {
 }
 
 /// The FROM/WHERE part shared by a search's page and count, with its parameters.
-fn search_from(parent: i64, filters: &[Filter], deep: Option<usize>) -> (String, Sql) {
+///
+/// `tagged_first`: the caller may see only nodes with these access tags, and they are rare
+/// in the whole catalog. The nodes carrying them are then gathered first through the tags'
+/// index and only those are checked for their parent, instead of intersecting the tags with
+/// every child of a large container (a 100,000-row bitmap for each count and each page).
+fn search_from(
+    parent: i64,
+    filters: &[Filter],
+    deep: Option<usize>,
+    tagged_first: Option<&[String]>,
+) -> (String, Sql) {
     let mut q = Sql::default();
     let p = q.arg(parent);
-    let mut sql = match deep {
-        Some(depth) => {
+    let mut sql = match (deep, tagged_first) {
+        (None, Some(tags)) => {
+            let t = q.arg(tags.to_vec());
+            // OFFSET 0 keeps the planner from flattening the subquery back into one scan.
+            format!(
+                "FROM (SELECT * FROM nodes WHERE access_tags && {t} OFFSET 0) n \
+                 WHERE n.parent = {p}"
+            )
+        }
+        (Some(depth), _) => {
             let d = q.arg(depth.min(i32::MAX as usize) as i32);
             format!(
                 "FROM nodes n JOIN node_closure c ON c.descendant = n.id \
                  WHERE c.ancestor = {p} AND c.depth BETWEEN 1 AND {d}"
             )
         }
-        None => format!("FROM nodes n WHERE n.parent = {p}"),
+        (None, None) => format!("FROM nodes n WHERE n.parent = {p}"),
     };
     for f in filters {
         let cond = compile(f, &mut q);
@@ -656,8 +674,13 @@ fn search_from(parent: i64, filters: &[Filter], deep: Option<usize>) -> (String,
 /// `few_matches` says the filters match at most [`EXACT_COUNT_LIMIT`] nodes: they are then
 /// gathered first through the filters' indexes and only those are sorted, instead of walking
 /// the container in order hoping to meet matches (the planner's guess for rare words).
-fn page_sql(pid: i64, req: &SearchRequest, few_matches: bool) -> (String, Sql) {
-    let (mut from, mut q) = search_from(pid, &req.filters, req.deep);
+fn page_sql(
+    pid: i64,
+    req: &SearchRequest,
+    few_matches: bool,
+    tagged_first: Option<&[String]>,
+) -> (String, Sql) {
+    let (mut from, mut q) = search_from(pid, &req.filters, req.deep, tagged_first);
     let keyset = req.natural_order().zip(req.after);
     if let Some((descending, after)) = keyset {
         let a = q.arg(after);
@@ -767,6 +790,15 @@ async fn estimate(
 
 #[async_trait]
 impl Catalog for PostgresCatalog {
+    fn pool_status(&self) -> Option<super::PoolStatus> {
+        let s = self.pool.status();
+        Some(super::PoolStatus {
+            in_use: s.size.saturating_sub(s.available),
+            idle: s.available,
+            max: s.max_size,
+        })
+    }
+
     async fn get(&self, path: &[String]) -> Result<Option<Arc<Node>>, ApiError> {
         let client = self.client().await?;
         let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n {SOURCE_JOIN} WHERE n.id = ({WALK})");
@@ -785,7 +817,22 @@ impl Catalog for PostgresCatalog {
     async fn search(&self, parent: &[String], req: &SearchRequest) -> Result<SearchPage, ApiError> {
         let client = self.client().await?;
         let (pid, child_count) = self.container_id(&client, parent).await?;
-        let (count_from, q) = search_from(pid, &req.filters, req.deep);
+        // Under an access policy that lets the caller see few nodes of a large catalog, those
+        // nodes are found first (see `search_from`).
+        let tags = req.filters.iter().find_map(|f| match f {
+            Filter::AccessTags { tags } => Some(tags.as_slice()),
+            _ => None,
+        });
+        let tagged_first = match tags {
+            Some(tags) if req.deep.is_none() && child_count > EXACT_COUNT_LIMIT => {
+                let mut tq = Sql::default();
+                let t = tq.arg(tags.to_vec());
+                let from = format!("FROM nodes n WHERE n.access_tags && {t}");
+                (estimate(&client, &from, &tq).await? <= EXACT_COUNT_LIMIT).then_some(tags)
+            }
+            _ => None,
+        };
+        let (count_from, q) = search_from(pid, &req.filters, req.deep, tagged_first);
         let mut few_matches = false;
         // In a large container, the planner's estimate (cheap, and low for correlated
         // metadata) decides whether the filters look common enough to sample: rare matches
@@ -830,7 +877,7 @@ impl Catalog for PostgresCatalog {
         let mut nodes = Vec::new();
         let mut cursor = None;
         if req.limit > 0 {
-            let (sql, q) = page_sql(pid, req, few_matches);
+            let (sql, q) = page_sql(pid, req, few_matches, tagged_first);
             for row in client.query(&sql, &q.refs()).await.map_err(db_err)? {
                 let path = if req.deep.is_some() {
                     row.try_get::<_, Option<Vec<String>>>(10)
@@ -862,7 +909,7 @@ impl Catalog for PostgresCatalog {
     ) -> Result<Value, ApiError> {
         let client = self.client().await?;
         let (pid, _) = self.container_id(&client, parent).await?;
-        let (from, q) = search_from(pid, filters, None);
+        let (from, q) = search_from(pid, filters, None, None);
         // Each group: (value, count), most frequent first, ties in first-seen (id) order.
         let grouped = |expr: String| {
             format!(

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use tracing::Instrument;
 
 use crate::admission::{Held, Holds, Reservation};
 use crate::auth::scopes::{self, Scopes};
@@ -30,7 +31,10 @@ const MAX_PATH: usize = 4096;
 pub enum Endpoint {
     WebRoot,
     Healthz,
+    Readyz,
     Metrics,
+    /// `/api/v1/metrics`: Tiled's place for them, behind the `metrics` scope.
+    ApiMetrics,
     OpenApi,
     ApiRootRedirect,
     ApiRoot,
@@ -87,7 +91,9 @@ impl Endpoint {
         match path {
             "/" | "" => return Ok(Endpoint::WebRoot),
             "/healthz" => return Ok(Endpoint::Healthz),
+            "/readyz" => return Ok(Endpoint::Readyz),
             "/metrics" => return Ok(Endpoint::Metrics),
+            "/api/v1/metrics" => return Ok(Endpoint::ApiMetrics),
             "/openapi.json" => return Ok(Endpoint::OpenApi),
             "/api/v1" => return Ok(Endpoint::ApiRootRedirect),
             "/api/v1/" => return Ok(Endpoint::ApiRoot),
@@ -108,6 +114,53 @@ impl Endpoint {
             }
         }
         Err(not_found())
+    }
+}
+
+impl Endpoint {
+    /// The route's name: the `endpoint` label of the request metrics and the span name of
+    /// its trace (a fixed set, never the path).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::WebRoot => "web_root",
+            Endpoint::Healthz => "healthz",
+            Endpoint::Readyz => "readyz",
+            Endpoint::Metrics | Endpoint::ApiMetrics => "metrics",
+            Endpoint::OpenApi => "openapi",
+            Endpoint::ApiRootRedirect | Endpoint::ApiRoot => "api_root",
+            Endpoint::Metadata(_) => "metadata",
+            Endpoint::Search(_) => "search",
+            Endpoint::SearchDeep(_) => "search_deep",
+            Endpoint::Distinct(_) => "distinct",
+            Endpoint::ArrayFull(_) => "array_full",
+            Endpoint::ArrayBlock(_) => "array_block",
+            Endpoint::TablePartition(_) => "table_partition",
+            Endpoint::TableFull(_) => "table_full",
+            Endpoint::AwkwardBuffers(_) => "awkward_buffers",
+            Endpoint::AwkwardFull(_) => "awkward_full",
+            Endpoint::RaggedFull(_) => "ragged_full",
+            Endpoint::ContainerFull(_) => "container_full",
+            Endpoint::Revisions(_) => "revisions",
+            Endpoint::Register(_) => "register",
+            Endpoint::Auth(_) => "auth",
+        }
+    }
+}
+
+/// The `endpoint` label of a request whose path names no route.
+const NO_ROUTE: &str = "not_found";
+
+/// The `method` label: the methods the API takes, every other one as `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 
@@ -286,24 +339,38 @@ async fn read_body(
 /// The request's place and memory are held until its response body is sent.
 pub async fn handle(
     State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
-    let id = request_id(&headers);
-    let peer = extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
-    let csrf = state.config.auth.is_some() && cookie(&headers, "tiled_csrf").is_none();
-    let mut resp = match admit_and_route(&state, method, &uri, headers, body, &id, peer).await {
+    let started = std::time::Instant::now();
+    let (parts, body) = request.into_parts();
+    let id = request_id(&parts.headers);
+    let csrf = state.config.auth.is_some() && cookie(&parts.headers, "tiled_csrf").is_none();
+    let method_name = method_label(&parts.method);
+    let parsed = Endpoint::parse(parts.uri.path());
+    let endpoint = parsed.as_ref().map_or(NO_ROUTE, Endpoint::name);
+    let span = crate::telemetry::request_span(&parts.headers, method_name, endpoint, &id);
+    let routed = admit_and_route(&state, parsed, parts, body, &id)
+        .instrument(span.clone())
+        .await;
+    let mut resp = match routed {
         Ok((resp, holds)) => {
             let (parts, body) = resp.into_parts();
             Response::from_parts(parts, Held::wrap(body, holds))
         }
         Err(e) => e.render(&id),
     };
+    crate::telemetry::end_request(&span, resp.status());
+    // The access log, off unless asked for (`RUST_LOG=info,tessera::access=debug`): one line
+    // a request, inside its span, so it carries the request id.
+    span.in_scope(|| {
+        tracing::debug!(
+            target: "tessera::access",
+            endpoint,
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "answered"
+        )
+    });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -317,7 +384,7 @@ pub async fn handle(
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    resp
+    crate::metrics::count_request(endpoint, method_name, started, resp)
 }
 
 /// The value of cookie `name`, if the request carries it.
@@ -332,14 +399,22 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 async fn admit_and_route(
     state: &AppState,
-    method: Method,
-    uri: &Uri,
-    headers: HeaderMap,
+    endpoint: Result<Endpoint, ApiError>,
+    parts: axum::http::request::Parts,
     body: Body,
     id: &str,
-    peer: Option<std::net::SocketAddr>,
 ) -> Result<(Response, Holds), ApiError> {
-    let endpoint = Endpoint::parse(uri.path())?;
+    let endpoint = endpoint?;
+    let axum::http::request::Parts {
+        method,
+        uri,
+        headers,
+        extensions,
+        ..
+    } = parts;
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     let slot = state.admission.admit()?;
     let need = scopes::required(&endpoint, &method).unwrap_or(Scopes::NONE);
     let mut req = Request {
@@ -438,7 +513,8 @@ async fn authorize(state: &AppState, req: &Request) -> Result<Caller, ApiError> 
     }
     let caller = match (&state.config.auth, &state.config.api_key) {
         (Some(auth), _) => auth.caller(&credentials).await?,
-        (None, None) => Caller::anonymous(scopes::SINGLE_USER),
+        // No key and no providers (`serve demo`): anyone reads, as in Tiled, and only reads.
+        (None, None) => Caller::anonymous(scopes::PUBLIC),
         (None, Some(key)) => match &credentials {
             Credentials::ApiKey(k) | Credentials::Bearer(k)
                 if crate::auth::constant_time_eq(k.as_bytes(), key.as_bytes()) =>
@@ -500,7 +576,13 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::AwkwardFull(p) if put => write::put_awkward(state, req, &p).await,
         Endpoint::WebRoot if read => Ok(node::web_root()),
         Endpoint::Healthz if read => Ok(node::healthz()),
-        Endpoint::Metrics if read => Ok(node::metrics()),
+        Endpoint::Readyz if read => Ok(node::readyz(state).await),
+        Endpoint::Metrics | Endpoint::ApiMetrics if read && state.config.metrics => {
+            Ok(node::metrics())
+        }
+        Endpoint::Metrics | Endpoint::ApiMetrics if read => Err(ApiError::not_found(
+            "metrics are not served here (metrics.prometheus is false in the config)",
+        )),
         Endpoint::OpenApi if read => Ok(node::openapi()),
         Endpoint::ApiRootRedirect => Ok(node::redirect_to_root(&req.base)),
         Endpoint::ApiRoot if read => node::root(state, req).await,
@@ -561,9 +643,9 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(node::OPENAPI).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let paths = doc["paths"].as_object().unwrap();
-        let mut expected: Vec<String> = ["/", "/healthz", "/metrics", "/openapi.json"]
+        let mut expected: Vec<String> = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json"]
             .iter()
-            .chain(&["/api/v1", "/api/v1/"])
+            .chain(&["/api/v1", "/api/v1/", "/api/v1/metrics"])
             .map(|p| p.to_string())
             .collect();
         expected.extend(

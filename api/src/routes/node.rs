@@ -22,6 +22,40 @@ pub fn healthz() -> Response {
     axum::Json(json!({"status": "ready"})).into_response()
 }
 
+/// `GET /readyz`: 200 when the node should get traffic (its catalog, Redis and NATS answer,
+/// and it is not draining), else 503 naming what is wrong.
+pub async fn readyz(state: &AppState) -> Response {
+    if state.health.draining() {
+        let body = json!({"status": "draining"});
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(body),
+        )
+            .into_response();
+    }
+    let checks = state.health.check(state.catalog.as_ref()).await;
+    let ready = checks.iter().all(|(_, r)| r.is_ok());
+    let detail: serde_json::Map<String, serde_json::Value> = checks
+        .into_iter()
+        .map(|(what, r)| {
+            (
+                what.to_string(),
+                json!(r.err().unwrap_or_else(|| "ok".into())),
+            )
+        })
+        .collect();
+    let (status, word) = if ready {
+        (axum::http::StatusCode::OK, "ready")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        status,
+        axum::Json(json!({"status": word, "checks": detail})),
+    )
+        .into_response()
+}
+
 /// `GET /metrics`: Prometheus' text format.
 pub fn metrics() -> Response {
     (
