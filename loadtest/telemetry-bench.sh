@@ -29,6 +29,7 @@ config() { # NAME PORT METRICS [OTLP]
     echo "trees: [{path: /, tree: 'tiled.examples.generated:tree'}]"
     echo "uvicorn: {host: 127.0.0.1, port: $2}"
     echo "metrics: {prometheus: $3}"
+    echo "authentication: {allow_anonymous_access: true}"
     if [ -n "${4:-}" ]; then
       echo "tessera: {otlp_endpoint: '$4', trace_sample_ratio: 1.0}"
     fi

@@ -139,8 +139,11 @@ def test_a_worker_told_to_stop_mid_job_costs_no_request():
         for t in threads:
             t.start()
         try:
-            time.sleep(2)
-            held = cluster.metric(cluster.metrics(w0.metrics_url), "tessera_worker_jobs_held")
+            # The signal goes while the worker holds a job.
+            deadline, held = time.monotonic() + 20, 0
+            while held < 1 and time.monotonic() < deadline:
+                held = cluster.metric(cluster.metrics(w0.metrics_url), "tessera_worker_jobs_held")
+            assert held >= 1, "the worker never held a job"
             w0.p.send_signal(signal.SIGTERM)
             code = w0.p.wait(timeout=40)
             before = done[0]
