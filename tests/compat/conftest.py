@@ -28,6 +28,15 @@ os.environ.setdefault("TILED_RETRY_TIMEOUT", "3")
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+# netCDF4, when first imported, points HDF5_PLUGIN_PATH at the filter plugins it ships (bzip2,
+# zstd, blosc). The servers the tests start must not inherit that, or whether a file's filter
+# decodes would depend on which test ran first: import it now, and drop the variable.
+try:
+    import netCDF4  # noqa: E402, F401
+except ImportError:
+    pass
+os.environ.pop("HDF5_PLUGIN_PATH", None)
+
 sys.path.insert(0, os.path.dirname(__file__))
 import demo  # noqa: E402
 

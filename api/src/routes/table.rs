@@ -28,20 +28,12 @@ fn table<'a>(node: &'a Node, route: &str) -> Result<&'a TableStructure, ApiError
     }
 }
 
-/// The requested columns: `column=` (or the deprecated `field=`), or a JSON list body on POST.
-fn columns(
-    req: &Request,
-    structure: &TableStructure,
-    full: bool,
-) -> Result<Option<Vec<String>>, ApiError> {
+/// The requested columns: `column=` (or `field=`), or a JSON list body on POST.
+fn columns(req: &Request, structure: &TableStructure) -> Result<Option<Vec<String>>, ApiError> {
     let column = req.params.all("column");
-    // `field` is the deprecated spelling on /table/partition only; /table/full ignores it,
-    // as Tiled does.
-    let field = if full {
-        Vec::new()
-    } else {
-        req.params.all("field")
-    };
+    // `field` is the spelling Tiled's documentation gives for both routes (Tiled 0.2.20's
+    // /table/full ignores it and answers every column; tessera follows the documentation).
+    let field = req.params.all("field");
     if !column.is_empty() && !field.is_empty() {
         return Err(ApiError::bad_request(
             "give columns with 'column' or the deprecated 'field', not both",
@@ -182,7 +174,7 @@ pub async fn partition(
             structure.npartitions.saturating_sub(1)
         )));
     }
-    let cols = columns(req, structure, false)?;
+    let cols = columns(req, structure)?;
     send(state, req, &node, vec![p], cols).await
 }
 
@@ -193,7 +185,7 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
         return super::container::full(state, req, path).await;
     }
     let structure = table(&node, "/table/full")?;
-    let cols = columns(req, structure, true)?;
+    let cols = columns(req, structure)?;
     crate::planner::check_budget(
         state,
         "this table",

@@ -848,8 +848,8 @@ impl DeflatedChunks {
     }
 }
 
-/// The stored chunks of a dataset whose filters are gzip, shuffle or bitshuffle/LZ4, read straight from
-/// the file and decoded in Rust. libhdf5 serialises every call behind one lock; this way the
+/// The stored chunks of a dataset whose filters are gzip, shuffle, bitshuffle (LZ4 or zstd),
+/// zstd or LZ4, read straight from the file and decoded in Rust (no filter plugin needed). libhdf5 serialises every call behind one lock; this way the
 /// decoding of many chunks runs on every core at once.
 struct RawChunks {
     /// The native chunk shape.
@@ -863,7 +863,7 @@ struct RawChunks {
 
 impl RawChunks {
     /// The raw-chunk reader of `ds`, if its layout allows one: chunked, little-endian
-    /// numbers, gzip, shuffle or bitshuffle/LZ4 only, and blocks equal to the native chunks.
+    /// numbers, filters decoded here only, and blocks equal to the native chunks.
     fn new(
         ds: &hdf5::Dataset,
         read_as: ReadAs,
@@ -896,10 +896,13 @@ impl RawChunks {
         let filters = ds.filters();
         if !filters.iter().all(|f| match f {
             Filter::Deflate(_) | Filter::Shuffle => true,
-            // Bitshuffle with LZ4 (what Eiger detectors write), of this element size.
+            // Bitshuffle with LZ4 (what Eiger detectors write) or zstd, of this element size.
             Filter::User(BITSHUFFLE, cd) => {
-                cd.get(4) == Some(&2) && cd.get(2).map(|&e| e as usize) == Some(itemsize)
+                matches!(cd.get(4), Some(&BITSHUFFLE_LZ4 | &BITSHUFFLE_ZSTD))
+                    && cd.get(2).map(|&e| e as usize) == Some(itemsize)
             }
+            // hdf5plugin's zstd and LZ4 filters.
+            Filter::User(ZSTD | LZ4, _) => true,
             _ => false,
         }) {
             return None;
@@ -968,8 +971,16 @@ impl RawChunks {
                     inflate(&data, full).map_err(|e| corrupt(path, "inflating a chunk", e))?
                 }
                 Filter::Shuffle => unshuffle(&data, self.itemsize),
-                Filter::User(BITSHUFFLE, _) => bitshuffle_lz4(&data, self.itemsize, full)
-                    .map_err(|e| corrupt(path, "decoding a bitshuffle/LZ4 chunk", e))?,
+                Filter::User(BITSHUFFLE, cd) => {
+                    let zstd = cd.get(4) == Some(&BITSHUFFLE_ZSTD);
+                    bitshuffle(&data, self.itemsize, full, zstd)
+                        .map_err(|e| corrupt(path, "decoding a bitshuffle chunk", e))?
+                }
+                Filter::User(ZSTD, _) => zstd_chunk(&data, full)
+                    .map_err(|e| corrupt(path, "decoding a zstd chunk", e))?,
+                Filter::User(LZ4, _) => {
+                    lz4_chunk(&data, full).map_err(|e| corrupt(path, "decoding an LZ4 chunk", e))?
+                }
                 _ => return Ok(None),
             };
         }
@@ -1046,11 +1057,76 @@ pub fn unshuffle(data: &[u8], itemsize: usize) -> Vec<u8> {
 /// and by DECTRIS Eiger files).
 const BITSHUFFLE: std::os::raw::c_int = 32008;
 
-/// A chunk written by the bitshuffle filter with LZ4: a 12-byte header (the decoded size as a
-/// big-endian u64, the block size in bytes as a big-endian u32), then per block of elements
-/// a big-endian u32 size and an LZ4 block of the bit-shuffled elements; elements past the last
-/// multiple of 8 are stored as they are at the end.
+/// Bitshuffle's compression codes (its fifth filter parameter).
+const BITSHUFFLE_LZ4: std::os::raw::c_uint = 2;
+const BITSHUFFLE_ZSTD: std::os::raw::c_uint = 3;
+
+/// The HDF5 filter ids of hdf5plugin's zstd and LZ4 filters.
+const ZSTD: std::os::raw::c_int = 32015;
+const LZ4: std::os::raw::c_int = 32004;
+
+/// A chunk of the zstd filter: one zstd frame of the whole chunk, decoded into at most one
+/// byte more than the chunk holds (the caller's length check reports a longer one).
+pub fn zstd_chunk(data: &[u8], full: usize) -> Result<Vec<u8>, String> {
+    zstd::bulk::decompress(data, full + 1).map_err(|e| e.to_string())
+}
+
+/// A chunk of the HDF5 LZ4 filter: the decoded size (big-endian u64) and the block size
+/// (big-endian u32), then per block a big-endian u32 size and the block: LZ4 when smaller
+/// than the block's bytes, stored as it is when not.
+pub fn lz4_chunk(data: &[u8], full: usize) -> Result<Vec<u8>, String> {
+    let short = || "the chunk ends early".to_string();
+    let head = data.get(..12).ok_or_else(short)?;
+    let total = u64::from_be_bytes([
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+    ]);
+    if total != full as u64 {
+        return Err(format!(
+            "it holds {total} bytes where the chunk holds {full}"
+        ));
+    }
+    let block = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    if block == 0 {
+        return Err("a block size of 0".into());
+    }
+    let mut out = vec![0u8; full];
+    let (mut at, mut done) = (12, 0);
+    while done < full {
+        let n = block.min(full - done);
+        let b = data.get(at..at + 4).ok_or_else(short)?;
+        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        at += 4;
+        let src = data.get(at..at + size).ok_or_else(short)?;
+        at += size;
+        let dst = &mut out[done..done + n];
+        if size == n {
+            dst.copy_from_slice(src);
+        } else {
+            let got = lz4_flex::block::decompress_into(src, dst).map_err(|e| e.to_string())?;
+            if got != n {
+                return Err(format!("a block decoded to {got} bytes, not {n}"));
+            }
+        }
+        done += n;
+    }
+    Ok(out)
+}
+
+/// A chunk written by the bitshuffle filter with LZ4.
 pub fn bitshuffle_lz4(data: &[u8], itemsize: usize, full: usize) -> Result<Vec<u8>, String> {
+    bitshuffle(data, itemsize, full, false)
+}
+
+/// A chunk written by the bitshuffle filter with LZ4 or (`zstd`) zstd: a 12-byte header (the
+/// decoded size as a big-endian u64, the block size in bytes as a big-endian u32), then per
+/// block of elements a big-endian u32 size and the compressed block of the bit-shuffled
+/// elements; elements past the last multiple of 8 are stored as they are at the end.
+pub fn bitshuffle(
+    data: &[u8],
+    itemsize: usize,
+    full: usize,
+    zstd: bool,
+) -> Result<Vec<u8>, String> {
     let short = || "the chunk ends early".to_string();
     let be32 = |at: usize| -> Result<usize, String> {
         let b = data.get(at..at + 4).ok_or_else(short)?;
@@ -1084,7 +1160,11 @@ pub fn bitshuffle_lz4(data: &[u8], itemsize: usize, full: usize) -> Result<Vec<u
         let src = data.get(at..at + size).ok_or_else(short)?;
         at += size;
         let dst = &mut shuffled[..n * itemsize];
-        let got = lz4_flex::block::decompress_into(src, dst).map_err(|e| e.to_string())?;
+        let got = if zstd {
+            zstd::bulk::decompress_to_buffer(src, dst).map_err(|e| e.to_string())?
+        } else {
+            lz4_flex::block::decompress_into(src, dst).map_err(|e| e.to_string())?
+        };
         if got != dst.len() {
             return Err(format!("a block decoded to {got} bytes, not {}", dst.len()));
         }
@@ -1481,6 +1561,48 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
 #[cfg(test)]
 mod raw_tests {
     use super::*;
+
+    /// A chunk as the HDF5 LZ4 filter writes it: blocks of `block` bytes, each LZ4 unless
+    /// that is no smaller.
+    fn lz4_filter_chunk(data: &[u8], block: usize) -> Vec<u8> {
+        let mut out = (data.len() as u64).to_be_bytes().to_vec();
+        out.extend((block as u32).to_be_bytes());
+        for piece in data.chunks(block) {
+            let packed = lz4_flex::block::compress(piece);
+            let stored = if packed.len() < piece.len() {
+                &packed[..]
+            } else {
+                piece
+            };
+            out.extend((stored.len() as u32).to_be_bytes());
+            out.extend(stored);
+        }
+        out
+    }
+
+    #[test]
+    fn lz4_and_zstd_filter_chunks_decode_and_damage_is_an_error() {
+        let data: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        // Several blocks, the last one short; a random block is stored as it is.
+        let mut noisy = data.clone();
+        noisy[..1024]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i * 7919 % 251) as u8);
+        for d in [&data, &noisy] {
+            let chunk = lz4_filter_chunk(d, 1024);
+            assert_eq!(lz4_chunk(&chunk, d.len()).unwrap(), *d);
+            assert!(lz4_chunk(&chunk[..chunk.len() - 3], d.len()).is_err());
+            assert!(lz4_chunk(&chunk, d.len() + 1).is_err());
+        }
+        let z = zstd::bulk::compress(&data, 3).unwrap();
+        assert_eq!(zstd_chunk(&z, data.len()).unwrap(), data);
+        // More than the chunk holds is cut at one byte more (the caller reports it).
+        assert_eq!(zstd_chunk(&z, data.len() - 10).map(|v| v.len()).ok(), None);
+        assert!(zstd_chunk(&z[..z.len() / 2], data.len()).is_err());
+    }
 
     #[test]
     fn links_and_storage_out_of_the_file_are_not_followed() {
