@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use moka::notification::RemovalCause;
 use tessera_common::jobs::{ChunkKey, Job};
 use tessera_worker::exec::Executor;
 use tessera_worker::store::SharedStore;
@@ -83,9 +82,7 @@ impl ChunkCache {
             moka::future::Cache::builder()
                 .weigher(|_k: &ChunkKey, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
                 .max_capacity(l1_bytes)
-                .eviction_listener(|_k, v: Bytes, cause| {
-                    metrics::cache_lost("chunk", v.len(), cause == RemovalCause::Size)
-                })
+                .eviction_listener(|_k, _v, cause| metrics::cache_lost("chunk", cause))
                 .build()
         });
         ChunkCache {
@@ -94,6 +91,17 @@ impl ChunkCache {
             runner,
             pending: Arc::default(),
             wait,
+        }
+    }
+
+    /// Bytes held in this process (L1), once pending evictions are applied.
+    pub async fn held_bytes(&self) -> u64 {
+        match &self.l1 {
+            Some(l1) => {
+                l1.run_pending_tasks().await;
+                l1.weighted_size()
+            }
+            None => 0,
         }
     }
 
@@ -159,7 +167,6 @@ impl ChunkCache {
             None => self.runner.run(key, &job).await?.bytes,
         };
         if let Some(l1) = &self.l1 {
-            metrics::cache_took("chunk", bytes.len());
             l1.insert(key.clone(), bytes.clone()).await;
         }
         Ok(bytes)
@@ -256,15 +263,19 @@ impl EncodedCache {
         let inner = moka::future::Cache::builder()
             .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .max_capacity(max_bytes)
-            .eviction_listener(|_k, v: Bytes, cause| {
-                metrics::cache_lost("encoded", v.len(), cause == RemovalCause::Size)
-            })
+            .eviction_listener(|_k, _v, cause| metrics::cache_lost("encoded", cause))
             .build();
         EncodedCache {
             inner,
             max_entry: usize::try_from(max_bytes / 16).unwrap_or(usize::MAX),
             l2,
         }
+    }
+
+    /// Bytes held in this process, once pending evictions are applied.
+    pub async fn held_bytes(&self) -> u64 {
+        self.inner.run_pending_tasks().await;
+        self.inner.weighted_size()
     }
 
     /// The body for `etag`, producing it on a miss.
@@ -315,7 +326,6 @@ impl EncodedCache {
     /// Keeps `body` in this node's tier if it is not too large.
     async fn keep(&self, etag: &str, body: &Bytes) {
         if body.len() <= self.max_entry {
-            metrics::cache_took("encoded", body.len());
             self.inner.insert(etag.to_string(), body.clone()).await;
         }
     }

@@ -519,15 +519,15 @@ async fn run_service(service: Service) -> anyhow::Result<()> {
     serve(state, (&host, port), &what, started, &suffix).await
 }
 
-/// `tessera serve config`: a Tiled config file, with the flags over it.
+/// `tessera serve config`: a Tiled config file (`loaded` from `path`), with the flags over it.
 async fn serve_config(
     path: &std::path::Path,
+    loaded: config_file::Loaded,
     api_key: Option<String>,
     public: bool,
     host: Option<String>,
     port: Option<u16>,
 ) -> anyhow::Result<()> {
-    let loaded = config_file::load(path, &|name| std::env::var(name).ok())?;
     for note in &loaded.notes {
         tracing::info!("{}: {note}", path.display());
     }
@@ -537,15 +537,19 @@ async fn serve_config(
     run_service(service).await
 }
 
-/// `tessera worker`: the settings of the config file's `tessera:` section, flags over them.
-async fn run_worker(opts: WorkerOpts) -> anyhow::Result<()> {
-    let settings = match &opts.config {
-        Some(path) => {
-            let file = config_file::load(path, &|name| std::env::var(name).ok())?.file;
+/// `tessera worker`: the settings of the config file's `tessera:` section (`file`, read from
+/// `--config`), flags over them.
+async fn run_worker(opts: WorkerOpts, file: Option<config_file::ConfigFile>) -> anyhow::Result<()> {
+    let settings = match file {
+        Some(file) => {
+            let at = opts
+                .config
+                .as_deref()
+                .unwrap_or(std::path::Path::new("config"));
             // The data written to buckets is read here too.
             for spec in file.buckets() {
                 tessera_common::stores::register(&spec)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at.display()))?;
             }
             file.tessera
         }
@@ -740,7 +744,7 @@ async fn serve_directory(dir: DirectoryOpts, opts: ServeOpts) -> anyhow::Result<
     Ok(())
 }
 
-/// Applies the catalog migrations `db` lacks; returns their names.
+/// Applies the catalog migrations `db` lacks; returns their numbers.
 async fn migrate_catalog(db: &CatalogDatabase) -> anyhow::Result<Vec<i32>> {
     use tessera_api::catalog::migrate;
     Ok(match db {
@@ -794,41 +798,52 @@ async fn migrate_config(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How this command logs and traces: the `tessera:` section of the config file it serves
-/// or works for (when it names one), then `TESSERA_LOG_FORMAT`, `TESSERA_OTLP_ENDPOINT`
-/// and `TESSERA_TRACE_SAMPLE_RATIO` over it.
-fn telemetry_settings(command: &Command) -> tessera_api::telemetry::TelemetrySettings {
-    let file = match command {
+/// The config file a command serves or works for, if it names one.
+fn config_path(command: &Command) -> Option<&std::path::Path> {
+    match command {
         Command::Serve {
             what: Serve::Config { path, .. },
         } => Some(path.as_path()),
         Command::Worker { opts } => opts.config.as_deref(),
         _ => None,
-    };
-    // A file that does not load is reported by the command itself, with its errors.
-    let settings = file
-        .and_then(|p| config_file::load(p, &|name| std::env::var(name).ok()).ok())
-        .map(|l| l.file.tessera)
-        .unwrap_or_default();
+    }
+}
+
+/// How this command logs and traces: the `tessera:` section of its config file, if any,
+/// then `TESSERA_LOG_FORMAT`, `TESSERA_OTLP_ENDPOINT` and `TESSERA_TRACE_SAMPLE_RATIO` over
+/// it (a value they cannot mean is an error, as in the file).
+fn telemetry_settings(
+    command: &Command,
+    file: Option<&config_file::ConfigFile>,
+) -> anyhow::Result<tessera_api::telemetry::TelemetrySettings> {
+    let settings = file.map(|f| f.tessera.clone()).unwrap_or_default();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let log_format = match env("TESSERA_LOG_FORMAT").as_deref() {
         Some("json") => LogFormat::Json,
         Some("text") => LogFormat::Text,
-        _ => settings.log_format,
+        Some(other) => anyhow::bail!("TESSERA_LOG_FORMAT={other:?}: give text or json"),
+        None => settings.log_format,
     };
-    tessera_api::telemetry::TelemetrySettings {
+    let sample_ratio = match env("TESSERA_TRACE_SAMPLE_RATIO") {
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| {
+                anyhow::anyhow!("TESSERA_TRACE_SAMPLE_RATIO={v:?}: give a fraction from 0 to 1")
+            })?,
+        None => settings.trace_sample_ratio,
+    };
+    Ok(tessera_api::telemetry::TelemetrySettings {
         log_format,
         otlp_endpoint: env("TESSERA_OTLP_ENDPOINT").or(settings.otlp_endpoint),
-        sample_ratio: env("TESSERA_TRACE_SAMPLE_RATIO")
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|r| (0.0..=1.0).contains(r))
-            .unwrap_or(settings.trace_sample_ratio),
+        sample_ratio,
         service: if matches!(command, Command::Worker { .. }) {
             "tessera-worker"
         } else {
             "tessera-api"
         },
-    }
+    })
 }
 
 /// The root container of a new catalog.
@@ -848,14 +863,20 @@ fn empty_root() -> tessera_common::node::TreeNode {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let telemetry = tessera_api::telemetry::init(&telemetry_settings(&cli.command))?;
-    let result = run(cli.command).await;
+    // Read once: its `tessera:` section also says how to log and trace.
+    let loaded = config_path(&cli.command)
+        .map(|p| config_file::load(p, &|name| std::env::var(name).ok()))
+        .transpose()?;
+    let file = loaded.as_ref().map(|l| &l.file);
+    let telemetry = tessera_api::telemetry::init(&telemetry_settings(&cli.command, file)?)?;
+    let result = run(cli.command, loaded).await;
     // What the trace exporter still holds is sent before the process ends.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs `command`; `loaded` is its config file, read already (see [`config_path`]).
+async fn run(command: Command, loaded: Option<config_file::Loaded>) -> anyhow::Result<()> {
     match command {
         Command::Migrate { database, config } => match (database, config) {
             (Some(database), _) => {
@@ -907,12 +928,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     host,
                     port,
                 },
-        } => serve_config(&path, api_key, public, host, port).await?,
+        } => {
+            let loaded = loaded.ok_or_else(|| anyhow::anyhow!("{}: not read", path.display()))?;
+            serve_config(&path, loaded, api_key, public, host, port).await?
+        }
         Command::CheckConfig { path } => check_config(&path)?,
         Command::Serve {
             what: Serve::Catalog { catalog, opts },
         } => serve_catalog(catalog, opts).await?,
-        Command::Worker { opts } => run_worker(opts).await?,
+        Command::Worker { opts } => run_worker(opts, loaded.map(|l| l.file)).await?,
         Command::User { config, action } => manage_users(&config, action).await?,
         Command::Register {
             url,

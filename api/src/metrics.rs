@@ -210,20 +210,26 @@ pub fn render() -> Vec<u8> {
     tessera_worker::metrics::render()
 }
 
-/// A cache's entry of `len` bytes came in (`cache`: `chunk` or `encoded`).
-pub fn cache_took(cache: &str, len: usize) {
-    CACHE_BYTES
-        .with_label_values(&[cache])
-        .add(i64::try_from(len).unwrap_or(i64::MAX));
+/// An entry left cache `cache` (`chunk` or `encoded`); counted when pushed out for room.
+pub fn cache_lost(cache: &str, cause: moka::notification::RemovalCause) {
+    if cause == moka::notification::RemovalCause::Size {
+        CACHE_EVICTIONS.with_label_values(&[cache]).inc();
+    }
 }
 
-/// A cache's entry of `len` bytes went out; `evicted` when pushed out for room.
-pub fn cache_lost(cache: &str, len: usize, evicted: bool) {
-    CACHE_BYTES
-        .with_label_values(&[cache])
-        .sub(i64::try_from(len).unwrap_or(i64::MAX));
-    if evicted {
-        CACHE_EVICTIONS.with_label_values(&[cache]).inc();
+/// The gauges read from the node's parts when metrics are scraped (not kept up to date on
+/// every request): the bytes its caches hold and the catalog pool's use.
+pub async fn read_node(state: &crate::state::AppState) {
+    let set = |g: &IntGaugeVec, label: &str, n: u64| {
+        g.with_label_values(&[label])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    };
+    set(&CACHE_BYTES, "chunk", state.cache.held_bytes().await);
+    set(&CACHE_BYTES, "encoded", state.encoded.held_bytes().await);
+    if let Some(p) = state.catalog.pool_status() {
+        set(&CATALOG_POOL, "in_use", p.in_use as u64);
+        set(&CATALOG_POOL, "idle", p.idle as u64);
+        set(&CATALOG_POOL, "max", p.max as u64);
     }
 }
 
@@ -250,9 +256,13 @@ pub fn count_request(
             .unwrap_or("")
     };
     // The media type without parameters; the set is the server's own, so it stays small.
-    let format = match header_text(header::CONTENT_TYPE).split(';').next() {
-        Some(t) if !t.trim().is_empty() => t.trim().to_ascii_lowercase(),
-        _ => "none".to_string(),
+    let format = match header_text(header::CONTENT_TYPE)
+        .split(';')
+        .next()
+        .map(str::trim)
+    {
+        Some(t) if !t.is_empty() => t,
+        _ => "none",
     };
     let encoding = match header_text(header::CONTENT_ENCODING) {
         "" => "identity",
@@ -262,7 +272,7 @@ pub fn count_request(
         "deflate" => "deflate",
         _ => "other",
     };
-    let counter = HTTP_RESPONSE_BYTES.with_label_values(&[endpoint, &format, encoding]);
+    let counter = HTTP_RESPONSE_BYTES.with_label_values(&[endpoint, format, encoding]);
     let (parts, body) = resp.into_parts();
     axum::response::Response::from_parts(parts, CountedBody::wrap(body, counter))
 }

@@ -1,6 +1,6 @@
 //! A catalog that measures another: each operation is timed into
-//! `tessera_catalog_query_seconds{op}` and traced as a span of its own, and the pool's use
-//! is published after each. Every node's catalog is wrapped in it, whatever the backend.
+//! `tessera_catalog_query_seconds{op}` and traced as a span of its own. Every node's catalog
+//! is wrapped in it, whatever the backend. (The pool's use is read when metrics are scraped.)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,23 +35,8 @@ impl Metered {
         metrics::CATALOG_SECONDS
             .with_label_values(&[op])
             .observe(started.elapsed().as_secs_f64());
-        if let Some(p) = self.0.pool_status() {
-            publish(p);
-        }
         out
     }
-}
-
-/// Sets the pool gauges.
-fn publish(p: PoolStatus) {
-    let set = |state: &str, n: usize| {
-        metrics::CATALOG_POOL
-            .with_label_values(&[state])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    };
-    set("in_use", p.in_use);
-    set("idle", p.idle);
-    set("max", p.max);
 }
 
 #[async_trait]

@@ -578,7 +578,7 @@ async fn route(state: &AppState, endpoint: Endpoint, req: &Request) -> Result<Re
         Endpoint::Healthz if read => Ok(node::healthz()),
         Endpoint::Readyz if read => Ok(node::readyz(state).await),
         Endpoint::Metrics | Endpoint::ApiMetrics if read && state.config.metrics => {
-            Ok(node::metrics())
+            Ok(node::metrics(state).await)
         }
         Endpoint::Metrics | Endpoint::ApiMetrics if read => Err(ApiError::not_found(
             "metrics are not served here (metrics.prometheus is false in the config)",

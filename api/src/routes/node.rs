@@ -56,8 +56,9 @@ pub async fn readyz(state: &AppState) -> Response {
         .into_response()
 }
 
-/// `GET /metrics`: Prometheus' text format.
-pub fn metrics() -> Response {
+/// `GET /metrics`: Prometheus' text format, with the node's cache and pool gauges read now.
+pub async fn metrics(state: &AppState) -> Response {
+    crate::metrics::read_node(state).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -1075,31 +1075,18 @@ pub fn zstd_chunk(data: &[u8], full: usize) -> Result<Vec<u8>, String> {
 /// (big-endian u32), then per block a big-endian u32 size and the block: LZ4 when smaller
 /// than the block's bytes, stored as it is when not.
 pub fn lz4_chunk(data: &[u8], full: usize) -> Result<Vec<u8>, String> {
-    let short = || "the chunk ends early".to_string();
-    let head = data.get(..12).ok_or_else(short)?;
-    let total = u64::from_be_bytes([
-        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
-    ]);
-    if total != full as u64 {
-        return Err(format!(
-            "it holds {total} bytes where the chunk holds {full}"
-        ));
-    }
-    let block = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    let mut blocks = Blocks::new(data, full)?;
+    let block = blocks.block_bytes;
     if block == 0 {
         return Err("a block size of 0".into());
     }
     let mut out = vec![0u8; full];
-    let (mut at, mut done) = (12, 0);
+    let mut done = 0;
     while done < full {
         let n = block.min(full - done);
-        let b = data.get(at..at + 4).ok_or_else(short)?;
-        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        at += 4;
-        let src = data.get(at..at + size).ok_or_else(short)?;
-        at += size;
+        let src = blocks.next()?;
         let dst = &mut out[done..done + n];
-        if size == n {
+        if src.len() == n {
             dst.copy_from_slice(src);
         } else {
             let got = lz4_flex::block::decompress_into(src, dst).map_err(|e| e.to_string())?;
@@ -1127,21 +1114,8 @@ pub fn bitshuffle(
     full: usize,
     zstd: bool,
 ) -> Result<Vec<u8>, String> {
-    let short = || "the chunk ends early".to_string();
-    let be32 = |at: usize| -> Result<usize, String> {
-        let b = data.get(at..at + 4).ok_or_else(short)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    let head = data.get(..8).ok_or_else(short)?;
-    let total = u64::from_be_bytes([
-        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
-    ]);
-    if total != full as u64 {
-        return Err(format!(
-            "it holds {total} bytes where the chunk holds {full}"
-        ));
-    }
-    let block_bytes = be32(8)?;
+    let mut blocks = Blocks::new(data, full)?;
+    let block_bytes = blocks.block_bytes;
     if itemsize == 0 || block_bytes == 0 || block_bytes % (itemsize * 8) != 0 {
         return Err(format!(
             "a block of {block_bytes} bytes for {itemsize}-byte elements"
@@ -1149,16 +1123,12 @@ pub fn bitshuffle(
     }
     let block = block_bytes / itemsize;
     let mut remaining = full / itemsize;
-    let mut at = 12;
     let mut out = Vec::with_capacity(full);
     // No block holds more than the chunk: a damaged header cannot make this allocate more.
     let mut shuffled = vec![0u8; block_bytes.min(full)];
     while remaining >= 8 {
         let n = remaining.min(block) / 8 * 8;
-        let size = be32(at)?;
-        at += 4;
-        let src = data.get(at..at + size).ok_or_else(short)?;
-        at += size;
+        let src = blocks.next()?;
         let dst = &mut shuffled[..n * itemsize];
         let got = if zstd {
             zstd::bulk::decompress_to_buffer(src, dst).map_err(|e| e.to_string())?
@@ -1171,8 +1141,54 @@ pub fn bitshuffle(
         bit_unshuffle(dst, n, itemsize, &mut out);
         remaining -= n;
     }
-    out.extend_from_slice(data.get(at..at + remaining * itemsize).ok_or_else(short)?);
+    out.extend_from_slice(blocks.take(remaining * itemsize)?);
     Ok(out)
+}
+
+/// The layout bitshuffle and the HDF5 LZ4 filter share: the decoded size (big-endian u64,
+/// checked against the chunk's), the block size in bytes (big-endian u32), then blocks, each
+/// a big-endian u32 size and that many bytes. Every read is checked against the chunk's end.
+struct Blocks<'a> {
+    data: &'a [u8],
+    at: usize,
+    block_bytes: usize,
+}
+
+impl<'a> Blocks<'a> {
+    fn new(data: &'a [u8], full: usize) -> Result<Self, String> {
+        let mut b = Blocks {
+            data,
+            at: 0,
+            block_bytes: 0,
+        };
+        let head = b.take(12)?;
+        let total = u64::from_be_bytes(head[..8].try_into().map_err(|_| "a short header")?);
+        if total != full as u64 {
+            return Err(format!(
+                "it holds {total} bytes where the chunk holds {full}"
+            ));
+        }
+        b.block_bytes =
+            u32::from_be_bytes(head[8..].try_into().map_err(|_| "a short header")?) as usize;
+        Ok(b)
+    }
+
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let piece = end
+            .map(|e| &self.data[self.at..e])
+            .ok_or_else(|| "the chunk ends early".to_string())?;
+        self.at += n;
+        Ok(piece)
+    }
+
+    /// The next size-prefixed block.
+    fn next(&mut self) -> Result<&'a [u8], String> {
+        let size = self.take(4)?;
+        let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        self.take(size)
+    }
 }
 
 /// Undoes bitshuffle's transpose of `n` elements (a multiple of 8): row `8 * j + k` of `src`
