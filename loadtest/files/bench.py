@@ -125,9 +125,13 @@ def timed(fn, reps):
 
 
 def wrk(url, path, connections=16, seconds=10):
+    return run_wrk(["-H", "Accept: application/octet-stream", url + path], connections, seconds)
+
+
+def run_wrk(args, connections=16, seconds=10):
+    """wrk's requests/s, p50, p99 and non-2xx count for `args` (URL, headers, script)."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-H", "Accept: application/octet-stream", url + path],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *args],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -3,10 +3,13 @@
 //! [`Adapter`], whose readers decode only the chunk, partition or buffers a request needs.
 
 pub mod awkward_store;
+pub mod cf;
 pub mod codec_bounds;
 pub mod demo;
 #[cfg(feature = "hdf5")]
 pub mod hdf5_file;
+#[cfg(feature = "hdf5")]
+pub mod hdf5_links;
 pub mod image_stack;
 pub mod limits;
 pub mod netcdf3_file;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use netcdf3::{DataSet, DataType as NcType, DataVector, FileReader};
 use serde_json::{Map, Value, json};
 
+use super::cf::{self, CfAttrs, CfDecode, Num};
 use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::ArrayData;
 use crate::dtype::{BuiltinDType, DataType, Kind};
@@ -22,8 +23,9 @@ use crate::structure::{ArrayStructure, Structure, StructureFamily};
 /// The mimetype of NetCDF data sources, version 3 or 4.
 pub const MIMETYPE: &str = "application/x-netcdf";
 
-/// Attributes the readers keep for themselves, as xarray does (it moves them to `encoding`).
-const HIDDEN: [&str; 2] = ["_FillValue", "coordinates"];
+/// Attributes the readers keep for themselves, as xarray does (it moves them to `encoding`),
+/// besides those of [`cf::ENCODING_ATTRIBUTES`].
+const HIDDEN: [&str; 1] = ["coordinates"];
 
 /// The first four bytes of a file.
 fn magic(path: &Path) -> Option<[u8; 4]> {
@@ -64,6 +66,10 @@ const MAX_HEADER_BYTES: u64 = 1 << 20;
 struct Header<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Where the header pads a name or value to a multiple of 4 with bytes other than zero
+    /// (some writers pad with spaces or digits; the format says zeros, and the reader
+    /// insists).
+    dirty_padding: Vec<std::ops::Range<usize>>,
 }
 
 impl Header<'_> {
@@ -88,8 +94,15 @@ impl Header<'_> {
 
     /// `n` bytes padded to a multiple of 4.
     fn skip_padded(&mut self, n: u64) -> Result<(), String> {
-        let n = usize::try_from(n.next_multiple_of(4)).map_err(|_| "a value is too large")?;
-        self.take(n).map(|_| ())
+        let padded = usize::try_from(n.next_multiple_of(4)).map_err(|_| "a value is too large")?;
+        let start = self.at;
+        let b = self.take(padded)?;
+        // `n <= padded`, so the conversion holds.
+        let pad = n as usize..padded;
+        if b[pad.clone()].iter().any(|&x| x != 0) {
+            self.dirty_padding.push(start + pad.start..start + pad.end);
+        }
+        Ok(())
     }
 
     fn name(&mut self) -> Result<(), String> {
@@ -179,8 +192,9 @@ fn type_size(t: u32) -> Result<u64, String> {
 /// Walks the header of a NetCDF-3 file (classic or 64-bit offset) and checks that every list
 /// it declares is there: the `netcdf3` reader allocates each list at its declared length
 /// before reading it, so one damaged count would make it allocate without bound. Also checks
-/// that the records it declares could fit in the file (each is at least a byte).
-fn check_header(path: &Path) -> Result<(), AdapterError> {
+/// that the records it declares could fit in the file (each is at least a byte). Returns the
+/// header with its padding zeroed when the file pads with other bytes.
+fn check_header(path: &Path) -> Result<Option<Vec<u8>>, AdapterError> {
     let bad = |why: String| {
         AdapterError::BadSource(format!(
             "{}: not a readable NetCDF-3 file ({why})",
@@ -196,6 +210,7 @@ fn check_header(path: &Path) -> Result<(), AdapterError> {
     let mut h = Header {
         bytes: &bytes,
         at: 0,
+        dirty_padding: Vec::new(),
     };
     let (numrecs, records) = h.walk(size).map_err(bad)?;
     // 0xFFFFFFFF: records are being written; the reader counts them from the file's size.
@@ -204,17 +219,75 @@ fn check_header(path: &Path) -> Result<(), AdapterError> {
             "it declares {numrecs} records in {size} bytes"
         )));
     }
-    Ok(())
+    if h.dirty_padding.is_empty() {
+        return Ok(None);
+    }
+    let (end, dirty) = (h.at, std::mem::take(&mut h.dirty_padding));
+    bytes.truncate(end);
+    for r in dirty {
+        bytes[r].fill(0);
+    }
+    Ok(Some(bytes))
+}
+
+/// A NetCDF-3 file read with its header replaced (the same length, padding zeroed).
+struct PatchedHeader {
+    header: Vec<u8>,
+    file: std::fs::File,
+    at: u64,
+}
+
+impl Read for PatchedHeader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = match usize::try_from(self.at) {
+            Ok(at) if at < self.header.len() => {
+                let n = buf.len().min(self.header.len() - at);
+                buf[..n].copy_from_slice(&self.header[at..at + n]);
+                n
+            }
+            _ => self.file.read_at(buf, self.at)?,
+        };
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for PatchedHeader {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let len = self.file.metadata()?.len();
+        let to = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.at.checked_add_signed(d),
+        };
+        self.at = to.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a seek before the start")
+        })?;
+        Ok(self.at)
+    }
 }
 
 fn open_reader(path: &Path) -> Result<FileReader, AdapterError> {
-    check_header(path)?;
-    FileReader::open(path).map_err(|e| {
+    let bad = |e: netcdf3::ReadError| {
         AdapterError::BadSource(format!(
             "{}: not a readable NetCDF-3 file ({e:?})",
             super::shown(path)
         ))
-    })
+    };
+    match check_header(path)? {
+        None => FileReader::open(path).map_err(bad),
+        Some(header) => {
+            let file = std::fs::File::open(path).map_err(|e| bad(e.into()))?;
+            let patched = PatchedHeader {
+                header,
+                file,
+                at: 0,
+            };
+            FileReader::open_seek_read(&path.to_string_lossy(), Box::new(patched)).map_err(bad)
+        }
+    }
 }
 
 /// How a variable is served: its element type and shape (a character variable loses its last
@@ -267,9 +340,46 @@ fn attr_json(a: &netcdf3::Attribute) -> Value {
 fn attrs_json<'a>(attrs: impl IntoIterator<Item = &'a netcdf3::Attribute>) -> Map<String, Value> {
     attrs
         .into_iter()
-        .filter(|a| !HIDDEN.contains(&a.name()))
+        .filter(|a| !HIDDEN.contains(&a.name()) && !cf::ENCODING_ATTRIBUTES.contains(&a.name()))
         .map(|a| (a.name().to_string(), attr_json(a)))
         .collect()
+}
+
+/// What decoding a variable takes, from its attributes (see [`cf`]).
+fn cf_attrs(v: &netcdf3::Variable) -> CfAttrs {
+    let nums = |name: &str| -> Vec<Num> {
+        let Some(a) = v.get_attrs().into_iter().find(|a| a.name() == name) else {
+            return Vec::new();
+        };
+        match a.data_type() {
+            NcType::I8 => a
+                .get_i8()
+                .map(|x| x.iter().map(|&n| Num::Int(n.into())).collect()),
+            NcType::I16 => a
+                .get_i16()
+                .map(|x| x.iter().map(|&n| Num::Int(n.into())).collect()),
+            NcType::I32 => a
+                .get_i32()
+                .map(|x| x.iter().map(|&n| Num::Int(n.into())).collect()),
+            NcType::F32 => a
+                .get_f32()
+                .map(|x| x.iter().map(|&n| Num::F32(n)).collect()),
+            NcType::F64 => a
+                .get_f64()
+                .map(|x| x.iter().map(|&n| Num::F64(n)).collect()),
+            NcType::U8 => None,
+        }
+        .unwrap_or_default()
+    };
+    CfAttrs {
+        fill_value: nums("_FillValue"),
+        missing_value: nums("missing_value"),
+        scale_factor: nums("scale_factor").first().copied(),
+        add_offset: nums("add_offset").first().copied(),
+        unsigned: v
+            .get_attr_as_string("_Unsigned")
+            .map(|s| s.eq_ignore_ascii_case("true")),
+    }
 }
 
 fn data_source(uri: &str, var: &str) -> DataSource {
@@ -355,9 +465,11 @@ pub fn inspect(
             ));
             continue;
         };
+        let stored_size = data_type.itemsize();
+        let data_type = CfDecode::new(&data_type, &cf_attrs(v)).map_or(data_type, |d| d.served());
         // Record chunking as the reader will see it (by name, as `open` does).
         let record = ds.is_record_var(name).unwrap_or(false);
-        let chunks = match chunks_of(path, &shape, data_type.itemsize(), record) {
+        let chunks = match chunks_of(path, &shape, stored_size, record) {
             Ok(c) => c,
             Err(e) => {
                 skipped.push(format!("variable {name}: {e}"));
@@ -424,9 +536,13 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         .to_string();
     let reader = open_reader(&path)?;
     let ds = reader.data_set();
-    let (data_type, shape, dims) = served_type(ds, &var).ok_or_else(|| {
+    let (stored, shape, dims) = served_type(ds, &var).ok_or_else(|| {
         AdapterError::BadSource(format!("{}: no variable {var:?}", super::shown(&path)))
     })?;
+    let decode = ds
+        .get_var(&var)
+        .and_then(|v| CfDecode::new(&stored, &cf_attrs(v)));
+    let data_type = decode.as_ref().map_or(stored.clone(), CfDecode::served);
     // A character variable along the records alone is one string (the records are its
     // characters): one block, read whole.
     let record = ds.is_record_var(&var).unwrap_or(false) && !shape.is_empty();
@@ -442,7 +558,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
             )));
         }
         Err(_) => ArrayStructure {
-            chunks: chunks_of(&path, &shape, data_type.itemsize(), record)?,
+            chunks: chunks_of(&path, &shape, stored.itemsize(), record)?,
             data_type,
             shape,
             dims: Some(dims),
@@ -450,18 +566,23 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         },
     };
     // Whatever the node declares, the variable must fit in the file before it is read.
-    chunks_of(
-        &path,
-        &structure.shape,
-        structure.data_type.itemsize(),
-        record,
-    )?;
-    Ok(Adapter::Array(Arc::new(VariableReader {
+    chunks_of(&path, &structure.shape, stored.itemsize(), record)?;
+    let reader = Arc::new(VariableReader {
         path,
         var,
         record,
-        structure,
-    })))
+        structure: ArrayStructure {
+            data_type: stored,
+            ..structure
+        },
+    });
+    Ok(Adapter::Array(match decode {
+        Some(decode) => Arc::new(cf::Decoded {
+            inner: reader,
+            decode,
+        }),
+        None => reader,
+    }))
 }
 
 fn le_bytes(v: DataVector) -> Vec<u8> {

@@ -1,0 +1,364 @@
+//! NetCDF variables decoded as `xarray.open_dataset` decodes them by default
+//! (`mask_and_scale=True`): values equal to `_FillValue` or `missing_value` become NaN (the
+//! type promoted to a float that holds them), `scale_factor` and `add_offset` unpack the
+//! stored integers, and `_Unsigned = "true"` reads signed integers as unsigned. The float type
+//! follows xarray's rules, so a client comparing with its own `open_dataset` sees the same
+//! dtype and the same values. Those attributes then leave the variable's metadata, as they
+//! leave xarray's `attrs` for its `encoding`.
+
+use std::sync::Arc;
+
+use super::{AdapterError, ArrayReader};
+use crate::array::ArrayData;
+use crate::dtype::{BuiltinDType, DataType, Endianness, Kind};
+
+/// The attributes decoding consumes, which are not shown among a decoded variable's.
+pub const ENCODING_ATTRIBUTES: [&str; 5] = [
+    "_FillValue",
+    "missing_value",
+    "scale_factor",
+    "add_offset",
+    "_Unsigned",
+];
+
+/// An attribute's number with the type it is stored as (the type decides the float type).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    F32(f32),
+    F64(f64),
+    Int(i64),
+}
+
+impl Num {
+    fn f64(self) -> f64 {
+        match self {
+            Num::F32(x) => f64::from(x),
+            Num::F64(x) => x,
+            Num::Int(x) => x as f64,
+        }
+    }
+}
+
+/// A variable's decoding attributes, as its reader found them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CfAttrs {
+    pub fill_value: Vec<Num>,
+    pub missing_value: Vec<Num>,
+    pub scale_factor: Option<Num>,
+    pub add_offset: Option<Num>,
+    /// `_Unsigned`: `Some(true)` for "true", `Some(false)` for "false".
+    pub unsigned: Option<bool>,
+}
+
+impl CfAttrs {
+    /// Whether any attribute decoding consumes is present.
+    pub fn any(&self) -> bool {
+        *self != CfAttrs::default()
+    }
+}
+
+/// How one variable's stored numbers become the served ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CfDecode {
+    /// As stored (the reader's type).
+    stored: BuiltinDType,
+    /// As read: `stored`, or its unsigned (signed) twin under `_Unsigned`.
+    read: BuiltinDType,
+    /// As served.
+    served: BuiltinDType,
+    /// Values that become NaN (compared after the conversion to the served type).
+    fills: Vec<f64>,
+    scale: Option<Num>,
+    offset: Option<Num>,
+}
+
+impl CfDecode {
+    /// The decoding of a variable stored as `stored` with `attrs`; `None` when it is served as
+    /// stored (no attributes that apply, or a type that is not numeric).
+    pub fn new(stored: &DataType, attrs: &CfAttrs) -> Option<CfDecode> {
+        let DataType::Builtin(stored) = stored else {
+            return None;
+        };
+        if !matches!(stored.kind, Kind::Int | Kind::UInt | Kind::Float) || !attrs.any() {
+            return None;
+        }
+        let mut read = stored.clone();
+        match (stored.kind, attrs.unsigned) {
+            (Kind::Int, Some(true)) => read.kind = Kind::UInt,
+            (Kind::UInt, Some(false)) => read.kind = Kind::Int,
+            _ => {}
+        }
+        let unsigned_view = read.kind != stored.kind;
+        // Fill values, as the type that is read holds them (a signed fill of an `_Unsigned`
+        // variable is reinterpreted too); NaN fills mask nothing.
+        let fills: Vec<f64> = attrs
+            .fill_value
+            .iter()
+            .chain(&attrs.missing_value)
+            .map(|&n| match (n, unsigned_view) {
+                (Num::Int(v), true) if read.kind == Kind::UInt => {
+                    let bits = read.itemsize as u32 * 8;
+                    (v as u64 & (u64::MAX >> (64 - bits))) as f64
+                }
+                (n, _) => n.f64(),
+            })
+            .filter(|v| !v.is_nan())
+            .collect();
+        let packed = attrs.scale_factor.is_some() || attrs.add_offset.is_some();
+        let float = |size| {
+            let mut b = BuiltinDType::new(Kind::Float, size);
+            b.endianness = Endianness::Little;
+            b
+        };
+        let served = if packed {
+            float(packed_float(&read, attrs.scale_factor, attrs.add_offset))
+        } else if !fills.is_empty() {
+            match read.kind {
+                Kind::Float => float(read.itemsize),
+                _ if read.itemsize <= 2 => float(4),
+                _ => float(8),
+            }
+        } else {
+            read.clone()
+        };
+        if served == *stored && fills.is_empty() {
+            return None;
+        }
+        Some(CfDecode {
+            stored: stored.clone(),
+            read,
+            served,
+            fills,
+            scale: attrs.scale_factor,
+            offset: attrs.add_offset,
+        })
+    }
+
+    /// The type the variable is served as.
+    pub fn served(&self) -> DataType {
+        DataType::Builtin(self.served.clone())
+    }
+
+    /// The type the variable is stored as.
+    pub fn stored(&self) -> DataType {
+        DataType::Builtin(self.stored.clone())
+    }
+
+    /// Decodes a block read as the stored type.
+    pub fn apply(&self, data: ArrayData) -> Result<ArrayData, AdapterError> {
+        let values = read_numbers(&self.read, &data.bytes).ok_or_else(|| {
+            AdapterError::Read(format!(
+                "a block of {} bytes is not whole {}-byte values",
+                data.bytes.len(),
+                self.read.itemsize
+            ))
+        })?;
+        let bytes: Vec<u8> = match (self.served.kind, self.served.itemsize) {
+            (Kind::Float, 4) => values
+                .map(|v| {
+                    let x = v as f32;
+                    let x = match self.fills.contains(&f64::from(x)) {
+                        true => f32::NAN,
+                        false => self.unpack32(x),
+                    };
+                    x.to_le_bytes()
+                })
+                .collect::<Vec<_>>()
+                .concat(),
+            (Kind::Float, 8) => values
+                .map(|v| match self.fills.contains(&v) {
+                    true => f64::NAN,
+                    false => self.unpack64(v),
+                })
+                .flat_map(f64::to_le_bytes)
+                .collect(),
+            // Served as read (an `_Unsigned` view only): the bytes are unchanged.
+            _ => data.bytes.to_vec(),
+        };
+        Ok(ArrayData::new(self.served(), data.shape, bytes))
+    }
+
+    /// `x * scale + offset` in single precision, each step computed in the wider of the
+    /// value's and the attribute's type and rounded back, as numpy's in-place arithmetic does.
+    fn unpack32(&self, mut x: f32) -> f32 {
+        for (n, add) in [(self.scale, false), (self.offset, true)] {
+            x = match (n, add) {
+                (None, _) => x,
+                (Some(Num::F32(s)), false) => x * s,
+                (Some(Num::F32(s)), true) => x + s,
+                (Some(s), false) => (f64::from(x) * s.f64()) as f32,
+                (Some(s), true) => (f64::from(x) + s.f64()) as f32,
+            };
+        }
+        x
+    }
+
+    fn unpack64(&self, mut x: f64) -> f64 {
+        if let Some(s) = self.scale {
+            x *= s.f64();
+        }
+        if let Some(o) = self.offset {
+            x += o.f64();
+        }
+        x
+    }
+}
+
+/// xarray's float type for packed data: from the attributes' types when they agree (float64
+/// for 32-bit integers), float64 with any other offset, else the scale's type.
+fn packed_float(read: &BuiltinDType, scale: Option<Num>, offset: Option<Num>) -> usize {
+    let size = |n: Num| match n {
+        Num::F32(_) => 4,
+        _ => 8,
+    };
+    match (scale, offset) {
+        (Some(s), Some(o))
+            if std::mem::discriminant(&s) == std::mem::discriminant(&o)
+                && !matches!(s, Num::Int(_)) =>
+        {
+            match read.kind != Kind::Float && read.itemsize == 4 {
+                true => 8,
+                false => size(s),
+            }
+        }
+        (_, Some(_)) => 8,
+        (Some(s), None) => size(s),
+        (None, None) => read.itemsize,
+    }
+}
+
+/// The values of `bytes` as `dtype` holds them, each as a float64.
+fn read_numbers<'a>(
+    dtype: &BuiltinDType,
+    bytes: &'a [u8],
+) -> Option<Box<dyn Iterator<Item = f64> + 'a>> {
+    let n = dtype.itemsize;
+    if n == 0 || !bytes.len().is_multiple_of(n) {
+        return None;
+    }
+    let big = dtype.endianness == Endianness::Big;
+    macro_rules! each {
+        ($t:ty) => {
+            Box::new(bytes.chunks_exact(n).map(move |c| {
+                let a = c.try_into().expect("chunks of the type's size");
+                (if big {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                }) as f64
+            }))
+        };
+    }
+    Some(match (dtype.kind, n) {
+        (Kind::Int, 1) => each!(i8),
+        (Kind::Int, 2) => each!(i16),
+        (Kind::Int, 4) => each!(i32),
+        (Kind::Int, 8) => each!(i64),
+        (Kind::UInt, 1) => each!(u8),
+        (Kind::UInt, 2) => each!(u16),
+        (Kind::UInt, 4) => each!(u32),
+        (Kind::UInt, 8) => each!(u64),
+        (Kind::Float, 4) => each!(f32),
+        (Kind::Float, 8) => each!(f64),
+        _ => return None,
+    })
+}
+
+/// A reader of stored blocks whose blocks are served decoded.
+pub struct Decoded {
+    pub inner: Arc<dyn ArrayReader>,
+    pub decode: CfDecode,
+}
+
+impl ArrayReader for Decoded {
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        self.decode.apply(self.inner.read_block(block)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(size: usize) -> DataType {
+        DataType::Builtin(BuiltinDType::new(Kind::Int, size))
+    }
+
+    #[test]
+    fn the_float_type_follows_xarrays_rules() {
+        let served = |stored: DataType, attrs: CfAttrs| {
+            CfDecode::new(&stored, &attrs).map(|d| d.served.numpy_str())
+        };
+        let fill = |v| CfAttrs {
+            fill_value: vec![Num::Int(v)],
+            ..Default::default()
+        };
+        assert_eq!(served(int(2), fill(-1)).as_deref(), Some("<f4"));
+        assert_eq!(served(int(4), fill(-1)).as_deref(), Some("<f8"));
+        let packed = |s, o| CfAttrs {
+            scale_factor: s,
+            add_offset: o,
+            ..Default::default()
+        };
+        let (f4, f8) = (Some(Num::F32(0.5)), Some(Num::F64(0.5)));
+        assert_eq!(served(int(2), packed(f4, f4)).as_deref(), Some("<f4"));
+        assert_eq!(served(int(4), packed(f4, f4)).as_deref(), Some("<f8"));
+        assert_eq!(served(int(2), packed(f4, f8)).as_deref(), Some("<f8"));
+        assert_eq!(served(int(2), packed(f4, None)).as_deref(), Some("<f4"));
+        assert_eq!(served(int(2), packed(None, f4)).as_deref(), Some("<f8"));
+        assert_eq!(served(int(2), CfAttrs::default()), None);
+        // An `_Unsigned` byte without fill is only reinterpreted.
+        let unsigned = CfAttrs {
+            unsigned: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(served(int(1), unsigned).as_deref(), Some("|u1"));
+    }
+
+    #[test]
+    fn fills_become_nan_and_packed_values_unpack() {
+        let d = CfDecode::new(
+            &int(2),
+            &CfAttrs {
+                fill_value: vec![Num::Int(-999)],
+                scale_factor: Some(Num::F32(0.25)),
+                add_offset: Some(Num::F32(10.0)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let stored: Vec<u8> = [4i16, -999, -8]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let out = d.apply(ArrayData::new(int(2), vec![3], stored)).unwrap();
+        let v: Vec<f32> = out
+            .bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(v[0], 11.0);
+        assert!(v[1].is_nan());
+        assert_eq!(v[2], 8.0);
+        // `_Unsigned` with a signed fill: 255 (-1 as stored) is the fill.
+        let d = CfDecode::new(
+            &int(1),
+            &CfAttrs {
+                fill_value: vec![Num::Int(-1)],
+                unsigned: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let out = d
+            .apply(ArrayData::new(int(1), vec![2], vec![0xFF, 0xFE]))
+            .unwrap();
+        let v: Vec<f32> = out
+            .bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!(v[0].is_nan());
+        assert_eq!(v[1], 254.0);
+    }
+}
