@@ -178,10 +178,11 @@ def test_hdf5_compounds_with_padding_are_served_packed(cli_tree, files, name):
     assert np.array_equal(node[10:20]["energy"], want[10:20]["energy"])
 
 
-@pytest.mark.parametrize("name", ["data", "small_blocks", "zstd", "zstd_plain", "lz4_plain"])
+@pytest.mark.parametrize("name", ["data", "small_blocks", "zstd", "zstd_plain", "lz4_plain",
+                                  "bzip2"])
 def test_eiger_bitshuffle_lz4_frames(cli_tree, files, name):
-    """Bitshuffle (LZ4 or zstd) chunks (Eiger files) and hdf5plugin's zstd and LZ4 filters are
-    decoded in Rust, without the filter plugins."""
+    """Bitshuffle (LZ4 or zstd) chunks (Eiger files) and hdf5plugin's zstd, LZ4 and bzip2
+    filters are decoded in Rust, without the filter plugins."""
     with h5py.File(os.path.join(files[0], "eiger.h5")) as f:
         want = f[f"entry/data/{name}"][()]
     node = cli_tree[0]["eiger"]["entry"]["data"][name]
@@ -191,12 +192,27 @@ def test_eiger_bitshuffle_lz4_frames(cli_tree, files, name):
 
 
 def test_a_filter_without_plugin_is_a_clear_4xx(cli_tree):
-    node = cli_tree[0]["eiger"]["entry"]["data"]["bzip2"]
-    assert node.shape == (1, 70, 52)  # described from the file's metadata
+    node = cli_tree[0]["eiger"]["entry"]["data"]["blosc2"]
+    assert node.shape == (2, 70, 52)  # described from the file's metadata
     r = node.context.http_client.get(node.item["links"]["full"], params={"format": "json"})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
-    assert "eiger.h5" in detail and "307" in detail and "no plugin" in detail
+    assert "eiger.h5" in detail and "32026" in detail and "no plugin" in detail
+
+
+def test_a_filter_plugin_on_the_plugin_path_is_used(files, monkeypatch):
+    """libhdf5 loads filters tessera does not decode (Blosc2 here) from HDF5_PLUGIN_PATH."""
+    if ON_TILED:
+        pytest.skip("`tessera serve directory` is tessera's command")
+    monkeypatch.setenv("HDF5_PLUGIN_PATH", hdf5plugin.PLUGINS_PATH)
+    cmd = lambda port: [tessera_binary(), "serve", "directory", files[0], "--public", "--port", str(port)]
+    with directory_server(cmd, files[0], {"eiger"}) as (url, _):
+        from tiled.client import from_uri
+
+        with h5py.File(os.path.join(files[0], "eiger.h5")) as f:
+            want = f["entry/data/blosc2"][()]
+        got = from_uri(url)["eiger"]["entry"]["data"]["blosc2"].read()
+        assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
 def test_hdf5_slices_and_blocks(cli_tree, files):

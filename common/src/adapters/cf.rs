@@ -4,7 +4,9 @@
 //! stored integers, and `_Unsigned = "true"` reads signed integers as unsigned. The float type
 //! follows xarray's rules, so a client comparing with its own `open_dataset` sees the same
 //! dtype and the same values. Those attributes then leave the variable's metadata, as they
-//! leave xarray's `attrs` for its `encoding`.
+//! leave xarray's `attrs` for its `encoding`. Times (`units = "<unit> since <date>"` in the
+//! standard calendar) become `datetime64[ns]`, and their `units` and `calendar` leave the
+//! metadata too; other calendars (which xarray turns into cftime objects) are served as stored.
 
 use std::sync::Arc;
 
@@ -48,12 +50,29 @@ pub struct CfAttrs {
     pub add_offset: Option<Num>,
     /// `_Unsigned`: `Some(true)` for "true", `Some(false)` for "false".
     pub unsigned: Option<bool>,
+    /// `units` and `calendar`, for times.
+    pub units: Option<String>,
+    pub calendar: Option<String>,
 }
 
 impl CfAttrs {
     /// Whether any attribute decoding consumes is present.
     pub fn any(&self) -> bool {
-        *self != CfAttrs::default()
+        !(self.fill_value.is_empty() && self.missing_value.is_empty())
+            || self.scale_factor.is_some()
+            || self.add_offset.is_some()
+            || self.unsigned.is_some()
+            || self.time().is_some()
+    }
+
+    /// Nanoseconds per unit and the reference instant (ns since 1970) of a time variable.
+    fn time(&self) -> Option<(i64, i64)> {
+        let standard = match self.calendar.as_deref().map(str::to_ascii_lowercase) {
+            None => true,
+            Some(c) => matches!(c.as_str(), "standard" | "gregorian" | "proleptic_gregorian"),
+        };
+        standard.then_some(())?;
+        time_units(self.units.as_deref()?)
     }
 }
 
@@ -70,6 +89,8 @@ pub struct CfDecode {
     fills: Vec<f64>,
     scale: Option<Num>,
     offset: Option<Num>,
+    /// For times: nanoseconds per stored unit and the reference instant in ns.
+    time: Option<(i64, i64)>,
 }
 
 impl CfDecode {
@@ -105,12 +126,15 @@ impl CfDecode {
             .filter(|v| !v.is_nan())
             .collect();
         let packed = attrs.scale_factor.is_some() || attrs.add_offset.is_some();
+        let time = attrs.time();
         let float = |size| {
             let mut b = BuiltinDType::new(Kind::Float, size);
             b.endianness = Endianness::Little;
             b
         };
-        let served = if packed {
+        let served = if time.is_some() {
+            BuiltinDType::time(Kind::DateTime, "[ns]")
+        } else if packed {
             float(packed_float(&read, attrs.scale_factor, attrs.add_offset))
         } else if !fills.is_empty() {
             match read.kind {
@@ -131,7 +155,16 @@ impl CfDecode {
             fills,
             scale: attrs.scale_factor,
             offset: attrs.add_offset,
+            time,
         })
+    }
+
+    /// Attributes of the variable that decoding consumed, besides [`ENCODING_ATTRIBUTES`].
+    pub fn consumed(&self) -> &'static [&'static str] {
+        match self.time {
+            Some(_) => &["units", "calendar"],
+            None => &[],
+        }
     }
 
     /// The type the variable is served as.
@@ -154,6 +187,16 @@ impl CfDecode {
             ))
         })?;
         let bytes: Vec<u8> = match (self.served.kind, self.served.itemsize) {
+            (Kind::DateTime, _) => {
+                let (per, epoch) = self.time.unwrap_or((1, 0));
+                values
+                    .map(|v| match self.fills.contains(&v) {
+                        true => i64::MIN,
+                        false => instant(self.unpack64(v), per, epoch),
+                    })
+                    .flat_map(i64::to_le_bytes)
+                    .collect()
+            }
             (Kind::Float, 4) => values
                 .map(|v| {
                     let x = v as f32;
@@ -202,6 +245,83 @@ impl CfDecode {
         }
         x
     }
+}
+
+/// The instant (ns since 1970, `i64::MIN` for NaT) `v` units of `per` ns after `epoch`.
+fn instant(v: f64, per: i64, epoch: i64) -> i64 {
+    if !v.is_finite() {
+        return i64::MIN;
+    }
+    let ns = (v * per as f64).round();
+    // Outside datetime64[ns]'s range: NaT (xarray would give cftime objects there).
+    if ns.abs() >= 9.2e18 {
+        return i64::MIN;
+    }
+    match (v.fract() == 0.0 && v.abs() < 9.0e15).then(|| (v as i64).checked_mul(per)) {
+        Some(Some(exact)) => exact.checked_add(epoch).unwrap_or(i64::MIN),
+        Some(None) => i64::MIN,
+        None => (ns as i64).checked_add(epoch).unwrap_or(i64::MIN),
+    }
+}
+
+/// `"<unit> since <date>"`: nanoseconds per unit and the date in ns since 1970 (UTC).
+fn time_units(units: &str) -> Option<(i64, i64)> {
+    let (unit, date) = units.split_once(" since ")?;
+    let per: i64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "days" | "day" | "d" => 86_400_000_000_000,
+        "hours" | "hour" | "hr" | "h" => 3_600_000_000_000,
+        "minutes" | "minute" | "min" => 60_000_000_000,
+        "seconds" | "second" | "sec" | "s" => 1_000_000_000,
+        "milliseconds" | "millisecond" | "msec" | "ms" => 1_000_000,
+        "microseconds" | "microsecond" | "usec" | "us" => 1_000,
+        "nanoseconds" | "nanosecond" | "nsec" | "ns" => 1,
+        _ => return None,
+    };
+    Some((per, reference_date(date.trim())?))
+}
+
+/// A CF reference date (`1996-1-1`, `1970-01-01 00:00:00`, `2000-01-01T12:00:00.5Z`,
+/// `1990-1-1 0:0:0 -6:00`) in ns since 1970, UTC; the first number is the year, as xarray
+/// reads an ambiguous date.
+fn reference_date(s: &str) -> Option<i64> {
+    use chrono::{NaiveDate, NaiveTime};
+    let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i32>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let day = NaiveDate::from_ymd_opt(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?)?;
+    let rest = rest.trim_start_matches(['T', ' ']).trim();
+    // The time, then an optional zone: Z, UTC, or an offset.
+    let split = rest.find(['Z', 'U', '+', '-', ' ']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(split);
+    let time = match clock {
+        "" => NaiveTime::MIN,
+        c => {
+            let mut hms = c.splitn(3, ':');
+            let h: u32 = hms.next()?.parse().ok()?;
+            let m: u32 = hms.next().map_or(Some(0), |x| x.parse().ok())?;
+            let sec: f64 = hms.next().map_or(Some(0.0), |x| x.parse().ok())?;
+            let nanos = (sec.fract() * 1e9).round() as u32;
+            NaiveTime::from_hms_nano_opt(h, m, sec.trunc() as u32, nanos)?
+        }
+    };
+    let offset_minutes: i64 = match zone.trim() {
+        "" | "Z" | "UTC" | "GMT" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let z = z.trim_start_matches(['+', '-']);
+            let (h, m) = match z.split_once(':') {
+                Some((h, m)) => (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?),
+                None if z.len() > 2 => (
+                    z[..z.len() - 2].parse().ok()?,
+                    z[z.len() - 2..].parse().ok()?,
+                ),
+                None => (z.parse().ok()?, 0),
+            };
+            sign * (h * 60 + m)
+        }
+    };
+    let utc = day.and_time(time).and_utc().timestamp_nanos_opt()?;
+    utc.checked_sub(offset_minutes * 60_000_000_000)
 }
 
 /// xarray's float type for packed data: from the attributes' types when they agree (float64
@@ -313,6 +433,53 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(served(int(1), unsigned).as_deref(), Some("|u1"));
+    }
+
+    #[test]
+    fn times_since_a_reference_date_are_instants() {
+        assert_eq!(
+            time_units("hours since 1996-1-1"),
+            Some((3_600_000_000_000, 820_454_400_000_000_000))
+        );
+        assert_eq!(
+            time_units("seconds since 1970-01-01T00:00:01.5Z"),
+            Some((1_000_000_000, 1_500_000_000))
+        );
+        assert_eq!(
+            time_units("days since 1970-01-02 00:00:00 -1:00").map(|t| t.1),
+            Some(90_000_000_000_000)
+        );
+        assert_eq!(time_units("furlongs since 1970-01-01"), None);
+        assert_eq!(time_units("days since yesterday"), None);
+        let d = CfDecode::new(
+            &int(2),
+            &CfAttrs {
+                units: Some("hours since 1996-1-1".into()),
+                fill_value: vec![Num::Int(-1)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(d.served.numpy_str(), "<M8[ns]");
+        assert_eq!(d.consumed(), ["units", "calendar"]);
+        let stored: Vec<u8> = [12i16, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let out = d.apply(ArrayData::new(int(2), vec![2], stored)).unwrap();
+        let v: Vec<i64> = out
+            .bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            v,
+            [820_454_400_000_000_000 + 12 * 3_600_000_000_000, i64::MIN]
+        );
+        // Other calendars are served as stored.
+        let noleap = CfAttrs {
+            units: Some("days since 2000-01-01".into()),
+            calendar: Some("noleap".into()),
+            ..Default::default()
+        };
+        assert_eq!(CfDecode::new(&int(4), &noleap), None);
     }
 
     #[test]

@@ -568,6 +568,8 @@ fn cf_attrs(ds: &hdf5::Dataset) -> CfAttrs {
         scale_factor: nums("scale_factor").first().copied(),
         add_offset: nums("add_offset").first().copied(),
         unsigned: string_attr(ds, "_Unsigned").map(|s| s.eq_ignore_ascii_case("true")),
+        units: string_attr(ds, "units"),
+        calendar: string_attr(ds, "calendar"),
     }
 }
 
@@ -672,17 +674,18 @@ pub fn inspect_netcdf(
     let root = file.as_group().map_err(err)?;
     let mut datasets = Vec::new();
     for name in root.member_names().map_err(err)? {
+        // NetCDF writes variables as datasets of the file itself: a link (which libhdf5 would
+        // follow, perhaps into another file) is not one.
+        if hdf5_links::link(&root, &name) != Ok(hdf5_links::Link::Hard) {
+            skipped.push(format!(
+                "{}: {name}: a link, not a NetCDF variable; not followed",
+                super::shown(path)
+            ));
+            continue;
+        }
         match root.loc_type_by_name(&name) {
             Ok(hdf5::LocationType::Dataset) => {
-                let ds = root.dataset(&name).map_err(err)?;
-                if ds.filename() != file.filename() {
-                    skipped.push(format!(
-                        "{}: variable {name}: leads to another file, not followed",
-                        super::shown(path)
-                    ));
-                    continue;
-                }
-                datasets.push((name.clone(), ds))
+                datasets.push((name.clone(), root.dataset(&name).map_err(err)?))
             }
             Ok(hdf5::LocationType::Group) => {
                 skipped.push(format!(
@@ -737,7 +740,12 @@ pub fn inspect_netcdf(
             dims.filter(|d| d.len() == s.shape.len())
                 .unwrap_or_else(|| (0..s.shape.len()).map(|i| format!("dim_{i}")).collect()),
         );
-        let s = NcView::of(ds, &s).served(s);
+        let view = NcView::of(ds, &s);
+        let s = view.served(s);
+        let mut attrs = public_attributes(ds);
+        if let Some(d) = &view.decode {
+            attrs.retain(|k, _| !d.consumed().contains(&k.as_str()));
+        }
         let spec = if coords.contains(name) {
             "xarray_coord"
         } else {
@@ -747,7 +755,7 @@ pub fn inspect_netcdf(
         source.mimetype = NETCDF_MIMETYPE.into();
         node.children.push(
             TreeNode::data(name, Structure::Array(s), source)
-                .with_metadata(json!({"attrs": public_attributes(ds)}))
+                .with_metadata(json!({"attrs": attrs}))
                 .with_specs(&[spec]),
         );
     }
@@ -999,7 +1007,7 @@ impl DeflatedChunks {
 }
 
 /// The stored chunks of a dataset whose filters are gzip, shuffle, bitshuffle (LZ4 or zstd),
-/// zstd or LZ4, read straight from the file and decoded in Rust (no filter plugin needed). libhdf5 serialises every call behind one lock; this way the
+/// zstd, LZ4 or bzip2, read straight from the file and decoded in Rust (no filter plugin needed). libhdf5 serialises every call behind one lock; this way the
 /// decoding of many chunks runs on every core at once.
 struct RawChunks {
     /// The native chunk shape.
@@ -1051,8 +1059,8 @@ impl RawChunks {
                 matches!(cd.get(4), Some(&BITSHUFFLE_LZ4 | &BITSHUFFLE_ZSTD))
                     && cd.get(2).map(|&e| e as usize) == Some(itemsize)
             }
-            // hdf5plugin's zstd and LZ4 filters.
-            Filter::User(ZSTD | LZ4, _) => true,
+            // hdf5plugin's zstd, LZ4 and bzip2 filters.
+            Filter::User(ZSTD | LZ4 | BZIP2, _) => true,
             _ => false,
         }) {
             return None;
@@ -1131,6 +1139,8 @@ impl RawChunks {
                 Filter::User(LZ4, _) => {
                     lz4_chunk(&data, full).map_err(|e| corrupt(path, "decoding an LZ4 chunk", e))?
                 }
+                Filter::User(BZIP2, _) => bzip2_chunk(&data, full)
+                    .map_err(|e| corrupt(path, "decoding a bzip2 chunk", e))?,
                 _ => return Ok(None),
             };
         }
@@ -1214,6 +1224,25 @@ const BITSHUFFLE_ZSTD: std::os::raw::c_uint = 3;
 /// The HDF5 filter ids of hdf5plugin's zstd and LZ4 filters.
 const ZSTD: std::os::raw::c_int = 32015;
 const LZ4: std::os::raw::c_int = 32004;
+/// The bzip2 filter (PyTables', which hdf5plugin ships).
+const BZIP2: std::os::raw::c_int = 307;
+
+/// A chunk of the bzip2 filter: one bzip2 stream of the whole chunk, decoded into at most one
+/// byte more than the chunk holds (the caller's length check reports a longer one).
+pub fn bzip2_chunk(data: &[u8], full: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(full + 1);
+    let status = bzip2::Decompress::new(false)
+        .decompress_vec(data, &mut out)
+        .map_err(|e| e.to_string())?;
+    match status {
+        bzip2::Status::StreamEnd => Ok(out),
+        _ if out.len() > full => Ok(out),
+        _ => Err(format!(
+            "the stream ends after {} of {full} bytes",
+            out.len()
+        )),
+    }
+}
 
 /// A chunk of the zstd filter: one zstd frame of the whole chunk, decoded into at most one
 /// byte more than the chunk holds (the caller's length check reports a longer one).

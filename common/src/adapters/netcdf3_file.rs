@@ -379,6 +379,8 @@ fn cf_attrs(v: &netcdf3::Variable) -> CfAttrs {
         unsigned: v
             .get_attr_as_string("_Unsigned")
             .map(|s| s.eq_ignore_ascii_case("true")),
+        units: v.get_attr_as_string("units"),
+        calendar: v.get_attr_as_string("calendar"),
     }
 }
 
@@ -466,7 +468,12 @@ pub fn inspect(
             continue;
         };
         let stored_size = data_type.itemsize();
-        let data_type = CfDecode::new(&data_type, &cf_attrs(v)).map_or(data_type, |d| d.served());
+        let decode = CfDecode::new(&data_type, &cf_attrs(v));
+        let data_type = decode.as_ref().map_or(data_type, CfDecode::served);
+        let mut attrs = attrs_json(v.get_attrs());
+        if let Some(d) = &decode {
+            attrs.retain(|k, _| !d.consumed().contains(&k.as_str()));
+        }
         // Record chunking as the reader will see it (by name, as `open` does).
         let record = ds.is_record_var(name).unwrap_or(false);
         let chunks = match chunks_of(path, &shape, stored_size, record) {
@@ -490,7 +497,7 @@ pub fn inspect(
         };
         node.children.push(
             TreeNode::data(name, Structure::Array(structure), data_source(&uri, name))
-                .with_metadata(json!({"attrs": attrs_json(v.get_attrs())}))
+                .with_metadata(json!({"attrs": attrs}))
                 .with_specs(&[spec]),
         );
     }
