@@ -125,3 +125,4 @@ def test_scipys_netcdf3_test_files(cli_tree, files, name):
         assert got[var].dtype == want[var].dtype, var
         np.testing.assert_array_equal(got[var].values, want[var].values, err_msg=var)
         assert set(got[var].attrs) == set(want[var].attrs), var
+

@@ -1683,11 +1683,29 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     };
     // A NetCDF variable is served as xarray reads it: the node's structure is the served
     // one, the reader below reads what is stored.
+    let served: Option<ArrayStructure> = super::structure_of(source).ok();
     let view = match source.mimetype == NETCDF_MIMETYPE {
-        true => NcView::of(&ds, &native()?),
+        true => {
+            let native = native()?;
+            let view = NcView::of(&ds, &native);
+            let decoded = view.served(native.clone());
+            match &served {
+                // A node that declares the stored type and shape where decoding changes them
+                // (registered before tessera decoded NetCDF, or by a client that chose to) is
+                // served as it declares.
+                Some(s)
+                    if s.shape == native.shape
+                        && s.data_type == native.data_type
+                        && (decoded.shape != native.shape
+                            || decoded.data_type != native.data_type) =>
+                {
+                    NcView::default()
+                }
+                _ => view,
+            }
+        }
         false => NcView::default(),
     };
-    let served: Option<ArrayStructure> = super::structure_of(source).ok();
     let structure: ArrayStructure = match &served {
         Some(s) => view.stored(s.clone()),
         None => native()?,

@@ -546,16 +546,22 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
     let (stored, shape, dims) = served_type(ds, &var).ok_or_else(|| {
         AdapterError::BadSource(format!("{}: no variable {var:?}", super::shown(&path)))
     })?;
+    let declared = super::structure_of::<ArrayStructure>(source).ok();
+    // A node that declares the stored type where decoding changes it (registered before
+    // tessera decoded NetCDF, or by a client that chose to) is served as it declares.
     let decode = ds
         .get_var(&var)
-        .and_then(|v| CfDecode::new(&stored, &cf_attrs(v)));
+        .and_then(|v| CfDecode::new(&stored, &cf_attrs(v)))
+        .filter(|d| {
+            !(declared.as_ref().is_some_and(|s| s.data_type == stored) && d.served() != stored)
+        });
     let data_type = decode.as_ref().map_or(stored.clone(), CfDecode::served);
     // A character variable along the records alone is one string (the records are its
     // characters): one block, read whole.
     let record = ds.is_record_var(&var).unwrap_or(false) && !shape.is_empty();
-    let structure = match super::structure_of::<ArrayStructure>(source) {
-        Ok(s) if s.shape == shape && s.data_type == data_type => s,
-        Ok(s) => {
+    let structure = match declared {
+        Some(s) if s.shape == shape && s.data_type == data_type => s,
+        Some(s) => {
             return Err(AdapterError::BadSource(format!(
                 "{}: variable {var} is {:?} of shape {shape:?} but the node declares {:?} of shape {:?}",
                 super::shown(&path),
@@ -564,7 +570,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
                 s.shape
             )));
         }
-        Err(_) => ArrayStructure {
+        None => ArrayStructure {
             chunks: chunks_of(&path, &shape, stored.itemsize(), record)?,
             data_type,
             shape,
@@ -690,6 +696,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("header ends early"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn packed_variables_decode_unless_the_node_declares_the_stored_type() {
+        let dir = std::env::temp_dir().join(format!("tessera-nc3-cf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.nc");
+        let raw = ArrayData::new(
+            DataType::Builtin(BuiltinDType::new(Kind::Int, 2)),
+            vec![3],
+            [4i16, -2, 7]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        let vars = [NcVariable {
+            name: "p".into(),
+            dims: vec!["x".into()],
+            data: raw.clone(),
+            attrs: json!({"scale_factor": 0.5, "units": "Pa"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        }];
+        std::fs::write(&path, to_netcdf(&Map::new(), &vars).unwrap()).unwrap();
+        let node = inspect_any(&path, "p", &mut Vec::new()).unwrap();
+        let p = &node.children[0];
+        assert_eq!(p.metadata["attrs"], json!({"units": "Pa"}));
+        let read = |source: &DataSource| match open_any(source).unwrap() {
+            Adapter::Array(r) => r.read_block(&[0]).unwrap(),
+            _ => panic!("an array reader"),
+        };
+        let source = p.source.clone().unwrap();
+        assert_eq!(
+            read(&source),
+            ArrayData::from_f64(vec![3], &[2.0, -1.0, 3.5])
+        );
+        // Declared as stored: served as stored.
+        let mut source = source;
+        let stored = ArrayStructure {
+            data_type: raw.dtype.clone(),
+            chunks: vec![vec![3]],
+            shape: vec![3],
+            dims: Some(vec!["x".into()]),
+            resizable: false,
+        };
+        source
+            .parameters
+            .insert("structure".into(), serde_json::to_value(&stored).unwrap());
+        assert_eq!(read(&source), raw);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
