@@ -284,7 +284,31 @@ fn column(values: &[Option<&str>]) -> (ArrowType, ArrayRef) {
     (ArrowType::Utf8, Arc::new(v))
 }
 
-/// Reads a CSV file into one record batch (header on the first line, `sep` between fields).
+/// Column names as pandas gives them: an empty name is `Unnamed: <i>`, and a repeated name
+/// gets `.1`, `.2`, ... (skipping names already taken).
+fn pandas_column_names(raw: &[String]) -> Vec<String> {
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, name) in raw.iter().enumerate() {
+        let base = if name.is_empty() {
+            format!("Unnamed: {i}")
+        } else {
+            name.clone()
+        };
+        let mut candidate = base.clone();
+        let mut n = 0;
+        while taken.contains(&candidate) {
+            n += 1;
+            candidate = format!("{base}.{n}");
+        }
+        taken.insert(candidate.clone());
+        out.push(candidate);
+    }
+    out
+}
+
+/// Reads a CSV file into one record batch (header on the first line, `sep` between fields),
+/// with pandas' `read_csv` defaults: no delimiter sniffing, no comment lines.
 pub fn read_csv(path: &Path, sep: u8) -> Result<RecordBatch, AdapterError> {
     use super::limits::MAX_TEXT_TABLE_BYTES;
     let len = std::fs::metadata(path)
@@ -297,23 +321,40 @@ pub fn read_csv(path: &Path, sep: u8) -> Result<RecordBatch, AdapterError> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot be read ({e})")))?;
+    // pandas drops a UTF-8 byte order mark (Excel's "CSV UTF-8" writes one).
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    // Rows may be short (pandas pads them with missing values); line ends may be CRLF; blank
+    // lines are skipped, as by pandas.
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(sep)
         .has_headers(true)
-        .flexible(false)
-        .from_reader(bytes.as_slice());
-    let header: Vec<String> = reader
+        .flexible(true)
+        .from_reader(body);
+    let raw_header: Vec<String> = reader
         .headers()
         .map_err(|e| bad(path, format!("not valid CSV ({e})")))?
         .iter()
         .map(str::to_string)
         .collect();
-    if header.is_empty() || header.iter().all(String::is_empty) {
+    if raw_header.is_empty() || raw_header.iter().all(String::is_empty) {
         return Err(bad(path, "the CSV file is empty: it has no header row"));
     }
+    let header = pandas_column_names(&raw_header);
     let mut rows = Vec::new();
     for r in reader.records() {
-        rows.push(r.map_err(|e| bad(path, format!("not valid CSV ({e})")))?);
+        let r = r.map_err(|e| bad(path, format!("not valid CSV ({e})")))?;
+        if r.len() > header.len() {
+            let line = r.position().map_or(0, |p| p.line());
+            return Err(bad(
+                path,
+                format!(
+                    "line {line} has {} fields but the header has {}; pandas refuses such a file too",
+                    r.len(),
+                    header.len()
+                ),
+            ));
+        }
+        rows.push(r);
     }
     let mut fields = Vec::with_capacity(header.len());
     let mut arrays = Vec::with_capacity(header.len());
@@ -452,5 +493,33 @@ mod tests {
         assert_eq!(t, ArrowType::Utf8);
         let (t, _) = column(&[None, None]);
         assert_eq!(t, ArrowType::Float64);
+    }
+
+    #[test]
+    fn csv_files_are_read_with_pandas_defaults() {
+        let dir = std::env::temp_dir().join(format!("tessera-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.csv");
+        // A BOM, CRLF, a quoted separator, a blank line, a short row, repeated and empty names.
+        std::fs::write(
+            &path,
+            b"\xEF\xBB\xBFx,x,,y\r\n1,\"a, b\",2,3\r\n\r\n4,c\r\n",
+        )
+        .unwrap();
+        let batch = read_csv(&path, b',').unwrap();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["x", "x.1", "Unnamed: 2", "y"]);
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.column(2).data_type(), &ArrowType::Float64);
+        assert_eq!(batch.column(3).null_count(), 1);
+        std::fs::write(&path, b"a,b\n1,2,3\n").unwrap();
+        let err = read_csv(&path, b',').unwrap_err().to_string();
+        assert!(err.contains("line 2 has 3 fields"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

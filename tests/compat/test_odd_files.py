@@ -1,0 +1,212 @@
+"""Odd but real files (the `odd/` directory of tests/fixtures/make_files.py), served by
+`tessera serve directory` and by `tessera register`, read through the real Tiled client and
+compared with what the library a user would otherwise call reads: np.load, tifffile.imread,
+pd.read_csv (defaults, as `tiled serve directory` calls it), pd.read_parquet, pd.read_excel
+and zarr."""
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import zarr
+
+# The served fixture directory, both ways (register and serve directory), as test_files.py
+# serves it.
+from test_files import cli_tree, files, served_directory, server  # noqa: F401
+
+
+def odd(cli_tree):
+    return cli_tree[0]["odd"]
+
+
+def path(files, name):
+    return os.path.join(files[0], "odd", name)
+
+
+def np_load(files, name):
+    with warnings.catch_warnings():
+        # np.load warns that a Python 2 header needed extra parsing.
+        warnings.simplefilter("ignore")
+        return np.load(path(files, name))
+
+
+NPY = [
+    "npy_v_one",
+    "npy_v_two",
+    "npy_v_three",
+    "npy_utf_header",
+    "npy_python_two",
+    "npy_no_padding",
+    "npy_other_layout",
+    "npy_fortran",
+    "npy_fortran_matrix",
+    "npy_big_endian",
+    "npy_big_int",
+    "npy_complex",
+    "npy_complex_big",
+    "npy_bool",
+    "npy_half",
+]
+
+
+@pytest.mark.parametrize("name", NPY)
+def test_npy_files_read_as_np_load_reads_them(cli_tree, files, name):
+    """Header versions 1.0, 2.0 and 3.0 (utf-8), a header numpy wrote on Python 2 (`3L`),
+    other header layouts, Fortran order, big-endian, complex, bool and half types."""
+    want = np_load(files, f"{name}.npy")
+    node = odd(cli_tree)[name]
+    assert node.shape == want.shape
+    got = node.read()
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.dtype.names == want.dtype.names
+    np.testing.assert_array_equal(got, want)
+    if want.ndim and want.dtype.names is None:
+        np.testing.assert_array_equal(node[1:], want[1:])
+
+
+def test_fortran_npy_is_served_in_c_order_block_by_block(cli_tree, files):
+    """np.load gives a Fortran-ordered file's values; tessera serves them in C order, cut
+    into blocks along the last axis (the slabs that are contiguous in the file)."""
+    want = np_load(files, "npy_fortran.npy")
+    assert want.flags.f_contiguous and not want.flags.c_contiguous
+    node = odd(cli_tree)["npy_fortran"]
+    chunks = node.structure().chunks
+    assert chunks[:-1] == ((3,), (4,))
+    np.testing.assert_array_equal(node[1, 2:4, 1:], want[1, 2:4, 1:])
+    np.testing.assert_array_equal(node[:, :, 3], want[:, :, 3])
+    np.testing.assert_array_equal(node.read_block((0, 0, 0)), want[:, :, : chunks[2][0]])
+
+
+@pytest.mark.parametrize("name", ["rgb_pages", "rgb_single", "shaped_pages", "rgb_planar"])
+def test_rgb_tiff_reads_as_tifffile_reads_it(cli_tree, files, name):
+    want = tifffile.imread(path(files, f"{name}.tif"))
+    node = odd(cli_tree)[name]
+    assert node.shape == want.shape and node.dtype == want.dtype
+    np.testing.assert_array_equal(node.read(), want)
+    chunks = node.structure().chunks
+    if name == "rgb_pages":
+        assert want.shape == (4, 18, 22, 3)
+        # One block is one page.
+        assert chunks == ((1, 1, 1, 1), (18,), (22,), (3,))
+        np.testing.assert_array_equal(node.read_block((2, 0, 0, 0)), want[2:3])
+        np.testing.assert_array_equal(node[3, 5:9, :, 1], want[3, 5:9, :, 1])
+    elif name == "shaped_pages":
+        # tifffile's description of the series gives the leading axes over the six pages.
+        assert want.shape == (2, 5, 10, 12)
+        assert chunks == ((1, 1), (1,) * 5, (10,), (12,))
+        np.testing.assert_array_equal(node.read_block((1, 2, 0, 0)), want[1:2, 2:3])
+        np.testing.assert_array_equal(node[1, :, 3:5], want[1, :, 3:5])
+    elif name == "rgb_planar":
+        # Separate planes: samples come first in a page.
+        assert want.shape == (2, 3, 10, 12)
+        assert chunks == ((1, 1), (3,), (10,), (12,))
+        np.testing.assert_array_equal(node[1, 2], want[1, 2])
+    else:
+        assert want.shape == (18, 22, 3)
+        assert chunks == ((18,), (22,), (3,))
+        np.testing.assert_array_equal(node[4:7, 2], want[4:7, 2])
+
+
+def _same_dtype(got, want, what):
+    # Text: any string dtype. The client builds the frame with dask, whose "convert-string"
+    # option turns text into pandas' NA-variant string dtype; the arrow it reads is the same.
+    if pd.api.types.is_string_dtype(want) and not isinstance(want, pd.CategoricalDtype):
+        assert pd.api.types.is_string_dtype(got), (what, got)
+    else:
+        assert got == want, (what, got, want)
+
+
+def _same_frame(got, want):
+    """Equal values and index, and the same dtypes (text columns: any string dtype)."""
+    assert list(got.columns) == list(want.columns)
+    for col in want.columns:
+        _same_dtype(got[col].dtype, want[col].dtype, col)
+    _same_dtype(got.index.dtype, want.index.dtype, "index")
+    assert got.index.name == want.index.name
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_index_type=False)
+
+
+@pytest.mark.parametrize("name", ["excel_export", "logger"])
+def test_csv_reads_as_pandas_read_csv_reads_it(cli_tree, files, name):
+    """`tiled serve directory` reads a CSV with pandas' defaults: a UTF-8 BOM is dropped,
+    CRLF ends lines, quoted fields keep separators, quotes and line breaks; NA, nan, N/A,
+    NULL, -nan and empty fields are missing (an integer column with gaps is float); blank
+    lines are skipped and a short row is padded with missing values."""
+    want = pd.read_csv(path(files, f"{name}.csv"))
+    node = odd(cli_tree)[name]
+    assert list(node.columns) == list(want.columns)
+    got = node.read()
+    _same_frame(got, want)
+    for col in want.columns:
+        column = node[col].read()
+        if want[col].dtype.kind in "fib":
+            assert column.dtype == want[col].dtype
+            np.testing.assert_array_equal(column, want[col].to_numpy())
+
+
+def test_tsv_files_are_not_served_as_by_tiled(cli_tree):
+    """Tiled has no adapter for text/tab-separated-values: `tiled serve directory` skips
+    .tsv files, and so does tessera."""
+    assert "tabbed" not in odd(cli_tree)
+    report = cli_tree[1]
+    if report is not None:
+        assert "tabbed.tsv" in report
+
+
+PARQUET = ["pq_range_index", "pq_stepped_index", "pq_named_index", "pq_unnamed_index", "pq_types"]
+
+
+@pytest.mark.parametrize("name", PARQUET)
+def test_parquet_reads_as_pandas_read_parquet_reads_it(cli_tree, files, name):
+    """pandas' metadata in the file restores the index (a RangeIndex kept only in metadata,
+    a named or unnamed index kept as a column), categorical and tz-aware datetime columns."""
+    want = pd.read_parquet(path(files, f"{name}.parquet"))
+    node = odd(cli_tree)[name]
+    assert list(node.columns) == list(want.columns)
+    got = node.read()
+    _same_frame(got, want)
+    if node.structure().npartitions > 1:
+        part = node.read_partition(1)
+        _same_frame(part, want.iloc[5:10])
+    import dask
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        # Without dask's string conversion the client gives exactly what pandas reads.
+        pd.testing.assert_frame_equal(node.read(), want)
+
+
+def test_excel_datetimes_read_as_pandas_read_excel_reads_them(cli_tree, files):
+    want = pd.read_excel(path(files, "times.xlsx"), sheet_name="log")
+    got = odd(cli_tree)["times"]["log"].read()
+    _same_frame(got, want)
+    assert got["when"].dtype == want["when"].dtype == np.dtype("datetime64[us]")
+    assert got["when"].isna().tolist() == want["when"].isna().tolist()
+    assert (got["when"] == want["when"]).sum() == 3  # milliseconds as Excel keeps them
+
+
+@pytest.mark.parametrize("store", ["ome_v2", "ome_v3"])
+def test_ome_zarr_group_attributes_are_container_metadata(cli_tree, files, store):
+    z = zarr.open_group(path(files, f"{store}.zarr"), mode="r")
+    node = odd(cli_tree)[store]
+    assert dict(node.metadata) == dict(z.attrs)
+    if store == "ome_v2":
+        assert node.metadata["multiscales"][0]["datasets"][2]["path"] == "2"
+    else:
+        assert node.metadata["ome"]["version"] == "0.5"
+        assert node.metadata["ome"]["multiscales"][0]["datasets"][2]["path"] == "2"
+    assert sorted(node) == ["0", "1", "2", "labels"]
+    for level in ["0", "1", "2"]:
+        want = z[level][:]
+        got = node[level].read()
+        assert got.dtype == want.dtype and np.array_equal(got, want), level
+        np.testing.assert_array_equal(node[level][1:5, 2:], want[1:5, 2:])
+    assert node["1"].shape == (16, 20) and node["2"].shape == (8, 10)
+    labels = node["labels"]
+    assert dict(labels.metadata) == dict(z["labels"].attrs)
+    assert dict(labels["cells"].metadata) == dict(z["labels"]["cells"].attrs)
+    np.testing.assert_array_equal(labels["cells"]["0"].read(), z["labels"]["cells"]["0"][:])
+    if store == "ome_v3":
+        assert tuple(node["0"].dims) == ("y", "x")
