@@ -49,6 +49,9 @@ NPY = [
     "npy_complex_big",
     "npy_bool",
     "npy_half",
+    "npy_times",
+    "npy_text",
+    "npy_bytes",
 ]
 
 
@@ -129,17 +132,30 @@ def _same_frame(got, want):
     pd.testing.assert_frame_equal(got, want, check_dtype=False, check_index_type=False)
 
 
-@pytest.mark.parametrize("name", ["excel_export", "logger"])
+@pytest.mark.parametrize("name", ["excel_export", "logger", "semicolons", "with_index"])
 def test_csv_reads_as_pandas_read_csv_reads_it(cli_tree, files, name):
     """`tiled serve directory` reads a CSV with pandas' defaults: a UTF-8 BOM is dropped,
     CRLF ends lines, quoted fields keep separators, quotes and line breaks; NA, nan, N/A,
     NULL, -nan and empty fields are missing (an integer column with gaps is float); blank
-    lines are skipped and a short row is padded with missing values."""
+    lines are skipped and a short row is padded with missing values. No separator sniffing:
+    a file of semicolons is one text column (with an index when its rows have one field more
+    than the header); an unnamed header field is `Unnamed: 0`."""
+    import dask
+
     want = pd.read_csv(path(files, f"{name}.csv"))
+    objects = [col for col in want.columns if want[col].dtype == object]
+    for col in objects:
+        # Booleans with gaps are objects (True, NaN, False) to pandas; pyarrow, and so
+        # Tiled, serves them as booleans with nulls, which read back as None.
+        want[col] = want[col].where(want[col].notna(), None)
     node = odd(cli_tree)[name]
     assert list(node.columns) == list(want.columns)
+    with dask.config.set({"dataframe.convert-string": False}):
+        # Without dask's string conversion (which makes the client turn object columns
+        # into text, whatever the server sends) the client gives exactly what pandas reads.
+        pd.testing.assert_frame_equal(node.read(), want)
     got = node.read()
-    _same_frame(got, want)
+    _same_frame(got.drop(columns=objects), want.drop(columns=objects))
     for col in want.columns:
         column = node[col].read()
         if want[col].dtype.kind in "fib":
