@@ -172,7 +172,8 @@ def test_tsv_files_are_not_served_as_by_tiled(cli_tree):
         assert "tabbed.tsv" in report
 
 
-PARQUET = ["pq_range_index", "pq_stepped_index", "pq_named_index", "pq_unnamed_index", "pq_types"]
+PARQUET = ["pq_range_index", "pq_stepped_index", "pq_named_index", "pq_unnamed_index",
+           "pq_multi_index", "pq_types"]
 
 
 @pytest.mark.parametrize("name", PARQUET)
@@ -201,6 +202,35 @@ def test_excel_datetimes_read_as_pandas_read_excel_reads_them(cli_tree, files):
     assert got["when"].dtype == want["when"].dtype == np.dtype("datetime64[us]")
     assert got["when"].isna().tolist() == want["when"].isna().tolist()
     assert (got["when"] == want["when"]).sum() == 3  # milliseconds as Excel keeps them
+
+
+def test_excel_1904_dates_read_as_pandas_read_excel_reads_them(cli_tree, files):
+    """Old Mac workbooks count days from 1904-01-01; openpyxl (and so pandas) follows the
+    workbook's flag."""
+    want = pd.read_excel(path(files, "mac_dates.xlsx"), sheet_name="mac")
+    got = odd(cli_tree)["mac_dates"]["mac"].read()
+    _same_frame(got, want)
+    assert got["when"].dtype == np.dtype("datetime64[us]")
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [("bad_objects", "Python objects"), ("bad_truncated", "truncated"), ("bad_header", "not readable")],
+)
+def test_npy_files_that_cannot_be_served_are_clear_errors(cli_tree, name, why):
+    """np.load refuses these (objects need pickle; the data or the header is damaged):
+    registering reports them, and the served directory answers a 4xx naming the file."""
+    from tiled.client.utils import ClientError
+
+    tree, report = cli_tree
+    if report is not None:
+        assert f"{name}.npy" in report and why in report, report
+        assert name not in tree["odd"]
+        return
+    with pytest.raises(ClientError) as e:
+        tree["odd"][name]
+    assert e.value.response.status_code == 422
+    assert f"{name}.npy" in str(e.value) and why in str(e.value)
 
 
 @pytest.mark.parametrize("store", ["ome_v2", "ome_v3"])

@@ -254,6 +254,11 @@ fn parse_dict(text: &str) -> Result<NpyHeader, String> {
 /// The element type a `descr` gives: a type string, or a list of `(name, type[, shape])`.
 fn descr_type(descr: &Literal) -> Result<DataType, String> {
     match descr {
+        Literal::Str(s) if s.trim_start_matches(['<', '>', '|', '=']).starts_with('O') => {
+            Err(format!(
+                "the .npy file holds Python objects (element type {s:?}), which only unpickling reads; they are not served"
+            ))
+        }
         Literal::Str(s) => BuiltinDType::parse_numpy(s)
             .map(DataType::Builtin)
             .ok_or_else(|| format!(".npy element type {s:?} is not served")),

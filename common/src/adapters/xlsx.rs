@@ -198,21 +198,29 @@ enum ExcelDate {
     DateTime(i64),
 }
 
-/// Excel's day count (1900 system) as openpyxl converts it: the day fraction is rounded to
-/// milliseconds (Excel keeps no more; the rest is float noise), and days before 1900-03-01
-/// move one day on, because Excel counts a 29 February 1900 that never was.
-fn excel_date(days: f64) -> ExcelDate {
+/// Excel's day count as openpyxl converts it: the day fraction is rounded to milliseconds
+/// (Excel keeps no more; the rest is float noise). In the 1900 date system days before
+/// 1900-03-01 move one day on, because Excel counts a 29 February 1900 that never was; the
+/// 1904 system (old Mac workbooks) counts from 1904-01-01.
+fn excel_date(days: f64, is_1904: bool) -> ExcelDate {
     let day = days.floor();
     let ms = ((days - day) * 86_400_000.0).round_ties_even() as i64;
     if (0.0..1.0).contains(&days) && ms < 86_400_000 {
         return ExcelDate::TimeOfDay(ms);
     }
     let mut day = day as i64;
-    if days > 0.0 && days < 60.0 {
+    if !is_1904 && days > 0.0 && days < 60.0 {
         day += 1;
     }
-    // 1899-12-30 is day 0; 1970-01-01 is day 25 569.
-    ExcelDate::DateTime(((day - 25_569) * 86_400_000 + ms) * 1000)
+    // Day 0 is 1899-12-30 (or 1904-01-01); 1970-01-01 is day 25 569 (or 24 107).
+    let unix_day = if is_1904 { 24_107 } else { 25_569 };
+    ExcelDate::DateTime(((day - unix_day) * 86_400_000 + ms) * 1000)
+}
+
+/// Whether a date cell counts days in the 1904 system (calamine keeps the flag private, but
+/// compares it).
+fn is_1904(d: &calamine::ExcelDateTime) -> bool {
+    *d == calamine::ExcelDateTime::new(d.as_f64(), calamine::ExcelDateTimeType::DateTime, true)
 }
 
 /// A time of day as Python's `str(datetime.time)` writes it (what pandas 3 makes of a column
@@ -267,7 +275,7 @@ fn column(cells: &[&Data]) -> (ArrowType, ArrayRef) {
     let dates: Vec<Option<ExcelDate>> = cells
         .iter()
         .map(|c| match c {
-            Data::DateTime(d) if !d.is_duration() => Some(excel_date(d.as_f64())),
+            Data::DateTime(d) if !d.is_duration() => Some(excel_date(d.as_f64(), is_1904(d))),
             _ => None,
         })
         .collect();
@@ -443,15 +451,17 @@ mod tests {
         use ExcelDate::{DateTime, TimeOfDay};
         // Expected values from openpyxl.utils.datetime.from_excel.
         assert_eq!(
-            excel_date(45658.41666809028),
+            excel_date(45658.41666809028, false),
             DateTime(1_735_725_600_123_000)
         );
-        assert_eq!(excel_date(15.25), DateTime(-2_207_757_600_000_000));
-        assert_eq!(excel_date(60.0), DateTime(-2_203_977_600_000_000));
-        assert_eq!(excel_date(59.0), DateTime(-2_203_977_600_000_000));
-        assert_eq!(excel_date(25568.0), DateTime(-86_400_000_000));
-        assert_eq!(excel_date(0.5), TimeOfDay(43_200_000));
-        assert_eq!(excel_date(0.99999999), TimeOfDay(86_399_999));
+        assert_eq!(excel_date(15.25, false), DateTime(-2_207_757_600_000_000));
+        assert_eq!(excel_date(60.0, false), DateTime(-2_203_977_600_000_000));
+        assert_eq!(excel_date(59.0, false), DateTime(-2_203_977_600_000_000));
+        assert_eq!(excel_date(25568.0, false), DateTime(-86_400_000_000));
+        assert_eq!(excel_date(0.5, false), TimeOfDay(43_200_000));
+        assert_eq!(excel_date(0.99999999, false), TimeOfDay(86_399_999));
+        assert_eq!(excel_date(44_196.5, true), DateTime(1_735_732_800_000_000));
+        assert_eq!(excel_date(0.5, true), TimeOfDay(43_200_000));
         assert_eq!(time_of_day_str(86_399_999), "23:59:59.999000");
         assert_eq!(time_of_day_str(3_600_000), "01:00:00");
     }
