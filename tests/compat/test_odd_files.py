@@ -113,6 +113,19 @@ def test_rgb_tiff_reads_as_tifffile_reads_it(cli_tree, files, name):
         np.testing.assert_array_equal(node[4:7, 2], want[4:7, 2])
 
 
+def test_a_sequence_of_multi_page_tiffs_reads_every_page(cli_tree, files):
+    """Numbered files of several pages each: an axis over the files, then the pages; one
+    block is one page of one file."""
+    names = sorted(os.listdir(path(files, "burst")))
+    want = np.stack([tifffile.imread(os.path.join(path(files, "burst"), n)) for n in names])
+    node = odd(cli_tree)["burst"]["shot_"]
+    assert node.shape == want.shape == (3, 4, 9, 11)
+    assert node.structure().chunks[:2] == ((1, 1, 1), (1, 1, 1, 1))
+    np.testing.assert_array_equal(node.read(), want)
+    np.testing.assert_array_equal(node.read_block((2, 3, 0, 0)), want[2:3, 3:4])
+    np.testing.assert_array_equal(node[1, 2, 4:], want[1, 2, 4:])
+
+
 def _same_dtype(got, want, what):
     # Text: any string dtype. The client builds the frame with dask, whose "convert-string"
     # option turns text into pandas' NA-variant string dtype; the arrow it reads is the same.

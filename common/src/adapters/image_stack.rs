@@ -276,7 +276,13 @@ pub fn inspect_as(
         let mut shape = vec![paths.len()];
         shape.extend(&one.shape);
         let mut chunks = vec![vec![1; paths.len()]];
-        chunks.extend(one.shape.iter().map(|&n| vec![n]));
+        if npy {
+            // One block is one whole file.
+            chunks.extend(one.shape.iter().map(|&n| vec![n]));
+        } else {
+            // One block is one page of one file.
+            chunks.extend(one.chunks.iter().cloned());
+        }
         let s = ArrayStructure {
             data_type: one.data_type,
             chunks,
@@ -380,6 +386,14 @@ impl ArrayReader for ImageReader {
             Kind2::TiffSequence => {
                 let path = &self.files[start[0]];
                 let mut d = tiff_decoder(path)?;
+                // After the axis over the files come the file's own axes over its pages.
+                let page = block
+                    .iter()
+                    .zip(&self.structure.chunks)
+                    .skip(1)
+                    .fold(0usize, |p, (&b, c)| p * c.len() + b);
+                d.seek_to_image(page)
+                    .map_err(|e| bad(path, format!("page {page} cannot be read ({e})")))?;
                 let (_, dtype, bytes) = tiff_page(&mut d, path)?;
                 self.check(path, &shape, &dtype, bytes.len())?;
                 bytes
