@@ -70,6 +70,20 @@ def test_npy_files_read_as_np_load_reads_them(cli_tree, files, name):
         np.testing.assert_array_equal(node[1:], want[1:])
 
 
+def test_padded_npy_structs_are_served_packed(cli_tree, files):
+    """An aligned C struct has padding (numpy's unnamed void fields): served packed, with the
+    same fields and values, as HDF5 compounds are."""
+    want = np_load(files, "npy_aligned_struct.npy")
+    assert want.dtype.itemsize == 24
+    node = odd(cli_tree)["npy_aligned_struct"]
+    got = node.read()
+    assert got.dtype.names == want.dtype.names and got.dtype.itemsize == 1 + 8 + 2
+    for field in want.dtype.names:
+        assert got[field].dtype == want[field].dtype, field
+        np.testing.assert_array_equal(got[field], want[field])
+    np.testing.assert_array_equal(node[1:4]["energy"], want[1:4]["energy"])
+
+
 def test_fortran_npy_is_served_in_c_order_block_by_block(cli_tree, files):
     """np.load gives a Fortran-ordered file's values; tessera serves them in C order, cut
     into blocks along the last axis (the slabs that are contiguous in the file)."""

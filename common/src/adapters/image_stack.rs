@@ -117,7 +117,7 @@ fn npy_header(path: &Path) -> Result<NpyHeader, AdapterError> {
     let need = h
         .shape
         .iter()
-        .try_fold(h.dtype.itemsize() as u64, |n, &d| n.checked_mul(d as u64))
+        .try_fold(h.stored_itemsize as u64, |n, &d| n.checked_mul(d as u64))
         .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
     let end = h
         .offset
@@ -188,7 +188,7 @@ fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != axis)
-            .try_fold(h.dtype.itemsize(), |n, (_, &d)| n.checked_mul(d))
+            .try_fold(h.stored_itemsize, |n, (_, &d)| n.checked_mul(d))
             .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
         let per_block = match slab {
             0 => h.shape.get(axis).copied().unwrap_or(1),
@@ -343,6 +343,9 @@ struct ImageReader {
     npy_offset: u64,
     /// For a single `.npy`: stored first axis fastest, so blocks are slabs of the last axis.
     npy_fortran: bool,
+    /// For a single `.npy`: bytes per element in the file, and where the served fields sit
+    /// in one when a structured type has padding.
+    npy_stored: (usize, Option<Vec<(usize, usize)>>),
 }
 
 impl ImageReader {
@@ -400,7 +403,8 @@ impl ArrayReader for ImageReader {
             }
             Kind2::Npy => {
                 let path = &self.files[0];
-                let itemsize = self.structure.data_type.itemsize();
+                let (itemsize, fields_at) = &self.npy_stored;
+                let itemsize = *itemsize;
                 let axis = if self.npy_fortran {
                     shape.len().saturating_sub(1)
                 } else {
@@ -420,11 +424,14 @@ impl ArrayReader for ImageReader {
                 let len = shape.iter().product::<usize>() * itemsize;
                 let bytes = read_npy_range(path, self.npy_offset + (first * slab) as u64, len)?;
                 // `.npy` bytes are in the order the header declares: served as they are.
-                let bytes = if self.npy_fortran {
+                let mut bytes = if self.npy_fortran {
                     npy_header::fortran_to_c(&bytes, &shape, itemsize)
                 } else {
                     bytes
                 };
+                if let Some(at) = fields_at {
+                    bytes = npy_header::pack(&bytes, itemsize, at);
+                }
                 return Ok(ArrayData::new(
                     self.structure.data_type.clone(),
                     shape,
@@ -434,7 +441,7 @@ impl ArrayReader for ImageReader {
             Kind2::NpySequence => {
                 let path = &self.files[start[0]];
                 let h = npy_header(path)?;
-                let len = shape.iter().product::<usize>() * h.dtype.itemsize();
+                let len = shape.iter().product::<usize>() * h.stored_itemsize;
                 if h.dtype != self.structure.data_type || h.shape[..] != shape[1..] {
                     return Err(bad(
                         path,
@@ -443,7 +450,10 @@ impl ArrayReader for ImageReader {
                 }
                 let mut bytes = read_npy_range(path, h.offset, len)?;
                 if h.fortran_order {
-                    bytes = npy_header::fortran_to_c(&bytes, &h.shape, h.dtype.itemsize());
+                    bytes = npy_header::fortran_to_c(&bytes, &h.shape, h.stored_itemsize);
+                }
+                if let Some(at) = &h.fields_at {
+                    bytes = npy_header::pack(&bytes, h.stored_itemsize, at);
                 }
                 return Ok(ArrayData::new(
                     self.structure.data_type.clone(),
@@ -471,7 +481,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         Ok(s) => s,
         Err(_) => inspect(&files, matches!(kind, Kind2::Npy | Kind2::NpySequence))?.0,
     };
-    let (npy_offset, npy_fortran) = if kind == Kind2::Npy {
+    let (npy_offset, npy_fortran, npy_stored) = if kind == Kind2::Npy {
         let h = npy_header(&files[0])?;
         if h.shape != structure.shape || h.dtype.itemsize() != structure.data_type.itemsize() {
             return Err(bad(&files[0], "its shape or type differs from the node's"));
@@ -493,9 +503,9 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
                 },
             ));
         }
-        (h.offset, h.fortran_order)
+        (h.offset, h.fortran_order, (h.stored_itemsize, h.fields_at))
     } else {
-        (0, false)
+        (0, false, (0, None))
     };
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
@@ -506,6 +516,7 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         grid,
         npy_offset,
         npy_fortran,
+        npy_stored,
     })))
 }
 

@@ -13,7 +13,14 @@ const MAX_HEADER_BYTES: usize = 1 << 20;
 /// What a `.npy` header says about the data that follows it.
 #[derive(Debug, PartialEq)]
 pub struct NpyHeader {
+    /// The element type served: a structured type without its padding.
     pub dtype: DataType,
+    /// Bytes per element in the file (more than `dtype`'s when a structured type is padded,
+    /// as an aligned C struct is).
+    pub stored_itemsize: usize,
+    /// For a padded structured type: where each served field's bytes sit in a stored
+    /// element (offset, length), in order.
+    pub fields_at: Option<Vec<(usize, usize)>>,
     pub shape: Vec<usize>,
     /// The data is stored first axis fastest (`fortran_order: True`).
     pub fortran_order: bool,
@@ -226,7 +233,7 @@ fn parse_dict(text: &str) -> Result<NpyHeader, String> {
             .map(|(_, v)| v)
     };
     let descr = get("descr").ok_or_else(|| bad("no 'descr'".into()))?;
-    let dtype = descr_type(descr)?;
+    let stored = descr_type(descr)?;
     let fortran_order = match get("fortran_order") {
         Some(Literal::Bool(b)) => *b,
         _ => return Err(bad("no 'fortran_order' True or False".into())),
@@ -244,27 +251,60 @@ fn parse_dict(text: &str) -> Result<NpyHeader, String> {
         _ => return Err(bad("no 'shape' tuple".into())),
     };
     Ok(NpyHeader {
-        dtype,
+        dtype: stored.dtype,
+        stored_itemsize: stored.itemsize,
+        fields_at: stored.fields_at,
         shape,
         fortran_order,
         offset: 0,
     })
 }
 
-/// The element type a `descr` gives: a type string, or a list of `(name, type[, shape])`.
-fn descr_type(descr: &Literal) -> Result<DataType, String> {
+/// An element type as stored, and as served.
+struct Stored {
+    /// Served: without padding fields.
+    dtype: DataType,
+    /// Bytes per stored element.
+    itemsize: usize,
+    /// Where the served fields sit in a stored element, when padding lies between them.
+    fields_at: Option<Vec<(usize, usize)>>,
+}
+
+/// Copies the served fields of each stored element of `src` next to each other.
+pub fn pack(src: &[u8], stored_itemsize: usize, fields_at: &[(usize, usize)]) -> Vec<u8> {
+    let packed: usize = fields_at.iter().map(|&(_, n)| n).sum();
+    let mut out = Vec::with_capacity(src.len() / stored_itemsize.max(1) * packed);
+    for item in src.chunks_exact(stored_itemsize.max(1)) {
+        for &(at, n) in fields_at {
+            out.extend_from_slice(&item[at..at + n]);
+        }
+    }
+    out
+}
+
+/// The element type a `descr` gives: a type string, or a list of `(name, type[, shape])`
+/// in which unnamed `|V<n>` entries are padding.
+fn descr_type(descr: &Literal) -> Result<Stored, String> {
     match descr {
         Literal::Str(s) if s.trim_start_matches(['<', '>', '|', '=']).starts_with('O') => {
             Err(format!(
                 "the .npy file holds Python objects (element type {s:?}), which only unpickling reads; they are not served"
             ))
         }
-        Literal::Str(s) => BuiltinDType::parse_numpy(s)
-            .map(DataType::Builtin)
-            .ok_or_else(|| format!(".npy element type {s:?} is not served")),
+        Literal::Str(s) => {
+            let b = BuiltinDType::parse_numpy(s)
+                .ok_or_else(|| format!(".npy element type {s:?} is not served"))?;
+            Ok(Stored {
+                itemsize: b.itemsize,
+                dtype: DataType::Builtin(b),
+                fields_at: None,
+            })
+        }
         Literal::Seq(fields) => {
             let mut out = Vec::with_capacity(fields.len());
+            let mut at = Vec::with_capacity(fields.len());
             let mut itemsize = 0usize;
+            let mut padded = false;
             for f in fields {
                 let Literal::Seq(parts) = f else {
                     return Err("a field of the .npy structured type is not a tuple".into());
@@ -279,11 +319,7 @@ fn descr_type(descr: &Literal) -> Result<DataType, String> {
                         );
                     }
                 };
-                if name.is_empty() {
-                    // Unnamed `|V` fields are padding (aligned C structs).
-                    return Err(".npy structured types with padding are not served".into());
-                }
-                let dtype = descr_type(dtype)?;
+                let inner = descr_type(dtype)?;
                 let shape = shape
                     .map(|s| {
                         s.iter()
@@ -298,23 +334,42 @@ fn descr_type(descr: &Literal) -> Result<DataType, String> {
                 let count = shape.as_ref().map_or(Some(1usize), |s| {
                     s.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
                 });
-                itemsize = count
-                    .and_then(|c| c.checked_mul(dtype.itemsize()))
-                    .and_then(|n| itemsize.checked_add(n))
+                let stored = count
+                    .and_then(|c| c.checked_mul(inner.itemsize))
                     .ok_or_else(|| format!("field {name:?} is too large"))?;
-                out.push(Field {
-                    name: name.clone(),
-                    dtype,
-                    shape,
-                });
+                let is_padding = name.is_empty()
+                    && matches!(&inner.dtype, DataType::Builtin(b) if b.kind == crate::dtype::Kind::Void);
+                if is_padding {
+                    padded = true;
+                } else {
+                    if inner.fields_at.is_some() {
+                        return Err(format!(
+                            "field {name:?} is a padded structure inside a structure, which is not served"
+                        ));
+                    }
+                    at.push((itemsize, stored));
+                    out.push(Field {
+                        name: name.clone(),
+                        dtype: inner.dtype,
+                        shape,
+                    });
+                }
+                itemsize = itemsize
+                    .checked_add(stored)
+                    .ok_or_else(|| format!("field {name:?} is too large"))?;
             }
             if out.is_empty() {
                 return Err(".npy structured type without fields".into());
             }
-            Ok(DataType::Structured(StructDType {
+            let served: usize = at.iter().map(|&(_, n)| n).sum();
+            Ok(Stored {
+                dtype: DataType::Structured(StructDType {
+                    itemsize: served,
+                    fields: out,
+                }),
                 itemsize,
-                fields: out,
-            }))
+                fields_at: padded.then_some(at),
+            })
         }
         _ => Err("the .npy 'descr' is neither a type string nor a list of fields".into()),
     }
@@ -385,6 +440,15 @@ mod tests {
         assert_eq!(s.itemsize, 16);
         assert_eq!(s.fields[0].name, "énergie");
         assert_eq!(s.fields[1].shape, Some(vec![2]));
+        // An aligned C struct: padding is dropped from what is served, and packed away.
+        let h = dict("{'descr': [('flag', '|u1'), ('', '|V7'), ('e', '<f8'), ('', '|V2')], 'fortran_order': False, 'shape': (2,), }").unwrap();
+        assert_eq!((h.dtype.itemsize(), h.stored_itemsize), (9, 18));
+        let at = h.fields_at.unwrap();
+        assert_eq!(at, vec![(0, 1), (8, 8)]);
+        let stored: Vec<u8> = (0..36).collect();
+        let packed = pack(&stored, 18, &at);
+        assert_eq!(&packed[..9], &[0, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(packed.len(), 18);
     }
 
     #[test]
@@ -405,7 +469,7 @@ mod tests {
             ),
             (
                 "{'descr': [('', '|V3')], 'fortran_order': False, 'shape': (3,)}",
-                "padding",
+                "without fields",
             ),
             (
                 "{'descr': '<f8', 'fortran_order': False, 'shape': (3,)} x",
