@@ -222,6 +222,24 @@ def test_parquet_reads_as_pandas_read_parquet_reads_it(cli_tree, files, name):
         pd.testing.assert_frame_equal(node.read(), want)
 
 
+def test_categorical_and_tz_aware_columns_read_as_arrays(cli_tree, files):
+    """A table's columns are also arrays: a categorical one gives its values (missing ones
+    empty), a tz-aware one its instants in UTC."""
+    want = pd.read_parquet(path(files, "pq_types.parquet"))
+    node = odd(cli_tree)["pq_types"]
+    phase = node["phase"].read()
+    assert phase.dtype.kind == "U"
+    assert phase.tolist() == ["" if pd.isna(v) else v for v in want["phase"]]
+    at = node["at"].read()
+    assert at.dtype.kind == "M"
+    utc = want["at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    np.testing.assert_array_equal(at.astype("datetime64[us]"), utc.astype("datetime64[us]"))
+    # An HDF5 export has no categorical type: refused, naming the column (not a 500).
+    r = node.context.http_client.get(node.item["links"]["full"],
+                                     params={"format": "application/x-hdf5"})
+    assert r.status_code == 406 and "phase" in r.json()["detail"], r.text
+
+
 def test_excel_datetimes_read_as_pandas_read_excel_reads_them(cli_tree, files):
     want = pd.read_excel(path(files, "times.xlsx"), sheet_name="log")
     got = odd(cli_tree)["times"]["log"].read()
