@@ -423,7 +423,8 @@ impl ArrayReader for ImageReader {
                 let first = start.get(axis).copied().unwrap_or(0);
                 let len = shape.iter().product::<usize>() * itemsize;
                 let bytes = read_npy_range(path, self.npy_offset + (first * slab) as u64, len)?;
-                // `.npy` bytes are in the order the header declares: served as they are.
+                // Bytes keep the byte order the header declares (the served type says it);
+                // only Fortran-ordered elements are moved, into C order.
                 let mut bytes = if self.npy_fortran {
                     npy_header::fortran_to_c(&bytes, &shape, itemsize)
                 } else {

@@ -362,6 +362,9 @@ fn descr_type(descr: &Literal) -> Result<Stored, String> {
                 return Err(".npy structured type without fields".into());
             }
             let served: usize = at.iter().map(|&(_, n)| n).sum();
+            if served == 0 {
+                return Err(".npy structured type whose fields hold no bytes".into());
+            }
             Ok(Stored {
                 dtype: DataType::Structured(StructDType {
                     itemsize: served,
@@ -477,6 +480,10 @@ mod tests {
             ),
             ("{'descr': '<f8', 'fortran_order': Fals", "unexpected"),
             (&"[".repeat(100), "deeply"),
+            (
+                "{'descr': [('a', '<f8', (0,))], 'fortran_order': False, 'shape': (3,)}",
+                "no bytes",
+            ),
         ] {
             let err = dict(text).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");

@@ -214,7 +214,13 @@ fn excel_date(days: f64, is_1904: bool) -> ExcelDate {
     }
     // Day 0 is 1899-12-30 (or 1904-01-01); 1970-01-01 is day 25 569 (or 24 107).
     let unix_day = if is_1904 { 24_107 } else { 25_569 };
-    ExcelDate::DateTime(((day - unix_day) * 86_400_000 + ms) * 1000)
+    // Saturating: a damaged cell of 1e300 days must not overflow.
+    let micros = day
+        .saturating_sub(unix_day)
+        .saturating_mul(86_400_000)
+        .saturating_add(ms)
+        .saturating_mul(1000);
+    ExcelDate::DateTime(micros)
 }
 
 /// Whether a date cell counts days in the 1904 system (calamine keeps the flag private, but
@@ -464,6 +470,10 @@ mod tests {
         assert_eq!(excel_date(0.5, true), TimeOfDay(43_200_000));
         assert_eq!(time_of_day_str(86_399_999), "23:59:59.999000");
         assert_eq!(time_of_day_str(3_600_000), "01:00:00");
+        // Damaged cells do not overflow.
+        assert_eq!(excel_date(1e300, false), DateTime(i64::MAX));
+        assert!(matches!(excel_date(f64::NAN, false), DateTime(_)));
+        assert_eq!(excel_date(-1e300, true), DateTime(i64::MIN));
     }
 
     #[test]
