@@ -102,7 +102,8 @@ def test_fortran_npy_is_served_in_c_order_block_by_block(cli_tree, files):
     np.testing.assert_array_equal(node.read_block((0, 0, 0)), want[:, :, : chunks[2][0]])
 
 
-@pytest.mark.parametrize("name", ["rgb_pages", "rgb_single", "shaped_pages", "rgb_planar"])
+@pytest.mark.parametrize("name", ["rgb_pages", "rgb_single", "shaped_pages", "rgb_planar",
+                                  "imagej_stack"])
 def test_rgb_tiff_reads_as_tifffile_reads_it(cli_tree, files, name):
     want = tifffile.imread(path(files, f"{name}.tif"))
     node = odd(cli_tree)[name]
@@ -121,6 +122,12 @@ def test_rgb_tiff_reads_as_tifffile_reads_it(cli_tree, files, name):
         assert chunks == ((1, 1), (1,) * 5, (10,), (12,))
         np.testing.assert_array_equal(node.read_block((1, 2, 0, 0)), want[1:2, 2:3])
         np.testing.assert_array_equal(node[1, :, 3:5], want[1, :, 3:5])
+    elif name == "imagej_stack":
+        # ImageJ's description gives frames, slices and channels.
+        assert want.shape == (2, 3, 4, 10, 12)
+        assert chunks == ((1, 1), (1, 1, 1), (1, 1, 1, 1), (10,), (12,))
+        np.testing.assert_array_equal(node.read_block((1, 2, 3, 0, 0)), want[1:2, 2:3, 3:4])
+        np.testing.assert_array_equal(node[0, :, 2, 5], want[0, :, 2, 5])
     elif name == "rgb_planar":
         # Separate planes: samples come first in a page.
         assert want.shape == (2, 3, 10, 12)

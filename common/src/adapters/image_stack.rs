@@ -218,7 +218,7 @@ fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
     // series), else one axis when there are several pages.
     let lead = description
         .as_deref()
-        .and_then(|text| shaped_lead(text, pages, &page))
+        .and_then(|text| shaped_lead(text, pages, &page).or_else(|| imagej_lead(text, pages)))
         .unwrap_or_else(|| if pages > 1 { vec![pages] } else { Vec::new() });
     let mut shape = lead.clone();
     shape.extend(&page);
@@ -246,6 +246,27 @@ fn shaped_lead(description: &str, pages: usize, page: &[usize]) -> Option<Vec<us
     let lead = shape.strip_suffix(page)?;
     // A description of (1, h, w) for one page keeps its axis of length 1, as imread does.
     (lead.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(pages)).then(|| lead.to_vec())
+}
+
+/// The axes over the pages of an ImageJ hyperstack (`ImageJ=...` description): frames,
+/// slices and channels, those of more than one, as tifffile.imread gives them.
+fn imagej_lead(description: &str, pages: usize) -> Option<Vec<usize>> {
+    if !description.starts_with("ImageJ=") {
+        return None;
+    }
+    let value = |key: &str| {
+        description.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().parse::<usize>().ok())?
+        })
+    };
+    let lead: Vec<usize> = ["frames", "slices", "channels"]
+        .iter()
+        .filter_map(|k| value(k))
+        .filter(|&n| n > 1)
+        .collect();
+    (!lead.is_empty() && lead.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(pages))
+        .then_some(lead)
 }
 
 /// The structure and data source of one TIFF or `.npy` file, or of a sequence of them
@@ -524,6 +545,16 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imagej_hyperstacks_give_their_axes() {
+        let d = "ImageJ=1.11a\nimages=24\nchannels=4\nslices=3\nframes=2\nhyperstack=true";
+        assert_eq!(imagej_lead(d, 24), Some(vec![2, 3, 4]));
+        assert_eq!(imagej_lead(d, 23), None, "the pages must all be there");
+        let d = "ImageJ=1.11a\nimages=6\nchannels=2\nslices=1\nframes=3";
+        assert_eq!(imagej_lead(d, 6), Some(vec![3, 2]));
+        assert_eq!(imagej_lead("{\"shape\": [2, 3]}", 6), None);
+    }
 
     #[test]
     fn sequence_stems_follow_tiled() {
