@@ -75,6 +75,16 @@ def test_npy_files_read_as_np_load_reads_them(cli_tree, files, name):
         assert r.json() == want.tolist()
 
 
+def test_a_sequence_of_fortran_npy_files(cli_tree, files):
+    names = sorted(os.listdir(path(files, "fseq")))
+    want = np.stack([np.load(os.path.join(path(files, "fseq"), n)) for n in names])
+    node = odd(cli_tree)["fseq"]["part_"]
+    got = node.read()
+    assert got.dtype == want.dtype and got.shape == want.shape == (3, 3, 4)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(node[2, 1:], want[2, 1:])
+
+
 def test_padded_npy_structs_are_served_packed(cli_tree, files):
     """An aligned C struct has padding (numpy's unnamed void fields): served packed, with the
     same fields and values, as HDF5 compounds are."""
