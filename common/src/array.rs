@@ -160,6 +160,19 @@ pub fn decode(dtype: &DataType, raw: &[u8]) -> Result<Scalar, UnsupportedDType> 
     }
 }
 
+/// An IEEE half-precision float (numpy's float16), exactly, as a double.
+fn half_to_f64(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let fraction = f64::from(bits & 0x3ff);
+    sign * match exponent {
+        0 => fraction * 2f64.powi(-24),
+        31 if fraction == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + fraction / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
 fn decode_builtin(b: &BuiltinDType, raw: &[u8]) -> Result<Scalar, UnsupportedDType> {
     let swap = b.is_byte_swapped();
     let unsupported = || UnsupportedDType(b.numpy_str());
@@ -173,6 +186,7 @@ fn decode_builtin(b: &BuiltinDType, raw: &[u8]) -> Result<Scalar, UnsupportedDTy
         (Kind::UInt, 2) => Scalar::UInt(u64::from(u16::from_ne_bytes(fixed(raw, swap)))),
         (Kind::UInt, 4) => Scalar::UInt(u64::from(u32::from_ne_bytes(fixed(raw, swap)))),
         (Kind::UInt, 8) => Scalar::UInt(u64::from_ne_bytes(fixed(raw, swap))),
+        (Kind::Float, 2) => Scalar::Float(half_to_f64(u16::from_ne_bytes(fixed(raw, swap)))),
         (Kind::Float, 4) => Scalar::Float(f64::from(f32::from_ne_bytes(fixed(raw, swap)))),
         (Kind::Float, 8) => Scalar::Float(f64::from_ne_bytes(fixed(raw, swap))),
         (Kind::Complex, 8) => Scalar::Complex(
@@ -342,6 +356,17 @@ mod tests {
                 ("b".into(), Scalar::Float(2.5))
             ])
         );
+    }
+
+    #[test]
+    fn half_floats_decode_exactly() {
+        // numpy: np.float16(x).view("u2") for 1.0, -2.5, 0.1, the smallest subnormal, inf.
+        assert_eq!(half_to_f64(0x3c00), 1.0);
+        assert_eq!(half_to_f64(0xc100), -2.5);
+        assert_eq!(half_to_f64(0x2e66), 0.0999755859375);
+        assert_eq!(half_to_f64(0x0001), 5.960464477539063e-8);
+        assert_eq!(half_to_f64(0x7c00), f64::INFINITY);
+        assert!(half_to_f64(0x7e00).is_nan());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Map;
 use tiff::decoder::{Decoder, DecodingResult};
 
+use super::npy_header::{self, NpyHeader};
 use super::{Adapter, AdapterError, ArrayReader, DataSource};
 use crate::array::ArrayData;
 use crate::chunks::ChunkGrid;
@@ -47,8 +48,9 @@ fn tiff_page(
     let (w, h) = d
         .dimensions()
         .map_err(|e| bad(path, format!("not a readable TIFF page ({e})")))?;
-    let image = d
-        .read_image()
+    // Every plane of a planar (PlanarConfiguration 2) page, one after the other.
+    let mut image = DecodingResult::U8(Vec::new());
+    d.read_image_to_buffer(&mut image)
         .map_err(|e| bad(path, format!("the page cannot be decoded ({e})")))?;
     let b = |k, n| DataType::Builtin(BuiltinDType::new(k, n));
     let (dtype, bytes) = match image {
@@ -71,19 +73,24 @@ fn tiff_page(
     let samples = d
         .get_tag_u32(tiff::tags::Tag::SamplesPerPixel)
         .map_or(1, |n| n as usize);
+    let planar = samples > 1
+        && d.get_tag_u32(tiff::tags::Tag::PlanarConfiguration)
+            .is_ok_and(|c| c == 2);
     if bytes.len() != w * h * samples * dtype.itemsize() {
-        // Separate planes (PlanarConfiguration 2) decode one plane at a time.
         return Err(bad(
             path,
             format!(
-                "its {samples} samples per pixel are stored as separate planes, which are not served yet"
+                "a page of {w}x{h} pixels with {samples} samples decodes to {} bytes, not {}",
+                bytes.len(),
+                w * h * samples * dtype.itemsize()
             ),
         ));
     }
-    let shape = if samples > 1 {
-        vec![h, w, samples]
-    } else {
-        vec![h, w]
+    // tifffile.imread gives a planar page samples first, a chunky one samples last.
+    let shape = match (samples, planar) {
+        (1, _) => vec![h, w],
+        (_, true) => vec![samples, h, w],
+        (_, false) => vec![h, w, samples],
     };
     Ok((shape, dtype, bytes))
 }
@@ -102,101 +109,37 @@ fn page_count(path: &Path) -> Result<usize, AdapterError> {
 // ---------------------------------------------------------------------------------------------
 // .npy
 
-/// The header of a `.npy` file: element type, shape, and where the data starts.
-#[derive(Debug)]
-struct NpyHeader {
-    dtype: DataType,
-    shape: Vec<usize>,
-    offset: u64,
-}
-
+/// The header of the `.npy` file at `path`, checked against the file's size.
 fn npy_header(path: &Path) -> Result<NpyHeader, AdapterError> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
-    let mut pre = [0u8; 10];
-    f.read_exact(&mut pre)
-        .map_err(|_| bad(path, "not a .npy file (too short)"))?;
-    if &pre[..6] != b"\x93NUMPY" {
-        return Err(bad(path, "not a .npy file (no NUMPY magic)"));
-    }
-    let (len, start) = match pre[6] {
-        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10u64),
-        2 | 3 => {
-            let mut more = [0u8; 2];
-            f.read_exact(&mut more)
-                .map_err(|_| bad(path, "the .npy header is truncated"))?;
-            (
-                u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize,
-                12u64,
-            )
-        }
-        v => {
-            return Err(bad(
-                path,
-                format!(".npy format version {v} is not supported"),
-            ));
-        }
-    };
-    if len > 1 << 20 {
-        return Err(bad(path, "the .npy header is implausibly long"));
-    }
-    let mut text = vec![0u8; len];
-    f.read_exact(&mut text)
-        .map_err(|_| bad(path, "the .npy header is truncated"))?;
-    let text = String::from_utf8_lossy(&text);
-    let field = |name: &str| -> Option<&str> {
-        let at = text.find(&format!("'{name}'"))?;
-        let rest = text[at + name.len() + 2..].trim_start().strip_prefix(':')?;
-        Some(rest.trim_start())
-    };
-    let descr = field("descr")
-        .and_then(|r| r.strip_prefix('\''))
-        .and_then(|r| r.split('\'').next())
-        .ok_or_else(|| {
-            bad(
-                path,
-                "the .npy header has no simple 'descr' (structured types are not served)",
-            )
-        })?;
-    let dtype = BuiltinDType::parse_numpy(descr)
-        .map(DataType::Builtin)
-        .ok_or_else(|| bad(path, format!(".npy element type {descr:?} is not served")))?;
-    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
-        return Err(bad(path, "Fortran-ordered .npy files are not served"));
-    }
-    let shape_text = field("shape")
-        .and_then(|r| r.strip_prefix('('))
-        .and_then(|r| r.split(')').next())
-        .ok_or_else(|| bad(path, "the .npy header has no shape"))?;
-    let shape = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| bad(path, format!("bad .npy shape {shape_text:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let need = shape
-        .iter()
-        .try_fold(dtype.itemsize() as u64, |n, &d| n.checked_mul(d as u64))
-        .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
+    let f = std::fs::File::open(path).map_err(|e| bad(path, format!("cannot be opened ({e})")))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let offset = start + len as u64;
-    let end = offset
+    let h = npy_header::read(&mut std::io::BufReader::new(f)).map_err(|why| bad(path, why))?;
+    let need = h
+        .shape
+        .iter()
+        .try_fold(h.stored_itemsize as u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
+    let end = h
+        .offset
         .checked_add(need)
-        .ok_or_else(|| bad(path, format!("the .npy shape {shape:?} is too large")))?;
+        .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
     if size < end {
         return Err(bad(
             path,
             format!("the .npy file is truncated ({size} bytes, {end} needed)"),
         ));
     }
-    Ok(NpyHeader {
-        dtype,
-        shape,
-        offset,
-    })
+    Ok(h)
+}
+
+/// The axis a single `.npy` file is cut into blocks along: the one whose slices are
+/// contiguous in the file (the first, or the last for Fortran order).
+fn npy_block_axis(h: &NpyHeader) -> usize {
+    if h.fortran_order {
+        h.shape.len().saturating_sub(1)
+    } else {
+        0
+    }
 }
 
 fn read_npy_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, AdapterError> {
@@ -236,21 +179,26 @@ fn kind_of(mimetype: &str) -> Option<Kind2> {
 fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
     if npy {
         let h = npy_header(path)?;
-        // The data's size fits the file (checked above), but a zero-length dimension makes
-        // it 0 whatever the others are: rows of an empty array are one block.
-        let row = h.shape[1.min(h.shape.len())..]
+        // Blocks are slabs along the axis that is contiguous in the file. The data's size fits
+        // the file (checked above), but a zero-length dimension makes it 0 whatever the others
+        // are: the slabs of an empty array are one block.
+        let axis = npy_block_axis(&h);
+        let slab = h
+            .shape
             .iter()
-            .try_fold(h.dtype.itemsize(), |n, &d| n.checked_mul(d))
+            .enumerate()
+            .filter(|&(i, _)| i != axis)
+            .try_fold(h.stored_itemsize, |n, (_, &d)| n.checked_mul(d))
             .ok_or_else(|| bad(path, format!("the .npy shape {:?} is too large", h.shape)))?;
-        let rows = match row {
-            0 => h.shape.first().copied().unwrap_or(1),
-            row => (NPY_BLOCK_BYTES / row).max(1),
+        let per_block = match slab {
+            0 => h.shape.get(axis).copied().unwrap_or(1),
+            slab => (NPY_BLOCK_BYTES / slab).max(1),
         };
         let chunks = h
             .shape
             .iter()
             .enumerate()
-            .map(|(i, &n)| super::regular_chunks(n, if i == 0 { rows } else { n }))
+            .map(|(i, &n)| super::regular_chunks(n, if i == axis { per_block } else { n }))
             .collect();
         return Ok(ArrayStructure {
             data_type: h.dtype,
@@ -262,17 +210,20 @@ fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
     }
     let pages = page_count(path)?;
     let mut d = tiff_decoder(path)?;
-    let (shape, dtype, _) = tiff_page(&mut d, path)?;
-    let (shape, chunks) = if pages > 1 {
-        let mut s = vec![pages];
-        s.extend(&shape);
-        let mut c = vec![vec![1; pages]];
-        c.extend(shape.iter().map(|&n| vec![n]));
-        (s, c)
-    } else {
-        let c = shape.iter().map(|&n| vec![n]).collect();
-        (shape, c)
-    };
+    let description = d
+        .get_tag_ascii_string(tiff::tags::Tag::ImageDescription)
+        .ok();
+    let (page, dtype, _) = tiff_page(&mut d, path)?;
+    // Leading axes over the pages: as tifffile wrote them (its JSON description of a shaped
+    // series), else one axis when there are several pages.
+    let lead = description
+        .as_deref()
+        .and_then(|text| shaped_lead(text, pages, &page).or_else(|| imagej_lead(text, pages)))
+        .unwrap_or_else(|| if pages > 1 { vec![pages] } else { Vec::new() });
+    let mut shape = lead.clone();
+    shape.extend(&page);
+    let mut chunks: Vec<Vec<usize>> = lead.iter().map(|&n| vec![1; n]).collect();
+    chunks.extend(page.iter().map(|&n| vec![n]));
     Ok(ArrayStructure {
         data_type: dtype,
         chunks,
@@ -280,6 +231,42 @@ fn single(path: &Path, npy: bool) -> Result<ArrayStructure, AdapterError> {
         dims: None,
         resizable: false,
     })
+}
+
+/// The axes over the pages that tifffile's description of a shaped series gives
+/// (`{"shape": [2, 3, 16, 20]}` for six 16x20 pages), when they account for every page.
+fn shaped_lead(description: &str, pages: usize, page: &[usize]) -> Option<Vec<usize>> {
+    let doc: serde_json::Value = serde_json::from_str(description.trim()).ok()?;
+    let shape: Vec<usize> = doc
+        .get("shape")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_u64().and_then(|n| usize::try_from(n).ok()))
+        .collect::<Option<_>>()?;
+    let lead = shape.strip_suffix(page)?;
+    // A description of (1, h, w) for one page keeps its axis of length 1, as imread does.
+    (lead.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(pages)).then(|| lead.to_vec())
+}
+
+/// The axes over the pages of an ImageJ hyperstack (`ImageJ=...` description): frames,
+/// slices and channels, those of more than one, as tifffile.imread gives them.
+fn imagej_lead(description: &str, pages: usize) -> Option<Vec<usize>> {
+    if !description.starts_with("ImageJ=") {
+        return None;
+    }
+    let value = |key: &str| {
+        description.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().parse::<usize>().ok())?
+        })
+    };
+    let lead: Vec<usize> = ["frames", "slices", "channels"]
+        .iter()
+        .filter_map(|k| value(k))
+        .filter(|&n| n > 1)
+        .collect();
+    (!lead.is_empty() && lead.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(pages))
+        .then_some(lead)
 }
 
 /// The structure and data source of one TIFF or `.npy` file, or of a sequence of them
@@ -310,7 +297,13 @@ pub fn inspect_as(
         let mut shape = vec![paths.len()];
         shape.extend(&one.shape);
         let mut chunks = vec![vec![1; paths.len()]];
-        chunks.extend(one.shape.iter().map(|&n| vec![n]));
+        if npy {
+            // One block is one whole file.
+            chunks.extend(one.shape.iter().map(|&n| vec![n]));
+        } else {
+            // One block is one page of one file.
+            chunks.extend(one.chunks.iter().cloned());
+        }
         let s = ArrayStructure {
             data_type: one.data_type,
             chunks,
@@ -369,6 +362,11 @@ struct ImageReader {
     grid: ChunkGrid,
     /// For a single `.npy`: where its data starts.
     npy_offset: u64,
+    /// For a single `.npy`: stored first axis fastest, so blocks are slabs of the last axis.
+    npy_fortran: bool,
+    /// For a single `.npy`: bytes per element in the file, and where the served fields sit
+    /// in one when a structured type has padding.
+    npy_stored: (usize, Option<Vec<(usize, usize)>>),
 }
 
 impl ImageReader {
@@ -397,8 +395,12 @@ impl ArrayReader for ImageReader {
             Kind2::Tiff => {
                 let path = &self.files[0];
                 let mut d = tiff_decoder(path)?;
-                // A stack's block is one page; a single page is one block (start 0).
-                let page = start.first().copied().unwrap_or(0);
+                // One block is one page: the leading axes count pages in C order, and the
+                // page's own axes have one block each.
+                let page = block
+                    .iter()
+                    .zip(&self.structure.chunks)
+                    .fold(0usize, |p, (&b, c)| p * c.len() + b);
                 d.seek_to_image(page)
                     .map_err(|e| bad(path, format!("page {page} cannot be read ({e})")))?;
                 let (_, dtype, bytes) = tiff_page(&mut d, path)?;
@@ -408,28 +410,72 @@ impl ArrayReader for ImageReader {
             Kind2::TiffSequence => {
                 let path = &self.files[start[0]];
                 let mut d = tiff_decoder(path)?;
+                // After the axis over the files come the file's own axes over its pages.
+                let page = block
+                    .iter()
+                    .zip(&self.structure.chunks)
+                    .skip(1)
+                    .fold(0usize, |p, (&b, c)| p * c.len() + b);
+                d.seek_to_image(page)
+                    .map_err(|e| bad(path, format!("page {page} cannot be read ({e})")))?;
                 let (_, dtype, bytes) = tiff_page(&mut d, path)?;
                 self.check(path, &shape, &dtype, bytes.len())?;
                 bytes
             }
             Kind2::Npy => {
                 let path = &self.files[0];
-                let row: usize = self.structure.shape.iter().skip(1).product::<usize>()
-                    * self.structure.data_type.itemsize();
-                let first = start.first().copied().unwrap_or(0);
-                let len = shape.iter().product::<usize>() * self.structure.data_type.itemsize();
-                read_npy_range(path, self.npy_offset + (first * row) as u64, len)?
+                let (itemsize, fields_at) = &self.npy_stored;
+                let itemsize = *itemsize;
+                let axis = if self.npy_fortran {
+                    shape.len().saturating_sub(1)
+                } else {
+                    0
+                };
+                // A slab along the block axis is contiguous in the file: the other axes are whole.
+                let slab: usize = self
+                    .structure
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != axis)
+                    .map(|(_, &n)| n)
+                    .product::<usize>()
+                    * itemsize;
+                let first = start.get(axis).copied().unwrap_or(0);
+                let len = shape.iter().product::<usize>() * itemsize;
+                let bytes = read_npy_range(path, self.npy_offset + (first * slab) as u64, len)?;
+                // Bytes keep the byte order the header declares (the served type says it);
+                // only Fortran-ordered elements are moved, into C order.
+                let mut bytes = if self.npy_fortran {
+                    npy_header::fortran_to_c(&bytes, &shape, itemsize)
+                } else {
+                    bytes
+                };
+                if let Some(at) = fields_at {
+                    bytes = npy_header::pack(&bytes, itemsize, at);
+                }
+                return Ok(ArrayData::new(
+                    self.structure.data_type.clone(),
+                    shape,
+                    bytes,
+                ));
             }
             Kind2::NpySequence => {
                 let path = &self.files[start[0]];
                 let h = npy_header(path)?;
-                let len = shape.iter().product::<usize>() * h.dtype.itemsize();
-                let bytes = read_npy_range(path, h.offset, len)?;
+                let len = shape.iter().product::<usize>() * h.stored_itemsize;
                 if h.dtype != self.structure.data_type || h.shape[..] != shape[1..] {
                     return Err(bad(
                         path,
                         "its shape or type differs from the other files of the array",
                     ));
+                }
+                let mut bytes = read_npy_range(path, h.offset, len)?;
+                if h.fortran_order {
+                    bytes = npy_header::fortran_to_c(&bytes, &h.shape, h.stored_itemsize);
+                }
+                if let Some(at) = &h.fields_at {
+                    bytes = npy_header::pack(&bytes, h.stored_itemsize, at);
                 }
                 return Ok(ArrayData::new(
                     self.structure.data_type.clone(),
@@ -457,26 +503,31 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         Ok(s) => s,
         Err(_) => inspect(&files, matches!(kind, Kind2::Npy | Kind2::NpySequence))?.0,
     };
-    let npy_offset = if kind == Kind2::Npy {
+    let (npy_offset, npy_fortran, npy_stored) = if kind == Kind2::Npy {
         let h = npy_header(&files[0])?;
         if h.shape != structure.shape || h.dtype.itemsize() != structure.data_type.itemsize() {
             return Err(bad(&files[0], "its shape or type differs from the node's"));
         }
+        let axis = npy_block_axis(&h);
         if structure
             .chunks
             .iter()
             .zip(&structure.shape)
-            .skip(1)
-            .any(|(c, &n)| c.len() != 1 || c[0] != n)
+            .enumerate()
+            .any(|(i, (c, &n))| i != axis && (c.len() != 1 || c[0] != n))
         {
             return Err(bad(
                 &files[0],
-                "a .npy array is read in blocks of whole rows only",
+                if h.fortran_order {
+                    "a Fortran-order .npy array is read in blocks along its last axis only"
+                } else {
+                    "a .npy array is read in blocks of whole rows only"
+                },
             ));
         }
-        h.offset
+        (h.offset, h.fortran_order, (h.stored_itemsize, h.fields_at))
     } else {
-        0
+        (0, false, (0, None))
     };
     let grid = ChunkGrid::new(&structure.shape, structure.chunks.clone())
         .map_err(|e| AdapterError::BadSource(e.to_string()))?;
@@ -486,12 +537,24 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         structure,
         grid,
         npy_offset,
+        npy_fortran,
+        npy_stored,
     })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imagej_hyperstacks_give_their_axes() {
+        let d = "ImageJ=1.11a\nimages=24\nchannels=4\nslices=3\nframes=2\nhyperstack=true";
+        assert_eq!(imagej_lead(d, 24), Some(vec![2, 3, 4]));
+        assert_eq!(imagej_lead(d, 23), None, "the pages must all be there");
+        let d = "ImageJ=1.11a\nimages=6\nchannels=2\nslices=1\nframes=3";
+        assert_eq!(imagej_lead(d, 6), Some(vec![3, 2]));
+        assert_eq!(imagej_lead("{\"shape\": [2, 3]}", 6), None);
+    }
 
     #[test]
     fn sequence_stems_follow_tiled() {

@@ -13,6 +13,7 @@ pub mod hdf5_links;
 pub mod image_stack;
 pub mod limits;
 pub mod netcdf3_file;
+pub mod npy_header;
 pub mod parquet_table;
 pub mod sparse_store;
 pub mod table_column;

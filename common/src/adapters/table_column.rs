@@ -89,6 +89,7 @@ pub fn column_structure(
         let Some(col) = batch.column_by_name(column) else {
             return Ok(None);
         };
+        let col = &decoded(col)?;
         lengths.push(col.len());
         if let Some(w) = max_chars(col) {
             widest = widest.max(w);
@@ -113,6 +114,18 @@ pub fn column_structure(
         dims: None,
         resizable: false,
     }))
+}
+
+/// A dictionary-encoded column (a pandas categorical) as its values; others as they are.
+fn decoded(col: &ArrayRef) -> Result<ArrayRef, AdapterError> {
+    match col.data_type() {
+        ArrowType::Dictionary(_, values) => arrow_cast::cast(col, values).map_err(|e| {
+            AdapterError::BadSource(format!(
+                "a categorical column cannot be decoded to its values ({e})"
+            ))
+        }),
+        _ => Ok(col.clone()),
+    }
 }
 
 fn max_chars(col: &ArrayRef) -> Option<usize> {
@@ -164,8 +177,8 @@ pub fn numpy_type(t: &ArrowType) -> Result<DataType, AdapterError> {
         ArrowType::Date32 => DataType::datetime("[D]"),
         ArrowType::Date64 => DataType::datetime("[ms]"),
         other => {
-            return Err(AdapterError::Read(format!(
-                "columns of Arrow type {other} cannot be read as arrays"
+            return Err(AdapterError::BadSource(format!(
+                "columns of Arrow type {other} cannot be read as arrays; read the table instead"
             )));
         }
     })
@@ -174,6 +187,9 @@ pub fn numpy_type(t: &ArrowType) -> Result<DataType, AdapterError> {
 /// Converts an Arrow column to a C-order array of `dtype` (nulls become NaN for floats, 0 or
 /// empty otherwise).
 pub fn arrow_to_array(col: &ArrayRef, dtype: &DataType) -> Result<ArrayData, AdapterError> {
+    if matches!(col.data_type(), ArrowType::Dictionary(..)) {
+        return arrow_to_array(&decoded(col)?, dtype);
+    }
     let n = col.len();
     let mut out = Vec::with_capacity(n * dtype.itemsize());
     macro_rules! prim {
@@ -236,8 +252,8 @@ pub fn arrow_to_array(col: &ArrayRef, dtype: &DataType) -> Result<ArrayData, Ada
             }
         }
         other => {
-            return Err(AdapterError::Read(format!(
-                "columns of Arrow type {other} cannot be read as arrays"
+            return Err(AdapterError::BadSource(format!(
+                "columns of Arrow type {other} cannot be read as arrays; read the table instead"
             )));
         }
     }

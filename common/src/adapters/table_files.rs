@@ -254,7 +254,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// One column's values, typed as pandas would type them: integers (floats if any is missing),
-/// floats, booleans (when none is missing), else strings.
+/// floats, booleans (with nulls for missing values), else strings.
 fn column(values: &[Option<&str>]) -> (ArrowType, ArrayRef) {
     let present = || values.iter().flatten();
     let missing = values.iter().any(Option::is_none);
@@ -273,7 +273,9 @@ fn column(values: &[Option<&str>]) -> (ArrowType, ArrayRef) {
             .collect();
         return (ArrowType::Float64, Arc::new(v));
     }
-    if !missing && present().all(|s| parse_bool(s.trim()).is_some()) {
+    // pandas reads booleans with gaps as objects (True, NaN, False); pyarrow, and so Tiled,
+    // serves them as booleans with nulls.
+    if present().all(|s| parse_bool(s.trim()).is_some()) {
         let v: BooleanArray = values
             .iter()
             .map(|s| s.and_then(|s| parse_bool(s.trim())))
@@ -284,7 +286,31 @@ fn column(values: &[Option<&str>]) -> (ArrowType, ArrayRef) {
     (ArrowType::Utf8, Arc::new(v))
 }
 
-/// Reads a CSV file into one record batch (header on the first line, `sep` between fields).
+/// Column names as pandas gives them: an empty name is `Unnamed: <i>`, and a repeated name
+/// gets `.1`, `.2`, ... (skipping names already taken).
+fn pandas_column_names(raw: &[String]) -> Vec<String> {
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, name) in raw.iter().enumerate() {
+        let base = if name.is_empty() {
+            format!("Unnamed: {i}")
+        } else {
+            name.clone()
+        };
+        let mut candidate = base.clone();
+        let mut n = 0;
+        while taken.contains(&candidate) {
+            n += 1;
+            candidate = format!("{base}.{n}");
+        }
+        taken.insert(candidate.clone());
+        out.push(candidate);
+    }
+    out
+}
+
+/// Reads a CSV file into one record batch (header on the first line, `sep` between fields),
+/// with pandas' `read_csv` defaults: no delimiter sniffing, no comment lines.
 pub fn read_csv(path: &Path, sep: u8) -> Result<RecordBatch, AdapterError> {
     use super::limits::MAX_TEXT_TABLE_BYTES;
     let len = std::fs::metadata(path)
@@ -297,38 +323,94 @@ pub fn read_csv(path: &Path, sep: u8) -> Result<RecordBatch, AdapterError> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot be read ({e})")))?;
+    // pandas drops a UTF-8 byte order mark (Excel's "CSV UTF-8" writes one).
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    // Rows may be short (pandas pads them with missing values); line ends may be CRLF; blank
+    // lines are skipped, as by pandas.
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(sep)
         .has_headers(true)
-        .flexible(false)
-        .from_reader(bytes.as_slice());
-    let header: Vec<String> = reader
+        .flexible(true)
+        .from_reader(body);
+    let raw_header: Vec<String> = reader
         .headers()
         .map_err(|e| bad(path, format!("not valid CSV ({e})")))?
         .iter()
         .map(str::to_string)
         .collect();
-    if header.is_empty() || header.iter().all(String::is_empty) {
+    if raw_header.is_empty() || raw_header.iter().all(String::is_empty) {
         return Err(bad(path, "the CSV file is empty: it has no header row"));
     }
-    let mut rows = Vec::new();
+    let header = pandas_column_names(&raw_header);
+    let mut rows: Vec<csv::StringRecord> = Vec::new();
+    // As pandas: when the first row has one field more than the header has names, the first
+    // field of every row is the (unnamed) index.
+    let mut implicit_index = false;
     for r in reader.records() {
-        rows.push(r.map_err(|e| bad(path, format!("not valid CSV ({e})")))?);
+        let r = r.map_err(|e| bad(path, format!("not valid CSV ({e})")))?;
+        if rows.is_empty() {
+            implicit_index = r.len() == header.len() + 1;
+        }
+        let width = header.len() + usize::from(implicit_index);
+        if r.len() > width {
+            let line = r.position().map_or(0, |p| p.line());
+            return Err(bad(
+                path,
+                format!(
+                    "line {line} has {} fields but the header has {} names{}",
+                    r.len(),
+                    header.len(),
+                    if implicit_index { " and an index" } else { "" }
+                ),
+            ));
+        }
+        rows.push(r);
     }
-    let mut fields = Vec::with_capacity(header.len());
-    let mut arrays = Vec::with_capacity(header.len());
-    for (j, name) in header.iter().enumerate() {
+    let skip = usize::from(implicit_index);
+    let mut fields = Vec::with_capacity(header.len() + skip);
+    let mut arrays = Vec::with_capacity(header.len() + skip);
+    let typed = |j: usize| {
         let values: Vec<Option<&str>> = rows
             .iter()
             .map(|r| r.get(j).filter(|s| !is_na(s)))
             .collect();
-        let (t, a) = column(&values);
+        column(&values)
+    };
+    for (j, name) in header.iter().enumerate() {
+        let (t, a) = typed(j + skip);
         fields.push(Field::new(name, t, true));
         arrays.push(a);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-        .map_err(|e| bad(path, format!("cannot be read as a table ({e})")))
+    let mut metadata = std::collections::HashMap::new();
+    if implicit_index {
+        let (t, a) = typed(0);
+        let (pandas_type, numpy_type) = match t {
+            ArrowType::Int64 => ("int64", "int64"),
+            ArrowType::Float64 => ("float64", "float64"),
+            ArrowType::Boolean => ("bool", "bool"),
+            _ => ("unicode", "object"),
+        };
+        // pandas' own description of an unnamed index column, which pyarrow (and so the
+        // client) turns back into the index.
+        let meta = json!({
+            "index_columns": [IMPLICIT_INDEX],
+            "column_indexes": [],
+            "columns": [{"name": null, "field_name": IMPLICIT_INDEX,
+                         "pandas_type": pandas_type, "numpy_type": numpy_type, "metadata": null}],
+        });
+        metadata.insert("pandas".to_string(), meta.to_string());
+        fields.push(Field::new(IMPLICIT_INDEX, t, true));
+        arrays.push(a);
+    }
+    RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, metadata)),
+        arrays,
+    )
+    .map_err(|e| bad(path, format!("cannot be read as a table ({e})")))
 }
+
+/// The column an unnamed index is kept in, as pyarrow names it.
+const IMPLICIT_INDEX: &str = "__index_level_0__";
 
 fn separator(params: &Map<String, Value>) -> Result<u8, AdapterError> {
     match params.get("sep").or_else(|| params.get("delimiter")) {
@@ -361,8 +443,10 @@ struct CsvFiles {
     files: Vec<PathBuf>,
     sep: u8,
     /// The schema the node declares (a registering client's inference may differ from ours);
-    /// columns are cast to it.
+    /// columns are cast to it. Without index columns: those come from the file.
     schema: Option<SchemaRef>,
+    /// The index columns the node declares (an unnamed first column, as pandas reads it).
+    index: Vec<String>,
 }
 
 impl TableReader for CsvFiles {
@@ -375,7 +459,7 @@ impl TableReader for CsvFiles {
         let Some(schema) = &self.schema else {
             return Ok(batch);
         };
-        let columns = schema
+        let mut columns = schema
             .fields()
             .iter()
             .map(|f| {
@@ -393,37 +477,55 @@ impl TableReader for CsvFiles {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| bad(path, e))
+        // The file's own (implicit) index, with pandas' description of it.
+        let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+        let index = super::parquet_table::index_columns(&batch.schema());
+        for name in &index {
+            if let Ok(at) = batch.schema().index_of(name) {
+                fields.push(batch.schema().fields()[at].clone());
+                columns.push(batch.column(at).clone());
+            }
+        }
+        let metadata = if index.is_empty() {
+            schema.metadata().clone()
+        } else {
+            batch.schema().metadata().clone()
+        };
+        RecordBatch::try_new(
+            Arc::new(Schema::new_with_metadata(fields, metadata)),
+            columns,
+        )
+        .map_err(|e| bad(path, e))
     }
 
     fn index_columns(&self) -> Vec<String> {
-        self.schema
-            .as_ref()
-            .map(|s| super::parquet_table::index_columns(s))
-            .unwrap_or_default()
+        self.index.clone()
     }
 }
 
 /// Opens registered CSV files.
 pub fn open_csv(source: &DataSource) -> Result<Adapter, AdapterError> {
-    let schema = super::structure_of::<TableStructure>(source)
+    let declared = super::structure_of::<TableStructure>(source)
         .ok()
-        .and_then(|s| super::parquet_table::schema(&s).ok())
-        .map(|s| {
-            // Columns only: pandas' index columns are not in a CSV file.
-            let index = super::parquet_table::index_columns(&s);
-            let fields: Vec<_> = s
-                .fields()
-                .iter()
-                .filter(|f| !index.contains(f.name()))
-                .cloned()
-                .collect();
-            Arc::new(Schema::new(fields))
-        });
+        .and_then(|s| super::parquet_table::schema(&s).ok());
+    let index = declared
+        .as_ref()
+        .map(super::parquet_table::index_columns)
+        .unwrap_or_default();
+    let schema = declared.map(|s| {
+        let fields: Vec<_> = s
+            .fields()
+            .iter()
+            .filter(|f| !index.contains(f.name()))
+            .cloned()
+            .collect();
+        Arc::new(Schema::new(fields))
+    });
     Ok(Adapter::Table(Arc::new(CsvFiles {
         files: super::asset_files(source)?,
         sep: separator(&source.parameters)?,
         schema,
+        index,
     })))
 }
 
@@ -446,11 +548,47 @@ mod tests {
         assert_eq!(t, ArrowType::Float64);
         let (t, _) = column(&[Some("True"), Some("false")]);
         assert_eq!(t, ArrowType::Boolean);
-        let (t, _) = column(&[Some("True"), None]);
-        assert_eq!(t, ArrowType::Utf8);
+        let (t, a) = column(&[Some("True"), None]);
+        assert_eq!(t, ArrowType::Boolean);
+        assert_eq!(a.null_count(), 1);
         let (t, _) = column(&[Some("2024-01-01"), Some("x")]);
         assert_eq!(t, ArrowType::Utf8);
         let (t, _) = column(&[None, None]);
         assert_eq!(t, ArrowType::Float64);
+    }
+
+    #[test]
+    fn csv_files_are_read_with_pandas_defaults() {
+        let dir = std::env::temp_dir().join(format!("tessera-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.csv");
+        // A BOM, CRLF, a quoted separator, a blank line, a short row, repeated and empty names.
+        std::fs::write(
+            &path,
+            b"\xEF\xBB\xBFx,x,,y\r\n1,\"a, b\",2,3\r\n\r\n4,c\r\n",
+        )
+        .unwrap();
+        let batch = read_csv(&path, b',').unwrap();
+        let names: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["x", "x.1", "Unnamed: 2", "y"]);
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.column(2).data_type(), &ArrowType::Float64);
+        assert_eq!(batch.column(3).null_count(), 1);
+        // One field more than names in the first row: the first field is the index.
+        std::fs::write(&path, b"a,b\n1,2,3\n4,5\n").unwrap();
+        let batch = read_csv(&path, b',').unwrap();
+        let index = crate::adapters::parquet_table::index_columns(&batch.schema());
+        assert_eq!(index, [IMPLICIT_INDEX]);
+        assert_eq!(batch.num_columns(), 3);
+        assert_eq!(batch.column(1).null_count(), 1);
+        std::fs::write(&path, b"a,b\n1,2\n4,5,6\n").unwrap();
+        let err = read_csv(&path, b',').unwrap_err().to_string();
+        assert!(err.contains("line 3 has 3 fields"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

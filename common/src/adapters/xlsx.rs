@@ -189,10 +189,56 @@ fn widen(range: &mut Option<(u64, u64)>, v: u64) {
     });
 }
 
-/// Excel's day count (1900 system) as microseconds since 1970. Excel keeps milliseconds at
-/// best, so the value is rounded to them, dropping the float noise of the day fraction.
-fn excel_micros(days: f64) -> i64 {
-    ((days - 25_569.0) * 86_400.0 * 1e3).round() as i64 * 1000
+/// An Excel date cell as openpyxl (which pandas' `read_excel` calls) reads it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ExcelDate {
+    /// A time of day alone (a day count in [0, 1)), in milliseconds since midnight.
+    TimeOfDay(i64),
+    /// Microseconds since 1970.
+    DateTime(i64),
+}
+
+/// Excel's day count as openpyxl converts it: the day fraction is rounded to milliseconds
+/// (Excel keeps no more; the rest is float noise). In the 1900 date system days before
+/// 1900-03-01 move one day on, because Excel counts a 29 February 1900 that never was; the
+/// 1904 system (old Mac workbooks) counts from 1904-01-01.
+fn excel_date(days: f64, is_1904: bool) -> ExcelDate {
+    let day = days.floor();
+    let ms = ((days - day) * 86_400_000.0).round_ties_even() as i64;
+    if (0.0..1.0).contains(&days) && ms < 86_400_000 {
+        return ExcelDate::TimeOfDay(ms);
+    }
+    let mut day = day as i64;
+    if !is_1904 && days > 0.0 && days < 60.0 {
+        day += 1;
+    }
+    // Day 0 is 1899-12-30 (or 1904-01-01); 1970-01-01 is day 25 569 (or 24 107).
+    let unix_day = if is_1904 { 24_107 } else { 25_569 };
+    // Saturating: a damaged cell of 1e300 days must not overflow.
+    let micros = day
+        .saturating_sub(unix_day)
+        .saturating_mul(86_400_000)
+        .saturating_add(ms)
+        .saturating_mul(1000);
+    ExcelDate::DateTime(micros)
+}
+
+/// Whether a date cell counts days in the 1904 system (calamine keeps the flag private, but
+/// compares it).
+fn is_1904(d: &calamine::ExcelDateTime) -> bool {
+    *d == calamine::ExcelDateTime::new(d.as_f64(), calamine::ExcelDateTimeType::DateTime, true)
+}
+
+/// A time of day as Python's `str(datetime.time)` writes it (what pandas 3 makes of a column
+/// of times): `HH:MM:SS`, with `.ffffff` when there are fractions of a second.
+fn time_of_day_str(ms: i64) -> String {
+    let (s, frac) = (ms / 1000, ms % 1000);
+    let hms = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    if frac == 0 {
+        hms
+    } else {
+        format!("{hms}.{:06}", frac * 1000)
+    }
 }
 
 fn column(cells: &[&Data]) -> (ArrowType, ArrayRef) {
@@ -232,18 +278,49 @@ fn column(cells: &[&Data]) -> (ArrowType, ArrayRef) {
             .collect();
         return (ArrowType::Boolean, Arc::new(v));
     }
-    if present.iter().all(|c| matches!(c, Data::DateTime(_))) {
-        let v: TimestampMicrosecondArray = cells
+    let dates: Vec<Option<ExcelDate>> = cells
+        .iter()
+        .map(|c| match c {
+            Data::DateTime(d) if !d.is_duration() => Some(excel_date(d.as_f64(), is_1904(d))),
+            _ => None,
+        })
+        .collect();
+    if present
+        .iter()
+        .all(|c| matches!(c, Data::DateTime(d) if !d.is_duration()))
+    {
+        if dates
             .iter()
-            .map(|c| match c {
-                Data::DateTime(d) => Some(excel_micros(d.as_f64())),
-                _ => None,
-            })
-            .collect();
-        return (
-            ArrowType::Timestamp(TimeUnit::Microsecond, None),
-            Arc::new(v),
-        );
+            .flatten()
+            .all(|d| matches!(d, ExcelDate::DateTime(_)))
+        {
+            let v: TimestampMicrosecondArray = dates
+                .iter()
+                .map(|d| match d {
+                    Some(ExcelDate::DateTime(us)) => Some(*us),
+                    _ => None,
+                })
+                .collect();
+            return (
+                ArrowType::Timestamp(TimeUnit::Microsecond, None),
+                Arc::new(v),
+            );
+        }
+        if dates
+            .iter()
+            .flatten()
+            .all(|d| matches!(d, ExcelDate::TimeOfDay(_)))
+        {
+            // openpyxl gives datetime.time objects; pandas 3 makes them strings.
+            let v: StringArray = dates
+                .iter()
+                .map(|d| match d {
+                    Some(ExcelDate::TimeOfDay(ms)) => Some(time_of_day_str(*ms)),
+                    _ => None,
+                })
+                .collect();
+            return (ArrowType::Utf8, Arc::new(v));
+        }
     }
     let v: StringArray = cells
         .iter()
@@ -374,6 +451,30 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_convert_as_openpyxl_converts_them() {
+        use ExcelDate::{DateTime, TimeOfDay};
+        // Expected values from openpyxl.utils.datetime.from_excel.
+        assert_eq!(
+            excel_date(45658.41666809028, false),
+            DateTime(1_735_725_600_123_000)
+        );
+        assert_eq!(excel_date(15.25, false), DateTime(-2_207_757_600_000_000));
+        assert_eq!(excel_date(60.0, false), DateTime(-2_203_977_600_000_000));
+        assert_eq!(excel_date(59.0, false), DateTime(-2_203_977_600_000_000));
+        assert_eq!(excel_date(25568.0, false), DateTime(-86_400_000_000));
+        assert_eq!(excel_date(0.5, false), TimeOfDay(43_200_000));
+        assert_eq!(excel_date(0.99999999, false), TimeOfDay(86_399_999));
+        assert_eq!(excel_date(44_196.5, true), DateTime(1_735_732_800_000_000));
+        assert_eq!(excel_date(0.5, true), TimeOfDay(43_200_000));
+        assert_eq!(time_of_day_str(86_399_999), "23:59:59.999000");
+        assert_eq!(time_of_day_str(3_600_000), "01:00:00");
+        // Damaged cells do not overflow.
+        assert_eq!(excel_date(1e300, false), DateTime(i64::MAX));
+        assert!(matches!(excel_date(f64::NAN, false), DateTime(_)));
+        assert_eq!(excel_date(-1e300, true), DateTime(i64::MIN));
+    }
 
     #[test]
     fn cell_references_give_the_sheets_dense_size() {
