@@ -301,15 +301,18 @@ def test_npy_files_that_cannot_be_served_are_clear_errors(cli_tree, name, why):
 
 
 @pytest.mark.parametrize("store", ["ome_v2", "ome_v3"])
-def test_ome_zarr_group_attributes_are_container_metadata(cli_tree, files, store):
+def test_ome_zarr_group_attributes_are_where_tiled_puts_them(cli_tree, files, store):
     z = zarr.open_group(path(files, f"{store}.zarr"), mode="r")
     node = odd(cli_tree)[store]
-    assert dict(node.metadata) == dict(z.attrs)
+    # Where Tiled puts a group's attributes: under `attributes` of zarr-python's group document.
+    assert dict(node.metadata) == {"attributes": dict(z.attrs), "node_type": "group",
+                                   "zarr_format": z.metadata.zarr_format}
+    attrs = node.metadata["attributes"]
     if store == "ome_v2":
-        assert node.metadata["multiscales"][0]["datasets"][2]["path"] == "2"
+        assert attrs["multiscales"][0]["datasets"][2]["path"] == "2"
     else:
-        assert node.metadata["ome"]["version"] == "0.5"
-        assert node.metadata["ome"]["multiscales"][0]["datasets"][2]["path"] == "2"
+        assert attrs["ome"]["version"] == "0.5"
+        assert attrs["ome"]["multiscales"][0]["datasets"][2]["path"] == "2"
     assert sorted(node) == ["0", "1", "2", "labels"]
     for level in ["0", "1", "2"]:
         want = z[level][:]
@@ -318,8 +321,8 @@ def test_ome_zarr_group_attributes_are_container_metadata(cli_tree, files, store
         np.testing.assert_array_equal(node[level][1:5, 2:], want[1:5, 2:])
     assert node["1"].shape == (16, 20) and node["2"].shape == (8, 10)
     labels = node["labels"]
-    assert dict(labels.metadata) == dict(z["labels"].attrs)
-    assert dict(labels["cells"].metadata) == dict(z["labels"]["cells"].attrs)
+    assert dict(labels.metadata["attributes"]) == dict(z["labels"].attrs)
+    assert dict(labels["cells"].metadata["attributes"]) == dict(z["labels"]["cells"].attrs)
     np.testing.assert_array_equal(labels["cells"]["0"].read(), z["labels"]["cells"]["0"][:])
     if store == "ome_v3":
         assert tuple(node["0"].dims) == ("y", "x")

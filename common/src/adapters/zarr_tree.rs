@@ -193,7 +193,16 @@ fn node(
     let at = docs.root.join(rel);
     match kind.as_str() {
         "group" => {
-            let mut n = TreeNode::container(key, Value::Object(attrs), Vec::new());
+            // Where Tiled puts a group's metadata (zarr-python's `GroupMetadata.to_dict()`):
+            // the attributes under `attributes`, beside the format and node type. The
+            // consolidated metadata zarr-python adds there is left out (it is the children's).
+            let format = if doc.is_null() { 2 } else { 3 };
+            let metadata = serde_json::json!({
+                "attributes": attrs,
+                "zarr_format": format,
+                "node_type": "group",
+            });
+            let mut n = TreeNode::container(key, metadata, Vec::new());
             for m in docs.members(rel) {
                 if let Some(child) = node(docs, plain, &join(rel, &m), &m, walk, skipped)? {
                     n.children.push(child);
