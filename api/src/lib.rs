@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod auth;
 pub mod awkward;
+pub mod blosc;
 pub mod cache;
 pub mod catalog;
 pub mod config;

@@ -35,6 +35,9 @@ pub struct Payload {
     pub media_type: String,
     pub etag: Option<String>,
     pub filename: Option<String>,
+    /// For raw array bytes, the element size: such a body may go out as blosc2 (see
+    /// [`crate::blosc`]) when the client offers it.
+    pub typesize: Option<usize>,
 }
 
 /// A content-derived ETag.
@@ -52,7 +55,8 @@ pub fn etag_of(parts: &[&[u8]]) -> String {
     format!("\"{hex}\"")
 }
 
-fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
+/// The encodings the client accepts, of those sent here: (zstd, gzip, blosc2).
+fn accepted_encodings(headers: &HeaderMap) -> (bool, bool, bool) {
     let v = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -65,7 +69,7 @@ fn accepted_encodings(headers: &HeaderMap) -> (bool, bool) {
             n == name && !q0
         })
     };
-    (has("zstd"), has("gzip"))
+    (has("zstd"), has("gzip"), has("blosc2"))
 }
 
 /// Bodies at least this large are compressed by zstd's worker threads.
@@ -120,22 +124,28 @@ fn gzip(data: &[u8]) -> Option<Vec<u8>> {
 
 /// Compresses `body` with the best encoding the client accepts, if that pays, on one thread.
 pub fn compress(headers: &HeaderMap, body: &Bytes) -> Option<(&'static str, Bytes)> {
-    compress_with(headers, body, 1)
+    compress_with(headers, body, 1, None)
 }
 
-/// As [`compress`], with zstd on up to `workers` threads for large bodies.
+/// As [`compress`], on up to `workers` threads for large bodies. Raw array bytes (elements of
+/// `typesize`) go out as blosc2 when the client takes it: shuffled LZ4 encodes and decodes
+/// several times faster than zstd for about the same size.
 fn compress_with(
     headers: &HeaderMap,
     body: &Bytes,
     workers: usize,
+    typesize: Option<usize>,
 ) -> Option<(&'static str, Bytes)> {
     if body.len() < MIN_COMPRESS {
         return None;
     }
-    let (z, g) = accepted_encodings(headers);
+    let (z, g, b) = accepted_encodings(headers);
     let zstd = move |d: &[u8]| zstd_with(d, workers);
+    let blosc = move |d: &[u8]| Some(crate::blosc::encode(d, typesize.unwrap_or(1), workers));
     type Codec<'a> = &'a dyn Fn(&[u8]) -> Option<Vec<u8>>;
-    let (name, f): (&'static str, Codec) = if z {
+    let (name, f): (&'static str, Codec) = if b && typesize.is_some() {
+        ("blosc2", &blosc)
+    } else if z {
         ("zstd", &zstd)
     } else if g {
         ("gzip", &gzip)
@@ -191,6 +201,7 @@ pub async fn cached(
             media_type: media_type.to_string(),
             etag: Some(etag),
             filename,
+            typesize: None,
         },
     )
     .await)
@@ -206,15 +217,16 @@ pub async fn send(headers: &HeaderMap, p: Payload) -> Response {
     let compressed = if body.len() > 256 * 1024 {
         let hdrs = headers.clone();
         let permits = compression_permits(body.len()).await;
+        let typesize = p.typesize;
         tokio::task::spawn_blocking(move || {
             let workers = permits.len();
-            compress_with(&hdrs, &body, workers)
+            compress_with(&hdrs, &body, workers, typesize)
         })
         .await
         .ok()
         .flatten()
     } else {
-        compress(headers, &body)
+        compress_with(headers, &body, 1, p.typesize)
     };
     let mut resp = match &compressed {
         Some((_, b)) => b.clone().into_response(),
@@ -261,6 +273,7 @@ pub async fn document(headers: &HeaderMap, doc: &Value) -> Result<Response, ApiE
             media_type: media_type.to_string(),
             etag: Some(etag),
             filename: None,
+            typesize: None,
         },
     )
     .await)
@@ -290,15 +303,7 @@ mod tests {
     fn small_random_or_unaccepted_bodies_stay_plain() {
         assert!(compress(&hdrs("zstd"), &Bytes::from(vec![1u8; 100])).is_none());
         assert!(compress(&hdrs("identity"), &Bytes::from(vec![1u8; 40_000])).is_none());
-        let mut x = 0x9e3779b97f4a7c15u64;
-        let noise: Vec<u8> = (0..300_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::blosc::tests::noise(300_000, 0x9e37_79b9_7f4a_7c15);
         assert!(compress(&hdrs("zstd"), &Bytes::from(noise)).is_none());
     }
 
@@ -330,7 +335,7 @@ mod tests {
     #[test]
     fn large_bodies_compress_in_parallel_to_one_frame() {
         let body = levels(PARALLEL_ZSTD + 12345, 4);
-        let (enc, out) = compress_with(&hdrs("zstd"), &body, 2).unwrap();
+        let (enc, out) = compress_with(&hdrs("zstd"), &body, 2, None).unwrap();
         assert_eq!(enc, "zstd");
         // One frame that any zstd decoder reads whole, with its size recorded.
         assert_eq!(

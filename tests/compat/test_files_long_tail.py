@@ -126,3 +126,31 @@ def test_scipys_netcdf3_test_files(cli_tree, files, name):
         np.testing.assert_array_equal(got[var].values, want[var].values, err_msg=var)
         assert set(got[var].attrs) == set(want[var].attrs), var
 
+
+
+def test_raw_array_bytes_go_out_as_blosc2_when_the_client_offers_it(server):
+    """The Tiled client offers blosc2 (and decodes it with C-Blosc2): raw array bytes are sent
+    as byte-shuffled LZ4 chunks, blocks LZ4 cannot shrink as they are."""
+    import tiled.client.decoders  # noqa: F401  (registers the client's blosc2 decoder)
+
+    rng = np.random.default_rng(3)
+    mixed = np.concatenate([np.zeros(300_000), rng.random(300_000), np.zeros(300_000)])
+    mixed = mixed.reshape(9, -1)
+    frames = rng.poisson(3, size=(4, 300, 200)).astype("uint16")
+    # Random bytes between zeros: their blocks do not shrink and are sent as they are.
+    raw = np.concatenate([np.zeros(600_000, "u1"), rng.integers(0, 256, 300_000, "u1"),
+                          np.zeros(600_000, "u1")])
+    c = server.client()
+    for key, data in [("mixed", mixed), ("frames", frames), ("raw", raw)]:
+        node = c.write_array(data, key=f"blosc_{key}")
+        assert np.array_equal(node.read(), data), key  # the client's own negotiation
+        url = node.item["links"]["full"]
+        for encoding in ["blosc2", "zstd"]:
+            r = node.context.http_client.get(url, headers={
+                "Accept": "application/octet-stream", "Accept-Encoding": encoding})
+            assert r.status_code == 200 and r.headers["content-encoding"] == encoding, key
+            got = np.frombuffer(r.content, dtype=data.dtype).reshape(data.shape)
+            assert np.array_equal(got, data), (key, encoding)
+        r = node.context.http_client.get(url, headers={
+            "Accept": "application/octet-stream", "Accept-Encoding": "blosc2"})
+        assert int(r.headers["content-length"]) < 0.5 * data.nbytes, key

@@ -237,6 +237,7 @@ async fn send_array(
                 media_type: media.to_string(),
                 etag: Some(etag),
                 filename,
+                typesize: Some(structure.data_type.itemsize()),
             },
         )
         .await);
@@ -351,6 +352,7 @@ async fn send_sparse(
             body,
             media_type: media.to_string(),
             filename: req.params.get("filename").map(str::to_string),
+            typesize: None,
         },
     )
     .await)
@@ -395,6 +397,7 @@ pub async fn awkward_buffers(
             body,
             media_type: negotiate::ZIP.to_string(),
             filename: None,
+            typesize: None,
         },
     )
     .await)
@@ -444,6 +447,7 @@ pub async fn awkward_full(
             body,
             media_type: media.to_string(),
             filename: req.params.get("filename").map(str::to_string),
+            typesize: None,
         },
     )
     .await)
@@ -512,6 +516,7 @@ pub async fn ragged_full(
             body,
             media_type: media.to_string(),
             filename: req.params.get("filename").map(str::to_string),
+            typesize: None,
         },
     )
     .await)

@@ -472,6 +472,7 @@ pub async fn full(state: &AppState, req: &Request, path: &[String]) -> Result<Re
             body,
             media_type: media.to_string(),
             filename: req.params.get("filename").map(str::to_string),
+            typesize: None,
         },
     )
     .await)
