@@ -311,17 +311,17 @@ fn reference_date(s: &str) -> Option<i64> {
             let z = z.trim_start_matches(['+', '-']);
             let (h, m) = match z.split_once(':') {
                 Some((h, m)) => (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?),
-                None if z.len() > 2 => (
-                    z[..z.len() - 2].parse().ok()?,
-                    z[z.len() - 2..].parse().ok()?,
-                ),
+                None if z.len() > 2 => {
+                    let (h, m) = z.split_at_checked(z.len() - 2)?;
+                    (h.parse().ok()?, m.parse().ok()?)
+                }
                 None => (z.parse().ok()?, 0),
             };
-            sign * (h * 60 + m)
+            sign * h.checked_mul(60)?.checked_add(m)?
         }
     };
     let utc = day.and_time(time).and_utc().timestamp_nanos_opt()?;
-    utc.checked_sub(offset_minutes * 60_000_000_000)
+    utc.checked_sub(offset_minutes.checked_mul(60_000_000_000)?)
 }
 
 /// xarray's float type for packed data: from the attributes' types when they agree (float64
@@ -450,6 +450,26 @@ mod tests {
             Some(90_000_000_000_000)
         );
         assert_eq!(time_units("furlongs since 1970-01-01"), None);
+        // What a file may hold instead of a date: no panic, no overflow, just no time.
+        for units in [
+            "days since 1970-01-01 00:00:00 +0\u{e9}5",
+            "days since 1970-01-01 00:00:00 +\u{e9}\u{e9}",
+            "days since 99999999999-1-1",
+            "days since 1970-01-01 +99999999999999999:00",
+            "days since 1970-01-01 -9223372036854775807",
+            "seconds since 1970-01-01T25:61:99",
+            "seconds since 1970-01-01 00:00:1e400",
+            "seconds since 1970-01-01 00:00:-5",
+            "days since -1-1-1",
+            "days since 1970-01-01 \u{1F600}",
+            "hours since 9999-12-31 23:59:59",
+        ] {
+            let t = time_units(units);
+            assert!(
+                t.is_none() || units.starts_with("hours since 9999"),
+                "{units}: {t:?}"
+            );
+        }
         assert_eq!(time_units("days since yesterday"), None);
         let d = CfDecode::new(
             &int(2),
