@@ -124,7 +124,12 @@ impl CfDecode {
                 (n, _) => n.f64(),
             })
             .filter(|v| !v.is_nan())
+            .map(|v| v + 0.0) // -0.0 as 0.0, which it equals
             .collect();
+        // Sorted and distinct: a file may list many, and every value is looked up.
+        let mut fills = fills;
+        fills.sort_by(f64::total_cmp);
+        fills.dedup();
         let packed = attrs.scale_factor.is_some() || attrs.add_offset.is_some();
         let time = attrs.time();
         let float = |size| {
@@ -179,18 +184,20 @@ impl CfDecode {
 
     /// Decodes a block read as the stored type.
     pub fn apply(&self, data: ArrayData) -> Result<ArrayData, AdapterError> {
-        let values = read_numbers(&self.read, &data.bytes).ok_or_else(|| {
-            AdapterError::Read(format!(
-                "a block of {} bytes is not whole {}-byte values",
-                data.bytes.len(),
-                self.read.itemsize
-            ))
-        })?;
+        // The stored bytes as the type that is read (an `_Unsigned` view of them, maybe).
+        let values = ArrayData::new(
+            DataType::Builtin(self.read.clone()),
+            data.shape.clone(),
+            data.bytes.clone(),
+        )
+        .to_f64_vec()
+        .map_err(|e| AdapterError::Read(format!("decoding a NetCDF variable: {e}")))?
+        .into_iter();
         let bytes: Vec<u8> = match (self.served.kind, self.served.itemsize) {
             (Kind::DateTime, _) => {
                 let (per, epoch) = self.time.unwrap_or((1, 0));
                 values
-                    .map(|v| match self.fills.contains(&v) {
+                    .map(|v| match self.is_fill(v) {
                         true => i64::MIN,
                         false => instant(self.unpack64(v), per, epoch),
                     })
@@ -200,16 +207,15 @@ impl CfDecode {
             (Kind::Float, 4) => values
                 .map(|v| {
                     let x = v as f32;
-                    let x = match self.fills.contains(&f64::from(x)) {
+                    match self.is_fill(f64::from(x)) {
                         true => f32::NAN,
                         false => self.unpack32(x),
-                    };
-                    x.to_le_bytes()
+                    }
                 })
-                .collect::<Vec<_>>()
-                .concat(),
+                .flat_map(f32::to_le_bytes)
+                .collect(),
             (Kind::Float, 8) => values
-                .map(|v| match self.fills.contains(&v) {
+                .map(|v| match self.is_fill(v) {
                     true => f64::NAN,
                     false => self.unpack64(v),
                 })
@@ -219,6 +225,15 @@ impl CfDecode {
             _ => data.bytes.to_vec(),
         };
         Ok(ArrayData::new(self.served(), data.shape, bytes))
+    }
+
+    /// Whether `v` is one of the fill values (which are sorted, without NaN or -0.0).
+    fn is_fill(&self, v: f64) -> bool {
+        !self.fills.is_empty()
+            && self
+                .fills
+                .binary_search_by(|f| f.total_cmp(&(v + 0.0)))
+                .is_ok()
     }
 
     /// `x * scale + offset` in single precision, each step computed in the wider of the
@@ -345,43 +360,6 @@ fn packed_float(read: &BuiltinDType, scale: Option<Num>, offset: Option<Num>) ->
         (Some(s), None) => size(s),
         (None, None) => read.itemsize,
     }
-}
-
-/// The values of `bytes` as `dtype` holds them, each as a float64.
-fn read_numbers<'a>(
-    dtype: &BuiltinDType,
-    bytes: &'a [u8],
-) -> Option<Box<dyn Iterator<Item = f64> + 'a>> {
-    let n = dtype.itemsize;
-    if n == 0 || !bytes.len().is_multiple_of(n) {
-        return None;
-    }
-    let big = dtype.endianness == Endianness::Big;
-    macro_rules! each {
-        ($t:ty) => {
-            Box::new(bytes.chunks_exact(n).map(move |c| {
-                let a = c.try_into().expect("chunks of the type's size");
-                (if big {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                }) as f64
-            }))
-        };
-    }
-    Some(match (dtype.kind, n) {
-        (Kind::Int, 1) => each!(i8),
-        (Kind::Int, 2) => each!(i16),
-        (Kind::Int, 4) => each!(i32),
-        (Kind::Int, 8) => each!(i64),
-        (Kind::UInt, 1) => each!(u8),
-        (Kind::UInt, 2) => each!(u16),
-        (Kind::UInt, 4) => each!(u32),
-        (Kind::UInt, 8) => each!(u64),
-        (Kind::Float, 4) => each!(f32),
-        (Kind::Float, 8) => each!(f64),
-        _ => return None,
-    })
 }
 
 /// A reader of stored blocks whose blocks are served decoded.
@@ -519,11 +497,11 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let out = d.apply(ArrayData::new(int(2), vec![3], stored)).unwrap();
-        let v: Vec<f32> = out
-            .bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        assert_eq!(
+            out.dtype.builtin().map(|b| b.numpy_str()).as_deref(),
+            Some("<f4")
+        );
+        let v = out.to_f64_vec().unwrap();
         assert_eq!(v[0], 11.0);
         assert!(v[1].is_nan());
         assert_eq!(v[2], 8.0);
@@ -540,12 +518,31 @@ mod tests {
         let out = d
             .apply(ArrayData::new(int(1), vec![2], vec![0xFF, 0xFE]))
             .unwrap();
-        let v: Vec<f32> = out
-            .bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let v = out.to_f64_vec().unwrap();
         assert!(v[0].is_nan());
         assert_eq!(v[1], 254.0);
+        // Many fills, repeated, and -0.0 (which equals 0.0): each value looks them up.
+        let f4 = DataType::Builtin(BuiltinDType::new(Kind::Float, 4));
+        let mut missing: Vec<Num> = (0..10_000).map(|i| Num::F32(1000.0 + i as f32)).collect();
+        missing.extend([Num::F32(-0.0), Num::F32(5.0), Num::F32(5.0)]);
+        let d = CfDecode::new(
+            &f4,
+            &CfAttrs {
+                missing_value: missing,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let stored: Vec<u8> = [0.0f32, -0.0, 5.0, 1.0, 10_999.0, 11_000.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let v = d
+            .apply(ArrayData::new(f4, vec![6], stored))
+            .unwrap()
+            .to_f64_vec()
+            .unwrap();
+        let masked: Vec<bool> = v.iter().map(|x| x.is_nan()).collect();
+        assert_eq!(masked, [true, true, true, false, true, false]);
     }
 }

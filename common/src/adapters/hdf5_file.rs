@@ -543,7 +543,12 @@ fn string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
 fn cf_attrs(ds: &hdf5::Dataset) -> CfAttrs {
     use hdf5::types::FloatSize;
     let nums = |name: &str| -> Vec<Num> {
-        let Ok(a) = ds.attr(name) else {
+        // As many values as an attribute shown in metadata may hold, at most.
+        let Some(a) = ds
+            .attr(name)
+            .ok()
+            .filter(|a| a.size() <= MAX_DESCRIBED_ELEMENTS)
+        else {
             return Vec::new();
         };
         match a.dtype().and_then(|t| t.to_descriptor()) {
@@ -1677,17 +1682,21 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
         .dtype()
         .and_then(|t| t.to_descriptor())
         .map_err(|e| read_err(&path, "reading the dataset's type", e))?;
-    let native = || {
-        array_structure(&ds)
-            .map_err(|e| AdapterError::BadSource(format!("{}: {e}", super::shown(&path))))
-    };
     // A NetCDF variable is served as xarray reads it: the node's structure is the served
-    // one, the reader below reads what is stored.
+    // one, the reader below reads what is stored. The file's own structure is described (which
+    // reads every variable-length string) only when needed, and once.
     let served: Option<ArrayStructure> = super::structure_of(source).ok();
-    let view = match source.mimetype == NETCDF_MIMETYPE {
-        true => {
-            let native = native()?;
-            let view = NcView::of(&ds, &native);
+    let netcdf = source.mimetype == NETCDF_MIMETYPE;
+    let native = match netcdf || served.is_none() {
+        true => Some(
+            array_structure(&ds)
+                .map_err(|e| AdapterError::BadSource(format!("{}: {e}", super::shown(&path))))?,
+        ),
+        false => None,
+    };
+    let view = match (netcdf, &native) {
+        (true, Some(native)) => {
+            let view = NcView::of(&ds, native);
             let decoded = view.served(native.clone());
             match &served {
                 // A node that declares the stored type and shape where decoding changes them
@@ -1704,11 +1713,14 @@ pub fn open(source: &DataSource) -> Result<Adapter, AdapterError> {
                 _ => view,
             }
         }
-        false => NcView::default(),
+        _ => NcView::default(),
     };
-    let structure: ArrayStructure = match &served {
-        Some(s) => view.stored(s.clone()),
-        None => native()?,
+    let structure: ArrayStructure = match (&served, native) {
+        (Some(s), _) => view.stored(s.clone()),
+        // Described above whenever the node declares no structure.
+        (None, native) => native.ok_or_else(|| {
+            AdapterError::BadSource(format!("{}: {dataset}: no structure", super::shown(&path)))
+        })?,
     };
     let served = served.unwrap_or_else(|| view.served(structure.clone()));
     let declared_size = structure.data_type.itemsize();

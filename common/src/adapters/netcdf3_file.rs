@@ -234,6 +234,8 @@ fn check_header(path: &Path) -> Result<Option<Vec<u8>>, AdapterError> {
 struct PatchedHeader {
     header: Vec<u8>,
     file: std::fs::File,
+    /// The file's length, read once (the reader seeks for every variable).
+    len: u64,
     at: u64,
 }
 
@@ -256,10 +258,9 @@ impl Read for PatchedHeader {
 impl std::io::Seek for PatchedHeader {
     fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
         use std::io::SeekFrom;
-        let len = self.file.metadata()?.len();
         let to = match pos {
             SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => len.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.at.checked_add_signed(d),
         };
         self.at = to.ok_or_else(|| {
@@ -280,9 +281,11 @@ fn open_reader(path: &Path) -> Result<FileReader, AdapterError> {
         None => FileReader::open(path).map_err(bad),
         Some(header) => {
             let file = std::fs::File::open(path).map_err(|e| bad(e.into()))?;
+            let len = file.metadata().map_err(|e| bad(e.into()))?.len();
             let patched = PatchedHeader {
                 header,
                 file,
+                len,
                 at: 0,
             };
             FileReader::open_seek_read(&path.to_string_lossy(), Box::new(patched)).map_err(bad)
